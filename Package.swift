@@ -1,0 +1,43 @@
+// swift-tools-version:6.0
+// idlevit: turn pretrained DeiT checkpoints into IdleViT models and prove them right.
+//
+// The pipeline is visible in the targets: file -> importer -> IR graph -> passes ->
+// interpreter / bundle writer. C libraries sit behind thin system-library targets.
+import PackageDescription
+
+let package = Package(
+    name: "idlevit",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "idlevit", targets: ["idlevit"]),
+        .library(name: "IdleViTKit", targets: ["IdleViTKit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries.
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+
+        // The canonical graph IR: values, nodes, constants, text and JSON forms.
+        .target(name: "IR"),
+        // Files -> weight sets -> DeiT recognition -> IR.
+        .target(name: "Importers", dependencies: ["IR"]),
+        // Graph -> graph rewrites (the IdleViT rewrite lives here).
+        .target(name: "Passes", dependencies: ["IR"]),
+        // CPU execution of the IR.
+        .target(name: "Interpreter", dependencies: ["IR", "CBLAS"]),
+        // Activation comparison against PyTorch references.
+        .target(name: "Verification", dependencies: ["IR"]),
+        // Facade: detect a file's format, import, rewrite, run.
+        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "Passes", "Interpreter", "Verification"]),
+        // The command line.
+        .target(name: "IdleViTCLI", dependencies: [
+            "IdleViTKit",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "idlevit", dependencies: ["IdleViTCLI"]),
+
+        .testTarget(name: "IdleViTTests", dependencies: ["IdleViTKit", "IdleViTCLI", "idlevit"]),
+    ]
+)

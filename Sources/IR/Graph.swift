@@ -1,0 +1,110 @@
+/// A named graph input (the image batch).
+public struct GraphInput: Hashable, Sendable {
+    public var name: String
+    public var type: ValueType
+
+    public init(name: String, type: ValueType) {
+        self.name = name
+        self.type = type
+    }
+}
+
+/// A weight: a named Float32 constant. `tensor` points into mapped or owned storage; it is
+/// nil only for a graph read back from JSON without its weights.
+public struct Constant: Sendable {
+    public var name: String
+    public var shape: [Int]
+    /// What the checkpoint stored before conversion to Float32.
+    public var sourceType: ElementType
+    public var tensor: FloatTensor?
+
+    public init(name: String, shape: [Int], sourceType: ElementType = .f32, tensor: FloatTensor?) {
+        self.name = name
+        self.shape = shape
+        self.sourceType = sourceType
+        self.tensor = tensor
+    }
+
+    public init(name: String, tensor: FloatTensor, sourceType: ElementType = .f32) {
+        self.init(name: name, shape: tensor.shape, sourceType: sourceType, tensor: tensor)
+    }
+
+    public var type: ValueType { ValueType(.f32, shape.map(Dim.fixed)) }
+}
+
+/// One operation. Its output is a value named after the node, which carries the timm module
+/// name where one exists (`blocks.3`, `norm`, `logits`), so activations line up with
+/// PyTorch reference files.
+public struct Node: Hashable, Sendable {
+    public var name: String
+    public var op: OpKind
+    public var inputs: [String]
+    public var attributes: Attributes
+    public var type: ValueType
+
+    public init(_ name: String, _ op: OpKind, _ inputs: [String], _ attributes: Attributes = Attributes(), type: ValueType) {
+        self.name = name
+        self.op = op
+        self.inputs = inputs
+        self.attributes = attributes
+        self.type = type
+    }
+}
+
+/// A small typed dataflow graph: inputs, named constants, nodes in execution order
+/// (each reads only inputs, constants and earlier nodes), and named outputs.
+public struct Graph: Sendable {
+    public var inputs: [GraphInput]
+    public private(set) var constants: [Constant]
+    public var nodes: [Node]
+    public var outputs: [String]
+    /// The recognised architecture, when the graph is a DeiT.
+    public var architecture: DeiTArchitecture?
+    /// Free-form provenance and schedule facts (string to string), carried into bundles.
+    public var metadata: [String: String]
+
+    private var constantIndex: [String: Int] = [:]
+
+    public init(inputs: [GraphInput], constants: [Constant] = [], nodes: [Node] = [], outputs: [String] = [],
+                architecture: DeiTArchitecture? = nil, metadata: [String: String] = [:]) {
+        self.inputs = inputs
+        self.constants = []
+        self.nodes = nodes
+        self.outputs = outputs
+        self.architecture = architecture
+        self.metadata = metadata
+        for constant in constants { addConstant(constant) }
+    }
+
+    public mutating func addConstant(_ constant: Constant) {
+        if let index = constantIndex[constant.name] {
+            constants[index] = constant
+        } else {
+            constantIndex[constant.name] = constants.count
+            constants.append(constant)
+        }
+    }
+
+    public func constant(named name: String) -> Constant? {
+        constantIndex[name].map { constants[$0] }
+    }
+
+    public func node(named name: String) -> Node? { nodes.first { $0.name == name } }
+
+    /// The type of any value: input, constant or node output.
+    public func type(of name: String) -> ValueType? {
+        if let input = inputs.first(where: { $0.name == name }) { return input.type }
+        if let constant = constant(named: name) { return constant.type }
+        return nodes.last(where: { $0.name == name })?.type
+    }
+
+    /// Total number of weight elements.
+    public var parameterCount: Int { constants.reduce(0) { $0 + $1.shape.elementCount } }
+
+    /// Op counts, for summaries.
+    public var opHistogram: [(OpKind, Int)] {
+        var counts: [OpKind: Int] = [:]
+        for node in nodes { counts[node.op, default: 0] += 1 }
+        return OpKind.allCases.compactMap { op in counts[op].map { (op, $0) } }
+    }
+}

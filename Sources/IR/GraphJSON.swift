@@ -1,0 +1,180 @@
+/// The JSON form of a graph, validated by `Schemas/ir.schema.json`. Weights are referred to by
+/// name and shape only; a bundle carries their bytes beside the graph.
+public enum GraphJSON {
+    public static let formatName = "idlevit-ir"
+    public static let version = 1
+
+    public static func encode(_ graph: Graph) -> JSONValue {
+        var pairs: [(key: String, value: JSONValue)] = [
+            ("format", .string(formatName)),
+            ("version", .int(version)),
+        ]
+        if let architecture = graph.architecture { pairs.append(("architecture", encode(architecture))) }
+        pairs.append(("metadata", .object(graph.metadata.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })))
+        pairs.append(("inputs", .array(graph.inputs.map { .object([("name", .string($0.name)), ("type", encode($0.type))]) })))
+        pairs.append(("constants", .array(graph.constants.map {
+            .object([("name", .string($0.name)), ("shape", .array($0.shape.map(JSONValue.int))),
+                     ("source_dtype", .string($0.sourceType.rawValue))])
+        })))
+        pairs.append(("nodes", .array(graph.nodes.map(encode))))
+        pairs.append(("outputs", .array(graph.outputs.map(JSONValue.string))))
+        return .object(pairs)
+    }
+
+    public static func encode(_ architecture: DeiTArchitecture) -> JSONValue {
+        .object([
+            ("image_size", .int(architecture.imageSize)),
+            ("patch_size", .int(architecture.patchSize)),
+            ("in_channels", .int(architecture.inChannels)),
+            ("embed_dim", .int(architecture.embedDim)),
+            ("depth", .int(architecture.depth)),
+            ("num_heads", .int(architecture.heads)),
+            ("mlp_hidden", .int(architecture.mlpHidden)),
+            ("num_classes", .int(architecture.classes)),
+            ("distilled", .bool(architecture.distilled)),
+            ("layer_norm_eps", .double(architecture.layerNormEps)),
+        ])
+    }
+
+    static func encode(_ type: ValueType) -> JSONValue {
+        .object([
+            ("dtype", .string(type.elementType.rawValue)),
+            ("shape", .array(type.shape.map { dim in
+                switch dim {
+                case .batch: return .string("B")
+                case .fixed(let n): return .int(n)
+                }
+            })),
+        ])
+    }
+
+    static func encode(_ node: Node) -> JSONValue {
+        let attributes: [(key: String, value: JSONValue)] = node.attributes.map { entry in
+            switch entry.value {
+            case .int(let v): return (entry.key, .int(v))
+            case .float(let v): return (entry.key, .double(v))
+            case .ints(let v): return (entry.key, .array(v.map(JSONValue.int)))
+            case .string(let v): return (entry.key, .string(v))
+            }
+        }
+        return .object([
+            ("name", .string(node.name)),
+            ("op", .string(node.op.rawValue)),
+            ("inputs", .array(node.inputs.map(JSONValue.string))),
+            ("attributes", .object(attributes)),
+            ("type", encode(node.type)),
+        ])
+    }
+
+    // MARK: decoding
+
+    /// Reads a graph back. Constants come back without tensors; `attachWeights` (or a bundle
+    /// reader) supplies them. The result is validated structurally (weights not required).
+    public static func decode(_ json: JSONValue) throws(GraphError) -> Graph {
+        func fail(_ message: String) -> GraphError { .malformedJSON(message) }
+        guard json["format"]?.stringValue == formatName else { throw fail("'format' is not \"\(formatName)\"") }
+        guard json["version"]?.intValue == version else { throw fail("unsupported 'version' (expected \(version))") }
+        var architecture: DeiTArchitecture?
+        if let value = json["architecture"] { architecture = try decodeArchitecture(value) }
+        var metadata: [String: String] = [:]
+        for pair in json["metadata"]?.objectPairs ?? [] {
+            guard let text = pair.value.stringValue else { throw fail("metadata '\(pair.key)' is not a string") }
+            metadata[pair.key] = text
+        }
+        guard let inputValues = json["inputs"]?.arrayValue, let constantValues = json["constants"]?.arrayValue,
+              let nodeValues = json["nodes"]?.arrayValue, let outputValues = json["outputs"]?.arrayValue else {
+            throw fail("needs arrays 'inputs', 'constants', 'nodes' and 'outputs'")
+        }
+        var inputs: [GraphInput] = []
+        for value in inputValues {
+            guard let name = value["name"]?.stringValue, let type = value["type"] else { throw fail("an input needs 'name' and 'type'") }
+            inputs.append(GraphInput(name: name, type: try decodeType(type, context: "input '\(name)'")))
+        }
+        var constants: [Constant] = []
+        for value in constantValues {
+            guard let name = value["name"]?.stringValue, let dims = value["shape"]?.arrayValue else { throw fail("a constant needs 'name' and 'shape'") }
+            let shape = dims.compactMap(\.intValue)
+            guard shape.count == dims.count, shape.allSatisfy({ $0 >= 0 }) else { throw fail("constant '\(name)' has a bad shape") }
+            let source = value["source_dtype"]?.stringValue.flatMap(ElementType.init(rawValue:)) ?? .f32
+            constants.append(Constant(name: name, shape: shape, sourceType: source, tensor: nil))
+        }
+        var nodes: [Node] = []
+        for value in nodeValues {
+            guard let name = value["name"]?.stringValue, let opName = value["op"]?.stringValue,
+                  let inputNames = value["inputs"]?.arrayValue, let type = value["type"] else {
+                throw fail("a node needs 'name', 'op', 'inputs' and 'type'")
+            }
+            guard let op = OpKind(rawValue: opName) else { throw fail("node '\(name)' has unknown op '\(opName)'") }
+            let names = inputNames.compactMap(\.stringValue)
+            guard names.count == inputNames.count else { throw fail("node '\(name)' has a non-string input") }
+            var attributes = Attributes()
+            for pair in value["attributes"]?.objectPairs ?? [] {
+                attributes[pair.key] = try decodeAttribute(pair.value, context: "node '\(name)' attribute '\(pair.key)'")
+            }
+            nodes.append(Node(name, op, names, attributes, type: try decodeType(type, context: "node '\(name)'")))
+        }
+        let outputs = outputValues.compactMap(\.stringValue)
+        guard outputs.count == outputValues.count else { throw fail("'outputs' holds a non-string") }
+        let graph = Graph(inputs: inputs, constants: constants, nodes: nodes, outputs: outputs,
+                          architecture: architecture, metadata: metadata)
+        try GraphValidator.validate(graph, requireWeights: false)
+        return graph
+    }
+
+    public static func decodeArchitecture(_ value: JSONValue) throws(GraphError) -> DeiTArchitecture {
+        func int(_ key: String) throws(GraphError) -> Int {
+            guard let v = value[key]?.intValue, v > 0 else { throw .malformedJSON("architecture '\(key)' must be a positive integer") }
+            return v
+        }
+        guard let distilled = value["distilled"]?.boolValue else { throw .malformedJSON("architecture 'distilled' must be a boolean") }
+        guard let eps = value["layer_norm_eps"]?.doubleValue, eps >= 0 else { throw .malformedJSON("architecture 'layer_norm_eps' must be a number") }
+        return DeiTArchitecture(imageSize: try int("image_size"), patchSize: try int("patch_size"), inChannels: try int("in_channels"),
+                                embedDim: try int("embed_dim"), depth: try int("depth"), heads: try int("num_heads"),
+                                mlpHidden: try int("mlp_hidden"), classes: try int("num_classes"), distilled: distilled,
+                                layerNormEps: eps)
+    }
+
+    static func decodeType(_ value: JSONValue, context: String) throws(GraphError) -> ValueType {
+        guard let dtypeName = value["dtype"]?.stringValue, let dtype = ElementType(rawValue: dtypeName),
+              let dims = value["shape"]?.arrayValue else {
+            throw .malformedJSON("\(context): type needs a known 'dtype' and a 'shape'")
+        }
+        var shape: [Dim] = []
+        for dim in dims {
+            if dim.stringValue == "B" {
+                shape.append(.batch)
+            } else if let n = dim.intValue, n >= 0 {
+                shape.append(.fixed(n))
+            } else {
+                throw .malformedJSON("\(context): shape entries are \"B\" or non-negative integers")
+            }
+        }
+        return ValueType(dtype, shape)
+    }
+
+    static func decodeAttribute(_ value: JSONValue, context: String) throws(GraphError) -> AttributeValue {
+        switch value {
+        case .number:
+            if value.isIntegerLiteral, let v = value.intValue { return .int(v) }
+            if let v = value.doubleValue { return .float(v) }
+        case .string(let s): return .string(s)
+        case .array(let items):
+            let ints = items.compactMap { $0.isIntegerLiteral ? $0.intValue : nil }
+            if ints.count == items.count { return .ints(ints) }
+        default: break
+        }
+        throw .malformedJSON("\(context) must be a number, a string or an array of integers")
+    }
+}
+
+extension Graph {
+    /// Fills in constant tensors by name, checking each shape.
+    public mutating func attachWeights(_ lookup: (String) -> FloatTensor?) throws(GraphError) {
+        for constant in constants {
+            guard let tensor = lookup(constant.name), tensor.shape == constant.shape else { throw .missingWeights(constant.name) }
+            var filled = constant
+            filled.tensor = tensor
+            addConstant(filled)
+        }
+    }
+}

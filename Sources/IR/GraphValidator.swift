@@ -1,0 +1,69 @@
+/// Checks the invariants every pass and importer must keep: unique names, values defined
+/// before use, node types equal to what their op infers, weights present with the declared
+/// size, outputs that exist.
+public enum GraphValidator {
+    public static func validate(_ graph: Graph, requireWeights: Bool = true) throws(GraphError) {
+        var known: [String: ValueType] = [:]
+        for input in graph.inputs {
+            guard known[input.name] == nil else { throw .duplicateName(input.name) }
+            known[input.name] = input.type
+        }
+        for constant in graph.constants {
+            guard known[constant.name] == nil else { throw .duplicateName(constant.name) }
+            known[constant.name] = constant.type
+            if requireWeights {
+                guard let tensor = constant.tensor, tensor.shape == constant.shape else { throw .missingWeights(constant.name) }
+            }
+        }
+        for node in graph.nodes {
+            var inputTypes: [ValueType] = []
+            for input in node.inputs {
+                guard let type = known[input] else { throw .undefinedValue(node: node.name, value: input) }
+                inputTypes.append(type)
+            }
+            let inferred: ValueType
+            do {
+                inferred = try TypeInference.infer(node.op, inputs: inputTypes, attributes: node.attributes)
+            } catch {
+                throw .inNode(node: node.name, GraphErrorBox(error))
+            }
+            guard inferred == node.type else {
+                throw .typeMismatch(node: node.name, declared: node.type.description, inferred: inferred.description)
+            }
+            guard known[node.name] == nil else { throw .duplicateName(node.name) }
+            known[node.name] = node.type
+        }
+        for output in graph.outputs where known[output] == nil { throw .badOutput(output) }
+    }
+}
+
+/// Adds nodes with their types inferred, so builders and passes never state a type by hand.
+public struct GraphBuilder {
+    public var graph: Graph
+
+    public init(_ graph: Graph) { self.graph = graph }
+
+    @discardableResult
+    public mutating func add(_ name: String, _ op: OpKind, _ inputs: [String], _ attributes: Attributes = Attributes()) throws(GraphError) -> String {
+        var types: [ValueType] = []
+        for input in inputs {
+            guard let type = typeOf(input) else { throw .undefinedValue(node: name, value: input) }
+            types.append(type)
+        }
+        let type: ValueType
+        do {
+            type = try TypeInference.infer(op, inputs: types, attributes: attributes)
+        } catch {
+            throw .inNode(node: name, GraphErrorBox(error))
+        }
+        graph.nodes.append(Node(name, op, inputs, attributes, type: type))
+        nodeTypes[name] = type
+        return name
+    }
+
+    private var nodeTypes: [String: ValueType] = [:]
+
+    private func typeOf(_ name: String) -> ValueType? {
+        nodeTypes[name] ?? graph.type(of: name)
+    }
+}

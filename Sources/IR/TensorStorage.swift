@@ -1,0 +1,109 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Bytes that tensors point into: a read-only memory map of a file, or memory we own.
+///
+/// Weights are mapped, not copied: opening a checkpoint costs O(header), and pages are read
+/// only when a kernel touches them. Converted tensors (F16/BF16 -> F32) live in owned memory.
+public final class TensorStorage: @unchecked Sendable {
+    public let base: UnsafeRawPointer
+    public let byteCount: Int
+    private let release: () -> Void
+
+    private init(base: UnsafeRawPointer, byteCount: Int, release: @escaping () -> Void) {
+        self.base = base
+        self.byteCount = byteCount
+        self.release = release
+    }
+
+    deinit { release() }
+
+    /// Owned, zero-initialised, 64-byte aligned memory.
+    public static func allocate(byteCount: Int) -> (TensorStorage, UnsafeMutableRawPointer) {
+        let size = max(byteCount, 1)
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
+        memory.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        let storage = TensorStorage(base: UnsafeRawPointer(memory), byteCount: byteCount) {
+            memory.deallocate()
+        }
+        return (storage, memory)
+    }
+
+    /// Owned copy of a float array.
+    public static func copying(_ values: [Float]) -> TensorStorage {
+        let (storage, memory) = allocate(byteCount: values.count * 4)
+        values.withUnsafeBytes { memory.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return storage
+    }
+
+    /// Maps a whole file read-only. Errors are returned as text for the caller to wrap.
+    public static func map(path: String) throws(MapError) -> TensorStorage {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw MapError(message: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw MapError(message: String(cString: strerror(errno))) }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw MapError(message: "not a regular file") }
+        let size = Int(info.st_size)
+        if size == 0 {
+            let (storage, _) = allocate(byteCount: 0)
+            return storage
+        }
+        guard let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), address != MAP_FAILED else {
+            throw MapError(message: "mmap failed: " + String(cString: strerror(errno)))
+        }
+        return TensorStorage(base: UnsafeRawPointer(address), byteCount: size) {
+            munmap(address, size)
+        }
+    }
+
+    public struct MapError: Error, CustomStringConvertible {
+        public let message: String
+        public var description: String { message }
+    }
+
+    /// The bytes in `range` as a buffer (no copy).
+    public func bytes(_ range: Range<Int>) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: base + range.lowerBound, count: range.count)
+    }
+}
+
+/// An immutable Float32 tensor whose elements live in a `TensorStorage`.
+public struct FloatTensor: @unchecked Sendable {
+    public let shape: [Int]
+    public let storage: TensorStorage
+    public let pointer: UnsafePointer<Float>
+
+    public init(shape: [Int], storage: TensorStorage, pointer: UnsafePointer<Float>) {
+        self.shape = shape
+        self.storage = storage
+        self.pointer = pointer
+    }
+
+    /// An owned tensor holding `values`.
+    public init(shape: [Int], values: [Float]) {
+        precondition(shape.elementCount == values.count, "shape \(shape) does not hold \(values.count) values")
+        let storage = TensorStorage.copying(values)
+        self.init(shape: shape, storage: storage, pointer: storage.base.assumingMemoryBound(to: Float.self))
+    }
+
+    public var count: Int { shape.elementCount }
+    public var buffer: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: pointer, count: count) }
+    public var values: [Float] { Array(buffer) }
+
+    /// A view of the contiguous rows `[start, end)` along the first axis (no copy).
+    public func rows(_ range: Range<Int>) -> FloatTensor {
+        let rowSize = shape.dropFirst().reduce(1, *)
+        return FloatTensor(shape: [range.count] + shape.dropFirst(), storage: storage,
+                           pointer: pointer + range.lowerBound * rowSize)
+    }
+
+    /// The same elements under another shape with the same element count.
+    public func reshaped(_ newShape: [Int]) -> FloatTensor {
+        precondition(newShape.elementCount == count)
+        return FloatTensor(shape: newShape, storage: storage, pointer: pointer)
+    }
+}
