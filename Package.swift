@@ -23,6 +23,8 @@ let package = Package(
         .target(name: "IR"),
         // Files -> weight sets -> DeiT recognition -> IR.
         .target(name: "Importers", dependencies: ["IR"]),
+        // IR and weights -> files: safetensors checkpoints, atomic output.
+        .target(name: "Exporters", dependencies: ["IR", "Importers"]),
         // Graph -> graph rewrites (the IdleViT rewrite lives here).
         .target(name: "Passes", dependencies: ["IR"]),
         // CPU execution of the IR.
@@ -30,7 +32,7 @@ let package = Package(
         // Activation comparison against PyTorch references.
         .target(name: "Verification", dependencies: ["IR"]),
         // Facade: detect a file's format, import, rewrite, run.
-        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "Passes", "Interpreter", "Verification"]),
+        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "Exporters", "Passes", "Interpreter", "Verification"]),
         // The command line.
         .target(name: "IdleViTCLI", dependencies: [
             "IdleViTKit",

@@ -112,3 +112,10 @@ public struct Attributes: Hashable, Sendable, Sequence {
         }
     }
 }
+
+extension Attributes: ExpressibleByDictionaryLiteral {
+    public init(dictionaryLiteral elements: (String, AttributeValue)...) {
+        self.init()
+        for (key, value) in elements { self[key] = value }
+    }
+}

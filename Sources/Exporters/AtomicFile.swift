@@ -1,0 +1,103 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
+
+/// Writes an output file so that readers only ever see the whole thing or nothing: the
+/// bytes go to a temporary file in the destination's folder, which is fsynced and renamed
+/// over the destination at `commit()`. Dropping it uncommitted (an error, Ctrl-C through
+/// `AtomicFile.removeAllPending()`) deletes the temporary file.
+public final class AtomicFile {
+    public let destination: String
+    public let temporaryPath: String
+    private var descriptor: Int32
+    private var committed = false
+
+    /// Temporary files not yet committed, so a signal handler can remove them.
+    private static let pending = Mutex<Set<String>>([])
+
+    public init(destination: String) throws(ExportError) {
+        self.destination = destination
+        let folder = destination.contains("/") ? String(destination[..<destination.lastIndex(of: "/")!]) : "."
+        let base = destination.split(separator: "/").last.map(String.init) ?? destination
+        var template = ((folder.isEmpty ? "/" : folder + "/") + "." + base + ".tmp-XXXXXX").utf8CString
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else {
+            throw .cannotWrite(file: destination, reason: "cannot create a temporary file in '\(folder)': " + String(cString: strerror(errno)))
+        }
+        descriptor = fd
+        temporaryPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        fchmod(fd, 0o644)
+        AtomicFile.pending.withLock { _ = $0.insert(temporaryPath) }
+    }
+
+    deinit {
+        if !committed { abandon() }
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(ExportError) {
+        var offset = 0
+        while offset < bytes.count {
+            let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                let reason = String(cString: strerror(errno))
+                abandon()
+                throw .cannotWrite(file: destination, reason: reason)
+            }
+            offset += written
+        }
+    }
+
+    public func write(_ bytes: [UInt8]) throws(ExportError) {
+        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
+        defer { copy.deallocate() }
+        copy.copyBytes(from: bytes)
+        try write(UnsafeRawBufferPointer(copy))
+    }
+
+    /// Flushes and renames into place.
+    public func commit() throws(ExportError) {
+        guard fsync(descriptor) == 0 else {
+            let reason = String(cString: strerror(errno))
+            abandon()
+            throw .cannotWrite(file: destination, reason: "fsync: " + reason)
+        }
+        close(descriptor)
+        descriptor = -1
+        guard rename(temporaryPath, destination) == 0 else {
+            let reason = String(cString: strerror(errno))
+            abandon()
+            throw .cannotWrite(file: destination, reason: "rename: " + reason)
+        }
+        committed = true
+        AtomicFile.pending.withLock { _ = $0.remove(temporaryPath) }
+    }
+
+    private func abandon() {
+        if descriptor >= 0 { close(descriptor); descriptor = -1 }
+        unlink(temporaryPath)
+        AtomicFile.pending.withLock { _ = $0.remove(temporaryPath) }
+    }
+
+    /// Removes every uncommitted temporary file (called from the SIGINT/SIGTERM handler).
+    public static func removeAllPending() {
+        let paths = pending.withLock { $0 }
+        for path in paths { unlink(path) }
+    }
+}
+
+/// Why an output could not be written.
+public enum ExportError: Error, CustomStringConvertible {
+    case cannotWrite(file: String, reason: String)
+    case invalidRequest(String)
+
+    public var description: String {
+        switch self {
+        case .cannotWrite(let file, let reason): return "\(file): cannot write: \(reason)"
+        case .invalidRequest(let message): return message
+        }
+    }
+}

@@ -1,0 +1,59 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Importers
+
+/// Detects a model file's kind from its first bytes, never from its extension.
+public enum FormatDetection {
+    static let hdf5Signature: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]
+
+    public static func detect(path: String) throws(ImportError) -> ModelFormat {
+        let file = displayName(path)
+        let head = try readPrefix(path: path, count: 1024 + 8)
+        guard !head.isEmpty else { throw .invalidFile(file: file, format: "model file", rule: "the file is empty") }
+        if head.starts(with: Array("version https://git-lfs".utf8)) {
+            throw .invalidFile(file: file, format: "model file",
+                               rule: "this is a Git LFS pointer file, not the weights: run `git lfs pull` to fetch the real file")
+        }
+        // HDF5: the signature at 0 or after a user block of 512, 1024, ... bytes.
+        for offset in [0, 512, 1024] where head.count >= offset + 8 {
+            if Array(head[offset..<offset + 8]) == hdf5Signature { return .hdf5 }
+        }
+        // safetensors: a little-endian u64 header length, then '{'.
+        if head.count >= 9 {
+            var length: UInt64 = 0
+            for i in 0..<8 { length |= UInt64(head[i]) << (8 * UInt64(i)) }
+            if head[8] == UInt8(ascii: "{") && length >= 2 {
+                return isBundle(head: head) ? .bundle : .safetensors
+            }
+            if head[8] == UInt8(ascii: "{") || (length > 0 && length < (1 << 40) && head[7] == 0 && head[6] == 0 && head[0] != 0x08) {
+                return .safetensors  // let the safetensors validator say what is wrong
+            }
+        }
+        if head.count < 9, head[0] != 0x08 { return .safetensors }
+        // ONNX ModelProto: a protobuf message whose first field is usually ir_version (tag 0x08).
+        if [0x08, 0x12, 0x1A, 0x22, 0x2A, 0x32, 0x3A, 0x42, 0x72].contains(head[0]) { return .onnx }
+        throw .unrecognizedFormat(file: file, reason: "the first bytes match no known signature")
+    }
+
+    /// A bundle is a safetensors file whose metadata says `"format":"idlevit-bundle"`; the
+    /// writer puts `__metadata__` first, so its start tells.
+    static func isBundle(head: [UInt8]) -> Bool {
+        let text = String(decoding: head.dropFirst(8), as: UTF8.self)
+        return text.hasPrefix("{\"__metadata__\":{") && text.contains("\"format\":\"idlevit-bundle\"")
+    }
+
+    static func readPrefix(path: String, count: Int) throws(ImportError) -> [UInt8] {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw .unreadable(file: displayName(path), reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var info = stat()
+        if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
+            throw .unreadable(file: displayName(path), reason: "is a folder, not a model file")
+        }
+        var buffer = [UInt8](repeating: 0, count: count)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, count) }
+        guard n >= 0 else { throw .unreadable(file: displayName(path), reason: String(cString: strerror(errno))) }
+        return Array(buffer.prefix(n))
+    }
+}

@@ -1,0 +1,70 @@
+import IR
+import Importers
+
+/// A model file turned into the canonical IR, with what `inspect` needs to describe it.
+public struct LoadedModel: Sendable {
+    public var path: String
+    public var format: ModelFormat
+    /// Tensors as stored in the file (before renaming), for `inspect`.
+    public var sourceTensors: [TensorSummary]
+    public var sourceMetadata: [String: String]
+    public var recognized: RecognizedDeiT
+    public var graph: Graph
+    /// Format-specific facts (`ONNX opset`, op histogram, HDF5 layout...), printed by `inspect`.
+    public var details: [(String, String)]
+}
+
+public struct TensorSummary: Sendable {
+    public var name: String
+    public var dtype: String
+    public var shape: [Int]
+    public var bytes: Int
+}
+
+public struct LoadOptions: Sendable {
+    public var recognition: RecognitionOptions
+
+    public init(recognition: RecognitionOptions = RecognitionOptions()) {
+        self.recognition = recognition
+    }
+}
+
+/// file -> importer -> weight set -> DeiT recogniser -> dense IR graph.
+public enum ModelLoader {
+    public static func load(_ path: String, options: LoadOptions = LoadOptions()) throws(ImportError) -> LoadedModel {
+        let format = try FormatDetection.detect(path: path)
+        let file = displayName(path)
+        var weights: WeightSet
+        var summaries: [TensorSummary] = []
+        var details: [(String, String)] = []
+        var recognition = options.recognition
+        switch format {
+        case .safetensors, .bundle:
+            let reader = try SafetensorsFile(path: path)
+            summaries = reader.entries.map {
+                TensorSummary(name: $0.name, dtype: $0.dtype.rawValue, shape: $0.shape, bytes: $0.dataRange.count)
+            }
+            weights = try reader.weightSet(format: format)
+        case .onnx:
+            throw .unrecognizedFormat(file: file, reason: "ONNX import is not built into this idlevit")
+        case .hdf5:
+            throw .unrecognizedFormat(file: file, reason: "HDF5 import is not built into this idlevit")
+        }
+        if summaries.isEmpty {
+            summaries = weights.weights.map {
+                TensorSummary(name: $0.name, dtype: $0.sourceType.safetensorsName, shape: $0.shape, bytes: $0.tensor.count * $0.sourceType.size)
+            }
+        }
+        let config = try HuggingFaceConfig.load(nextTo: path)
+        if config != nil { details.append(("config.json", "found next to the weights")) }
+        let recognized = try DeiTRecognizer.recognize(weights, options: recognition, config: config)
+        let graph: Graph
+        do {
+            graph = try DeiTGraphBuilder.build(recognized)
+        } catch {
+            throw .architecture(file: file, problems: ["cannot build the graph: \(error)"])
+        }
+        return LoadedModel(path: path, format: format, sourceTensors: summaries, sourceMetadata: weights.metadata,
+                           recognized: recognized, graph: graph, details: details)
+    }
+}

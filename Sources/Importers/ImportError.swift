@@ -1,0 +1,42 @@
+/// Why a model file could not be imported. Every case names the file and, where there is
+/// one, the tensor or node, so the one-line message says exactly what is wrong and where.
+public enum ImportError: Error, CustomStringConvertible, Equatable {
+    /// The file cannot be opened, mapped or read.
+    case unreadable(file: String, reason: String)
+    /// Content matches no supported format.
+    case unrecognizedFormat(file: String, reason: String)
+    /// The container (header, protobuf, superblock) breaks a rule of its format.
+    case invalidFile(file: String, format: String, rule: String)
+    /// One tensor breaks a rule.
+    case invalidTensor(file: String, tensor: String, rule: String)
+    /// The tensors do not form a model we recognise; all problems at once.
+    case architecture(file: String, problems: [String])
+    /// One graph node (ONNX) is malformed or unsupported.
+    case invalidNode(file: String, node: String, rule: String)
+    /// Several graph nodes are unsupported; all listed.
+    case unsupportedNodes(file: String, nodes: [String])
+
+    public var description: String {
+        switch self {
+        case .unreadable(let file, let reason):
+            return "\(file): cannot read: \(reason)"
+        case .unrecognizedFormat(let file, let reason):
+            return "\(file): not a supported model file (safetensors, ONNX, HDF5 or IdleViT bundle): \(reason)"
+        case .invalidFile(let file, let format, let rule):
+            return "\(file): invalid \(format): \(rule)"
+        case .invalidTensor(let file, let tensor, let rule):
+            return "\(file): tensor '\(tensor)': \(rule)"
+        case .architecture(let file, let problems):
+            return "\(file): not a DeiT checkpoint: " + problems.joined(separator: "; ")
+        case .invalidNode(let file, let node, let rule):
+            return "\(file): node '\(node)': \(rule)"
+        case .unsupportedNodes(let file, let nodes):
+            return "\(file): \(nodes.count) unsupported node\(nodes.count == 1 ? "" : "s"): " + nodes.joined(separator: "; ")
+        }
+    }
+}
+
+/// The last path component, for messages.
+public func displayName(_ path: String) -> String {
+    path.split(separator: "/").last.map(String.init) ?? path
+}

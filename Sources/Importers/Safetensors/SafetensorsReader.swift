@@ -1,0 +1,91 @@
+import IR
+
+/// A memory-mapped safetensors file. Opening costs O(header): the data section is mapped and
+/// F32 tensors point straight into it; F16/BF16 tensors are widened to Float32 on request.
+public struct SafetensorsFile: Sendable {
+    public let path: String
+    public let header: SafetensorsHeader
+    public let storage: TensorStorage
+
+    public init(path: String) throws(ImportError) {
+        self.path = path
+        let file = displayName(path)
+        do {
+            storage = try TensorStorage.map(path: path)
+        } catch {
+            throw .unreadable(file: file, reason: error.message)
+        }
+        let storage = self.storage
+        header = try SafetensorsHeader.parse(file: file, fileSize: storage.byteCount) { storage.bytes($0) }
+    }
+
+    public var entries: [SafetensorsEntry] { header.entries }
+    public var metadata: [String: String] { header.metadata }
+
+    public func entry(named name: String) -> SafetensorsEntry? { header.entries.first { $0.name == name } }
+
+    /// The tensor as Float32: a view into the map for aligned F32, a converted copy otherwise.
+    public func floatTensor(_ entry: SafetensorsEntry) throws(ImportError) -> FloatTensor {
+        guard let source = entry.dtype.floatSource else {
+            throw .invalidTensor(file: displayName(path), tensor: entry.name,
+                                 rule: "dtype \(entry.dtype.rawValue) cannot be read as weights (F32, F16 or BF16 expected)")
+        }
+        let bytes = storage.bytes(header.dataStart + entry.dataRange.lowerBound ..< header.dataStart + entry.dataRange.upperBound)
+        let count = entry.shape.elementCount
+        if source == .f32, let base = bytes.baseAddress, Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 {
+            return FloatTensor(shape: entry.shape, storage: storage, pointer: base.assumingMemoryBound(to: Float.self))
+        }
+        let (owned, memory) = TensorStorage.allocate(byteCount: count * 4)
+        let out = memory.bindMemory(to: Float.self, capacity: count)
+        NumericConversion.toFloat32(from: bytes, type: source, count: count, into: out)
+        return FloatTensor(shape: entry.shape, storage: owned, pointer: UnsafePointer(out))
+    }
+
+    /// An integer tensor (token indices in reference files) as Ints.
+    public func integerValues(_ entry: SafetensorsEntry) throws(ImportError) -> [Int] {
+        let bytes = storage.bytes(header.dataStart + entry.dataRange.lowerBound ..< header.dataStart + entry.dataRange.upperBound)
+        let count = entry.shape.elementCount
+        switch entry.dtype {
+        case .I64: return (0..<count).map { Int(bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
+        case .I32: return (0..<count).map { Int(bytes.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) }
+        case .U8: return (0..<count).map { Int(bytes[$0]) }
+        default:
+            throw .invalidTensor(file: displayName(path), tensor: entry.name, rule: "dtype \(entry.dtype.rawValue) is not an index type (I64 or I32)")
+        }
+    }
+
+    /// Every tensor as a weight, in file order.
+    public func weightSet(format: ModelFormat = .safetensors) throws(ImportError) -> WeightSet {
+        var set = WeightSet(file: path, format: format, metadata: metadata)
+        for entry in header.entries.sorted(by: { $0.dataRange.lowerBound < $1.dataRange.lowerBound }) {
+            set.append(Weight(name: entry.name, tensor: try floatTensor(entry), sourceType: entry.dtype.floatSource!))
+        }
+        return set
+    }
+}
+
+/// Conversions between the stored float formats and Float32.
+public enum NumericConversion {
+    public static func toFloat32(from bytes: UnsafeRawBufferPointer, type: ElementType, count: Int, into out: UnsafeMutablePointer<Float>) {
+        switch type {
+        case .f32:
+            for i in 0..<count { out[i] = bytes.loadUnaligned(fromByteOffset: i * 4, as: Float.self) }
+        case .f16:
+            for i in 0..<count { out[i] = Float(Float16(bitPattern: bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) }
+        case .bf16:
+            for i in 0..<count { out[i] = Float(bitPattern: UInt32(bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) << 16) }
+        case .f64:
+            for i in 0..<count { out[i] = Float(bytes.loadUnaligned(fromByteOffset: i * 8, as: Double.self)) }
+        case .i64, .i32:
+            preconditionFailure("integer tensors are not converted to floats")
+        }
+    }
+
+    /// Float32 to bfloat16 with round-to-nearest-even, as PyTorch rounds.
+    public static func bfloat16Bits(_ value: Float) -> UInt16 {
+        let bits = value.bitPattern
+        if value.isNaN { return UInt16(truncatingIfNeeded: bits >> 16) | 0x40 }
+        let rounding = UInt32(0x7FFF) + ((bits >> 16) & 1)
+        return UInt16(truncatingIfNeeded: (bits &+ rounding) >> 16)
+    }
+}

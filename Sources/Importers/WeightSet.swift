@@ -1,0 +1,64 @@
+import IR
+
+/// One tensor as an importer found it, already converted to Float32.
+public struct Weight: Sendable {
+    public var name: String
+    public var tensor: FloatTensor
+    /// The element type stored in the file.
+    public var sourceType: ElementType
+
+    public init(name: String, tensor: FloatTensor, sourceType: ElementType) {
+        self.name = name
+        self.tensor = tensor
+        self.sourceType = sourceType
+    }
+
+    public var shape: [Int] { tensor.shape }
+}
+
+/// What every importer hands to the DeiT recogniser: named tensors in file order, plus
+/// string metadata (safetensors `__metadata__`, HDF5 attributes, ONNX metadata_props).
+public struct WeightSet: Sendable {
+    public var file: String
+    public var format: ModelFormat
+    public private(set) var weights: [Weight] = []
+    public var metadata: [String: String] = [:]
+    private var index: [String: Int] = [:]
+
+    public init(file: String, format: ModelFormat, weights: [Weight] = [], metadata: [String: String] = [:]) {
+        self.file = file
+        self.format = format
+        self.metadata = metadata
+        for weight in weights { append(weight) }
+    }
+
+    public mutating func append(_ weight: Weight) {
+        if let existing = index[weight.name] {
+            weights[existing] = weight
+        } else {
+            index[weight.name] = weights.count
+            weights.append(weight)
+        }
+    }
+
+    public subscript(name: String) -> Weight? { index[name].map { weights[$0] } }
+    public var names: [String] { weights.map(\.name) }
+    public var parameterCount: Int { weights.reduce(0) { $0 + $1.tensor.count } }
+}
+
+/// The kinds of model file idlevit reads, detected from content.
+public enum ModelFormat: String, Sendable, CaseIterable {
+    case safetensors
+    case bundle = "idlevit-bundle"
+    case onnx
+    case hdf5
+
+    public var displayName: String {
+        switch self {
+        case .safetensors: return "safetensors"
+        case .bundle: return "IdleViT bundle (safetensors)"
+        case .onnx: return "ONNX"
+        case .hdf5: return "HDF5"
+        }
+    }
+}

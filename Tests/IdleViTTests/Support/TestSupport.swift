@@ -1,0 +1,73 @@
+import Foundation
+import XCTest
+
+/// Paths into the committed fixtures and the built `idlevit` binary.
+enum TestPaths {
+    static let packageRoot: URL = {
+        var url = URL(fileURLWithPath: #filePath)
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url }
+        }
+        fatalError("Package.swift not found above \(#filePath)")
+    }()
+
+    static func fixture(_ relative: String) -> String {
+        packageRoot.appendingPathComponent("Fixtures").appendingPathComponent(relative).path
+    }
+
+    /// The `idlevit` executable built next to the test bundle.
+    static var executable: URL {
+        let candidates = [
+            Bundle.main.bundleURL.appendingPathComponent("idlevit"),
+            Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("idlevit"),
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("idlevit"),
+        ]
+        for url in candidates where FileManager.default.isExecutableFile(atPath: url.path) { return url }
+        for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
+            let url = bundle.bundleURL.deletingLastPathComponent().appendingPathComponent("idlevit")
+            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+        }
+        fatalError("idlevit executable not found next to the tests")
+    }
+
+    /// A fresh temporary folder, removed by the caller or at exit.
+    static func temporaryFolder() -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("idlevit-tests-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+}
+
+/// Result of running the CLI.
+struct CommandResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs `idlevit` with arguments, capturing output.
+func runIdleViT(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = TestPaths.executable
+    process.arguments = arguments
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    // Read both pipes concurrently so a large output cannot block the child.
+    var outData = Data()
+    var errData = Data()
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async {
+        outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.leave()
+    }
+    errData = err.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    process.waitUntilExit()
+    return CommandResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                         stderr: String(decoding: errData, as: UTF8.self))
+}
