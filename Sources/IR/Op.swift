@@ -10,9 +10,11 @@
 /// - `gelu(x)`: exact erf form
 /// - `attention(qkv[B,S,3C]) {heads}` or `attention(q[B,S,C], k[B,S,C], v[B,S,C]) {heads}` ->
 ///   `[B, S, C]`: multi-head scaled dot-product, scale `(C/heads)^-0.5`, softmax over keys
-/// - `token_select(query[B,C], keys[B,N,C]) {heads, keep, prefix}` -> `i32[B, prefix+keep]`:
-///   the prefix (class, distillation) tokens, then the `keep` image tokens of highest
-///   head-averaged raw score `query . key`, in descending score, ties to the lower index
+/// - `token_select(x[B,N,C], qkvWeight[3C,C], qkvBias[3C]) {heads, keep, prefix}` ->
+///   `i32[B, prefix+keep]`: `x` is the block's LN1 output. The prefix (class, distillation)
+///   tokens, then the `keep` image tokens of highest score `mean over heads of q_cls,h . k_j,h`
+///   (raw, unscaled), in descending score, ties to the lower index. Computed in double as
+///   `((W_k^T q_cls) . x_j + q_cls . b_k) / heads`, the same number without rounding k
 /// - `gather_tokens(x[B,N,C], index[B,S])` -> `[B, S, C]`
 /// - `scatter_tokens(x[B,N,C], index[B,S], rows[B,S,C])` -> `[B, N, C]`: `x` with the
 ///   indexed rows replaced; every other row unchanged bit for bit

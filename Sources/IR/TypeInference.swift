@@ -103,20 +103,21 @@ public enum TypeInference {
             return inputs[0]
 
         case .tokenSelect:
-            try arity(2...2)
+            try arity(3...3)
             try requireFloat(inputs)
-            let (query, keys) = (inputs[0], inputs[1])
+            let (x, weight, bias) = (inputs[0], inputs[1], inputs[2])
             guard let heads = attributes.int("heads"), heads > 0, let keep = attributes.int("keep"), keep >= 0,
                   let prefix = attributes.int("prefix"), prefix >= 1 else {
                 throw fail("needs attributes heads > 0, keep >= 0, prefix >= 1")
             }
-            guard query.rank == 2, keys.rank == 3, query.shape[1] == keys.shape[2] else {
-                throw fail("expects query[B,C] and keys[B,N,C], has \(query) and \(keys)")
+            guard x.rank == 3 else { throw fail("expects x[B,N,C], has \(x)") }
+            let (tokens, channels) = (try fixed(x, 1, "x"), try fixed(x, 2, "x"))
+            guard weight.shape == [.fixed(3 * channels), .fixed(channels)], bias.shape == [.fixed(3 * channels)] else {
+                throw fail("expects the block's qkv weight [\(3 * channels), \(channels)] and bias [\(3 * channels)], has \(weight) and \(bias)")
             }
-            let tokens = try fixed(keys, 1, "keys")
-            guard try fixed(keys, 2, "keys") % heads == 0 else { throw fail("width \(keys) does not split into \(heads) heads") }
+            guard channels % heads == 0 else { throw fail("width \(channels) does not split into \(heads) heads") }
             guard prefix + keep <= tokens else { throw fail("keeps \(keep) of \(tokens - prefix) image tokens") }
-            return ValueType(.i32, [keys.shape[0], .fixed(prefix + keep)])
+            return ValueType(.i32, [x.shape[0], .fixed(prefix + keep)])
 
         case .gatherTokens:
             try arity(2...2)

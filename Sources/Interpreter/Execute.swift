@@ -1,0 +1,78 @@
+import IR
+
+extension Interpreter {
+    /// Dispatches one node to its kernel with concrete extents for this batch.
+    func execute(_ step: Step, inputs: [UnsafeRawPointer], output: UnsafeMutableRawPointer,
+                 scratch: UnsafeMutableRawPointer, batch: Int) {
+        let node = step.node
+        let shapes = step.inputTypes.map { $0.concreteShape(batch: batch) }
+        let outShape = node.type.concreteShape(batch: batch)
+        func f(_ i: Int) -> UnsafePointer<Float> { inputs[i].assumingMemoryBound(to: Float.self) }
+        let y = output.assumingMemoryBound(to: Float.self)
+
+        switch node.op {
+        case .patchEmbed:
+            let image = shapes[0]
+            PatchEmbedKernel.run(image: f(0), batch: image[0], channels: image[1], height: image[2], width: image[3],
+                                 patch: node.attributes.int("patch")!, weight: f(1), bias: f(2), outChannels: shapes[1][0],
+                                 columns: scratch.assumingMemoryBound(to: Float.self), y: y, threads: threads)
+
+        case .concatTokens:
+            let patches = shapes.last!
+            TokenKernels.concat(prefix: (0..<inputs.count - 1).map(f), patches: f(inputs.count - 1), batch: patches[0],
+                                patchCount: patches[1], channels: patches[2], y: y)
+
+        case .add:
+            let count = outShape.elementCount
+            let period = shapes[1].elementCount
+            ElementwiseKernel.add(f(0), f(1), count: count, broadcastPeriod: period, y: y, threads: threads)
+
+        case .layerNorm:
+            let channels = outShape.last!
+            LayerNormKernel.run(x: f(0), rows: outShape.elementCount / channels, channels: channels, weight: f(1), bias: f(2),
+                                eps: Float(node.attributes.double("eps")!), y: y, threads: threads)
+
+        case .linear:
+            let inFeatures = shapes[0].last!
+            let rows = shapes[0].elementCount / inFeatures
+            let start = node.attributes.ints("rows")?[0] ?? 0
+            LinearKernel.run(x: f(0), rows: rows, inFeatures: inFeatures, weight: f(1) + start * inFeatures, bias: f(2) + start,
+                             outFeatures: outShape.last!, y: y, threads: threads)
+
+        case .gelu:
+            GELUKernel.run(x: f(0), count: outShape.elementCount, y: y, threads: threads)
+
+        case .attention:
+            let channels = outShape[2]
+            let packed = inputs.count == 1
+            AttentionKernel.run(q: f(0), k: packed ? f(0) + channels : f(1), v: packed ? f(0) + 2 * channels : f(2),
+                                rowStride: packed ? 3 * channels : channels, batch: outShape[0], tokens: outShape[1],
+                                channels: channels, heads: node.attributes.int("heads")!,
+                                scratch: scratch.assumingMemoryBound(to: Float.self), y: y, threads: threads)
+
+        case .tokenSelect:
+            let x = shapes[0]
+            TokenSelectKernel.run(x: f(0), batch: x[0], tokens: x[1], channels: x[2], weight: f(1), bias: f(2),
+                                  heads: node.attributes.int("heads")!, keep: node.attributes.int("keep")!,
+                                  prefix: node.attributes.int("prefix")!, scratch: scratch.assumingMemoryBound(to: Double.self),
+                                  y: output.assumingMemoryBound(to: Int32.self), threads: threads)
+
+        case .gatherTokens:
+            let x = shapes[0]
+            TokenKernels.gather(f(0), batch: x[0], tokens: x[1], channels: x[2],
+                                index: inputs[1].assumingMemoryBound(to: Int32.self), selected: shapes[1][1], y: y)
+
+        case .scatterTokens:
+            let x = shapes[0]
+            TokenKernels.scatter(f(0), batch: x[0], tokens: x[1], channels: x[2],
+                                 index: inputs[1].assumingMemoryBound(to: Int32.self), selected: shapes[1][1], rows: f(2), y: y)
+
+        case .takeToken:
+            let x = shapes[0]
+            TokenKernels.take(f(0), batch: x[0], tokens: x[1], channels: x[2], index: node.attributes.int("index")!, y: y)
+
+        case .mean:
+            ElementwiseKernel.mean((0..<inputs.count).map(f), count: outShape.elementCount, y: y)
+        }
+    }
+}

@@ -1,0 +1,36 @@
+import CBLAS
+
+/// Conv2d with kernel = stride = P as a matrix product: each image is unfolded into
+/// `[Np, channels * P * P]` patch rows (im2col, in the weight's (c, ky, kx) order), then one
+/// GEMM against the `[C, channels*P*P]` weight. Patch n = row * (W/P) + col, as timm flattens.
+enum PatchEmbedKernel {
+    static func scratchFloats(channels: Int, height: Int, width: Int, patch: Int) -> Int {
+        (height / patch) * (width / patch) * channels * patch * patch
+    }
+
+    static func run(image: UnsafePointer<Float>, batch: Int, channels: Int, height: Int, width: Int, patch: Int,
+                    weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, outChannels: Int,
+                    columns: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
+        let perRow = width / patch
+        let patches = (height / patch) * perRow
+        let k = channels * patch * patch
+        for b in 0..<batch {
+            let source = image + b * channels * height * width
+            parallelChunks(patches, threads: threads, grain: 32) { range in
+                for n in range {
+                    let (py, px) = (n / perRow, n % perRow)
+                    var out = columns + n * k
+                    for c in 0..<channels {
+                        for ky in 0..<patch {
+                            let row = source + c * height * width + (py * patch + ky) * width + px * patch
+                            out.update(from: row, count: patch)
+                            out += patch
+                        }
+                    }
+                }
+            }
+            LinearKernel.run(x: columns, rows: patches, inFeatures: k, weight: weight, bias: bias, outFeatures: outChannels,
+                             y: y + b * patches * outChannels, threads: threads)
+        }
+    }
+}
