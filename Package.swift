@@ -30,12 +30,12 @@ let package = Package(
         // CPU execution of the IR.
         .target(name: "Interpreter", dependencies: ["IR", "CBLAS"]),
         // Activation comparison against PyTorch references.
-        .target(name: "Verification", dependencies: ["IR"]),
+        .target(name: "Verification", dependencies: ["IR", "Importers", "Interpreter"]),
         // Facade: detect a file's format, import, rewrite, run.
         .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "Exporters", "Passes", "Interpreter", "Verification"]),
         // The command line.
         .target(name: "IdleViTCLI", dependencies: [
-            "IdleViTKit",
+            "IdleViTKit", "Importers", "Exporters", "Interpreter", "Verification", "IR",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "idlevit", dependencies: ["IdleViTCLI"]),

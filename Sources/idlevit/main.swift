@@ -1,1 +1,3 @@
-print("idlevit")
+import IdleViTCLI
+
+IdleViTCommand.runMain()

@@ -1,0 +1,70 @@
+import ArgumentParser
+import IR
+import IdleViTKit
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a model file: format, tensors, recognised architecture, parameters; --graph prints the IR.")
+
+    @OptionGroup var model: ModelOptions
+    @OptionGroup var idle: IdleOptions
+
+    @Flag(help: "Print the IR graph as text (after the IdleViT rewrite when a schedule is given).")
+    var graph = false
+
+    func run() throws {
+        let prepared = try model.prepare(idle)
+        let loaded = prepared.loaded
+        let a = prepared.architecture
+        if model.json {
+            var pairs: [(key: String, value: JSONValue)] = [
+                ("file", .string(loaded.path)),
+                ("format", .string(loaded.format.rawValue)),
+                ("architecture", GraphJSON.encode(a)),
+                ("family", a.familyName.map(JSONValue.string) ?? .null),
+                ("parameters", .int(prepared.graph.parameterCount)),
+                ("tensors", .array(loaded.sourceTensors.map {
+                    .object([("name", .string($0.name)), ("dtype", .string($0.dtype)),
+                             ("shape", .array($0.shape.map(JSONValue.int))), ("bytes", .int($0.bytes))])
+                })),
+                ("metadata", .object(loaded.sourceMetadata.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })),
+                ("details", .object(loaded.details.map { ($0.0, .string($0.1)) })),
+                ("notes", .array(loaded.recognized.notes.map(JSONValue.string))),
+            ]
+            if let schedule = prepared.schedule {
+                pairs.append(("schedule", .array(schedule.kept.map { $0.map(JSONValue.int) ?? .null })))
+            }
+            if graph { pairs.append(("graph", GraphJSON.encode(prepared.graph))) }
+            printJSON(.object(pairs))
+            return
+        }
+        if graph {
+            print(GraphPrinter.text(prepared.graph), terminator: "")
+            return
+        }
+        print("file:         \(loaded.path)")
+        print("format:       \(loaded.format.displayName)")
+        for (key, value) in loaded.details { print("\(key + ":")\(String(repeating: " ", count: max(1, 14 - key.count - 1)))\(value)") }
+        print("architecture: \(a)")
+        if let family = a.familyName { print("family:       \(family)") }
+        print("recognised:   \(loaded.recognized.notes.joined(separator: "; "))")
+        print("parameters:   \(grouped(prepared.graph.parameterCount))")
+        if let schedule = prepared.schedule {
+            print("schedule:     \(schedule)")
+        }
+        let interesting = loaded.sourceMetadata.filter { $0.key != "graph" }.sorted { $0.key < $1.key }
+        if !interesting.isEmpty {
+            print("metadata:")
+            for (key, value) in interesting {
+                let shown = value.count > 160 ? String(value.prefix(157)) + "..." : value
+                print("  \(key): \(shown)")
+            }
+        }
+        var table = Table(headers: ["tensor", "dtype", "shape", "bytes"], rightAligned: [3])
+        for tensor in loaded.sourceTensors {
+            table.add([tensor.name, tensor.dtype, describeShape(tensor.shape), grouped(tensor.bytes)])
+        }
+        print("\n\(loaded.sourceTensors.count) tensors:")
+        print(table.render(), terminator: "")
+    }
+}

@@ -1,0 +1,64 @@
+import ArgumentParser
+import IdleViTKit
+
+/// Options every command that loads a model shares.
+struct ModelOptions: ParsableArguments {
+    @Argument(help: "Model file: safetensors, ONNX, HDF5 or IdleViT bundle.")
+    var model: String
+
+    @Option(help: "Attention heads, when the checkpoint's dim is not 64 x heads (DeiT's head size).")
+    var heads: Int?
+
+    @Flag(help: "Print one JSON document on stdout instead of tables.")
+    var json = false
+}
+
+/// The IdleViT schedule options.
+struct IdleOptions: ParsableArguments {
+    @Option(name: .customLong("keep-ratio"), help: "Base keep ratio r in (0, 1]: stage s of the idle layers keeps floor(Np * r^s) tokens.")
+    var keepRatio: Double?
+
+    @Option(name: .customLong("idle-layers"), help: "Idle layers A-B (default: the last three quarters, 3-11 for depth 12).")
+    var idleLayers: String?
+
+    @Option(name: .customLong("kept-tokens"), help: "Explicit image tokens kept per layer, comma separated, 'dense' or '-' for a dense layer.")
+    var keptTokens: String?
+
+    func request(path: String, heads: Int?) throws -> ModelRequest {
+        var request = ModelRequest(path: path, heads: heads, keepRatio: keepRatio)
+        if let keepRatio, !(keepRatio > 0 && keepRatio <= 1) {
+            throw CLIError.invalid("--keep-ratio \(keepRatio) is outside (0, 1]")
+        }
+        if let idleLayers {
+            let parts = idleLayers.split(separator: "-", omittingEmptySubsequences: false)
+            guard parts.count == 2, let a = Int(parts[0]), let b = Int(parts[1]), a >= 0, a <= b else {
+                throw CLIError.invalid("--idle-layers '\(idleLayers)' is not a range A-B of layer indices")
+            }
+            request.idleLayers = a...b
+        }
+        if let keptTokens {
+            var list: [Int?] = []
+            for item in keptTokens.split(separator: ",", omittingEmptySubsequences: false) {
+                let text = item.trimmingCharacters(in: .whitespaces)
+                if text == "dense" || text == "-" { list.append(nil); continue }
+                guard let k = Int(text), k >= 0 else { throw CLIError.invalid("--kept-tokens entry '\(text)' is not a count or 'dense'") }
+                list.append(k)
+            }
+            request.keptTokens = list
+        }
+        return request
+    }
+}
+
+extension ModelOptions {
+    func prepare(_ idle: IdleOptions) throws -> PreparedModel {
+        let request = try idle.request(path: model, heads: heads)
+        do {
+            return try Session.prepare(request)
+        } catch {
+            throw CLIError.invalid(error.description)
+        }
+    }
+}
+
+import Foundation

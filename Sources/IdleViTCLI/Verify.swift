@@ -1,0 +1,104 @@
+import ArgumentParser
+import Foundation
+import IR
+import IdleViTKit
+import Importers
+import Interpreter
+import Verification
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the model and compare every activation named in a PyTorch reference file.",
+        discussion: "Exits 0 when everything is within tolerance, 1 when something is not, 2 on invalid input.")
+
+    @OptionGroup var model: ModelOptions
+    @OptionGroup var idle: IdleOptions
+
+    @Option(help: "Input safetensors with 'pixel_values' [B, 3, H, W].")
+    var input: String
+
+    @Option(help: "Reference safetensors: activations by timm module name (patch_embed, pos_drop, blocks.{i}, norm, logits, blocks.{i}.selected).")
+    var reference: String
+
+    @Option(help: "Absolute tolerance.")
+    var atol: Double = 1e-4
+
+    @Option(help: "Relative tolerance, times max |reference| of each activation.")
+    var rtol: Double = 1e-4
+
+    @Option(help: "Threads (default: all cores).")
+    var threads: Int?
+
+    func run() throws {
+        guard atol >= 0, rtol >= 0 else { throw CLIError.invalid("--atol and --rtol must be non-negative") }
+        let prepared = try model.prepare(idle)
+        let pixels: FloatTensor
+        let references: ReferenceSet
+        do {
+            pixels = try Session.loadInput(path: input, for: prepared.architecture)
+            references = try ReferenceSet.load(path: reference)
+        } catch let error as SessionError {
+            throw CLIError.invalid(error.description)
+        } catch {
+            throw CLIError.invalid("\(error)")
+        }
+        let outputs: [String: Activation]
+        do {
+            let interpreter = try Interpreter(graph: prepared.graph, threads: threads)
+            outputs = try interpreter.run(["pixel_values": pixels], capture: .names(Set(references.names)))
+        } catch {
+            throw CLIError.invalid("\(displayName(input)): \(error)")
+        }
+        let report = Verifier.compare(outputs, with: references, tolerance: Tolerance(absolute: atol, relative: rtol)) { name in
+            name.contains(".cut_loss.") ? "token cut loss diagnostic, not an activation" : nil
+        }
+        if model.json {
+            printJSON(.object([
+                ("passed", .bool(report.passed)),
+                ("tolerance", .object([("atol", .double(atol)), ("rtol", .double(rtol))])),
+                ("activations", .array(report.activations.map { a in
+                    .object([("name", .string(a.name)), ("shape", .array(a.shape.map(JSONValue.int))),
+                             ("max_abs_error", jsonNumber(a.maxAbsError)), ("max_rel_error", jsonNumber(a.maxRelError)),
+                             ("cosine", jsonNumber(a.cosine)), ("passed", .bool(a.passed)),
+                             ("problem", a.problem.map(JSONValue.string) ?? .null)])
+                })),
+                ("selection", .array(report.selections.map { s in
+                    .object([("name", .string(s.name)), ("agreement", .double(s.agreement)), ("differing_tokens", .int(s.differingTokens)),
+                             ("passed", .bool(s.passed)), ("problem", s.problem.map(JSONValue.string) ?? .null)])
+                })),
+                ("not_compared", .array(report.notCompared.map { .object([("name", .string($0.0)), ("reason", .string($0.1))]) })),
+            ]))
+        } else {
+            printReport(report, prepared: prepared)
+        }
+        if !report.passed {
+            let failed = report.activations.filter { !$0.passed }.map(\.name) + report.selections.filter { !$0.passed }.map(\.name)
+            throw CLIError.mismatch("verification failed: \(failed.count) of \(report.activations.count + report.selections.count) checks differ from the reference: \(failed.prefix(8).joined(separator: ", "))\(failed.count > 8 ? ", ..." : "")")
+        }
+    }
+
+    private func printReport(_ report: VerificationReport, prepared: PreparedModel) {
+        print("model:     \(displayName(prepared.loaded.path)) (\(prepared.loaded.format.displayName)), \(prepared.architecture.familyName ?? "DeiT")")
+        if let schedule = prepared.schedule { print("schedule:  \(schedule)") }
+        print("reference: \(displayName(reference)), tolerance: |ours - ref| <= \(atol) + \(rtol) x max|ref|\n")
+        var table = Table(headers: ["activation", "shape", "max abs err", "max rel err", "cosine", "result"], rightAligned: [2, 3, 4])
+        for a in report.activations {
+            table.add([a.name, describeShape(a.shape), scientific(a.maxAbsError), scientific(a.maxRelError), fixed(a.cosine, 7),
+                       a.passed ? "pass" : "FAIL" + (a.problem.map { ": " + $0 } ?? "")])
+        }
+        print(table.render(), terminator: "")
+        if !report.selections.isEmpty {
+            var selections = Table(headers: ["selection", "images agreeing", "tokens differing", "result"], rightAligned: [1, 2])
+            for s in report.selections {
+                selections.add([s.name, "\(Int((s.agreement * Double(s.images)).rounded()))/\(s.images)", String(s.differingTokens),
+                                s.passed ? "pass" : "FAIL" + (s.problem.map { ": " + $0 } ?? "")])
+            }
+            print()
+            print(selections.render(), terminator: "")
+        }
+        for (name, reason) in report.notCompared { print("not compared: \(name) (\(reason))") }
+        let checks = report.activations.count + report.selections.count
+        let failures = report.activations.filter { !$0.passed }.count + report.selections.filter { !$0.passed }.count
+        print("\n\(report.passed ? "PASSED" : "FAILED"): \(checks - failures) of \(checks) checks within tolerance")
+    }
+}

@@ -1,0 +1,109 @@
+import IR
+import Importers
+import Interpreter
+import Passes
+
+/// What the user asked for on top of the file: how to recognise it and how to make it idle.
+public struct ModelRequest: Sendable {
+    public var path: String
+    public var heads: Int?
+    public var keepRatio: Double?
+    public var idleLayers: ClosedRange<Int>?
+    /// One entry per layer, nil = dense.
+    public var keptTokens: [Int?]?
+
+    public init(path: String, heads: Int? = nil, keepRatio: Double? = nil, idleLayers: ClosedRange<Int>? = nil, keptTokens: [Int?]? = nil) {
+        self.path = path
+        self.heads = heads
+        self.keepRatio = keepRatio
+        self.idleLayers = idleLayers
+        self.keptTokens = keptTokens
+    }
+
+    public var asksForIdle: Bool { keepRatio != nil || idleLayers != nil || keptTokens != nil }
+}
+
+/// A model loaded and, when asked, rewritten to IdleViT: the graph every command runs.
+public struct PreparedModel: Sendable {
+    public var loaded: LoadedModel
+    public var graph: Graph
+    public var schedule: IdleSchedule?
+
+    public var architecture: DeiTArchitecture { loaded.recognized.architecture }
+}
+
+public enum SessionError: Error, CustomStringConvertible {
+    case load(ImportError)
+    case schedule(ScheduleError)
+    case pass(String)
+    case input(String)
+
+    public var description: String {
+        switch self {
+        case .load(let error): return error.description
+        case .schedule(let error): return error.description
+        case .pass(let message): return message
+        case .input(let message): return message
+        }
+    }
+}
+
+public enum Session {
+    /// file -> importer -> IR -> (IdleBlockRewrite) -> graph to run.
+    public static func prepare(_ request: ModelRequest) throws(SessionError) -> PreparedModel {
+        let loaded: LoadedModel
+        do {
+            loaded = try ModelLoader.load(request.path, options: LoadOptions(recognition: RecognitionOptions(heads: request.heads)))
+        } catch {
+            throw .load(error)
+        }
+        let a = loaded.recognized.architecture
+        var schedule: IdleSchedule?
+        do {
+            if let kept = request.keptTokens {
+                guard request.keepRatio == nil, request.idleLayers == nil else {
+                    throw ScheduleError.notADeiTGraph("--kept-tokens cannot be combined with --keep-ratio or --idle-layers")
+                }
+                schedule = try IdleSchedule.explicit(kept, depth: a.depth, patchCount: a.patchCount)
+            } else if request.keepRatio != nil || request.idleLayers != nil {
+                guard let r = request.keepRatio else {
+                    throw ScheduleError.notADeiTGraph("--idle-layers needs --keep-ratio")
+                }
+                schedule = try IdleSchedule.standard(depth: a.depth, patchCount: a.patchCount, keepRatio: r, idleLayers: request.idleLayers)
+            } else if let stored = loaded.sourceMetadata["idle"] {
+                // A bundle carries its schedule; flags override it.
+                schedule = try IdleMetadata.decode(stored, depth: a.depth)
+            }
+        } catch let error as ScheduleError {
+            throw .schedule(error)
+        } catch {
+            throw .pass("\(error)")
+        }
+        var graph = loaded.graph
+        if let schedule {
+            do {
+                graph = try PassPipeline([IdleBlockRewrite(schedule: schedule)]).run(graph)
+            } catch let error as ScheduleError {
+                throw .schedule(error)
+            } catch {
+                throw .pass("\(error)")
+            }
+        }
+        return PreparedModel(loaded: loaded, graph: graph, schedule: schedule)
+    }
+
+    /// Reads the image batch from an input safetensors file: the tensor `pixel_values`, or the
+    /// only tensor in the file.
+    public static func loadInput(path: String, for architecture: DeiTArchitecture) throws(SessionError) -> FloatTensor {
+        let file: SafetensorsFile
+        do { file = try SafetensorsFile(path: path) } catch { throw .load(error) }
+        guard let entry = file.entry(named: "pixel_values") ?? (file.entries.count == 1 ? file.entries[0] : nil) else {
+            throw .input("\(displayName(path)): no tensor 'pixel_values' (found \(file.entries.map(\.name).joined(separator: ", ")))")
+        }
+        let expected = [architecture.inChannels, architecture.imageSize, architecture.imageSize]
+        guard entry.shape.count == 4, Array(entry.shape.dropFirst()) == expected, entry.shape[0] > 0 else {
+            throw .input("\(displayName(path)): tensor '\(entry.name)' has shape \(describeShape(entry.shape)), expected [B, \(expected.map(String.init).joined(separator: ", "))]")
+        }
+        do { return try file.floatTensor(entry) } catch { throw .load(error) }
+    }
+}

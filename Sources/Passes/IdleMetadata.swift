@@ -1,0 +1,31 @@
+import IR
+
+/// The `idle` metadata entry (bundles, IR JSON): the schedule as JSON text,
+/// `{"base_rate": r | null, "patch_count": Np, "layers": [i...], "kept": [K or null per layer]}`.
+public enum IdleMetadata {
+    public static func encode(_ schedule: IdleSchedule) -> String {
+        JSONWriter.write(.object([
+            ("base_rate", schedule.keepRatio.map(JSONValue.double) ?? .null),
+            ("patch_count", .int(schedule.patchCount)),
+            ("layers", .array(schedule.idleLayers.map(JSONValue.int))),
+            ("keep_ratios", .array(schedule.kept.map { k in k.map { .double(Double($0) / Double(schedule.patchCount)) } ?? .null })),
+            ("kept", .array(schedule.kept.map { $0.map(JSONValue.int) ?? .null })),
+        ]))
+    }
+
+    public static func decode(_ text: String, depth: Int) throws(ScheduleError) -> IdleSchedule {
+        guard let json = try? JSONParser.parse(text), let patchCount = json["patch_count"]?.intValue,
+              let kept = json["kept"]?.arrayValue else {
+            throw .notADeiTGraph("'idle' metadata is not {\"patch_count\", \"kept\": [...]}")
+        }
+        var list: [Int?] = []
+        for entry in kept {
+            if entry == .null { list.append(nil); continue }
+            guard let k = entry.intValue else { throw .notADeiTGraph("'idle' kept entries must be integers or null") }
+            list.append(k)
+        }
+        var schedule = try IdleSchedule.explicit(list, depth: depth, patchCount: patchCount)
+        schedule.keepRatio = json["base_rate"]?.doubleValue
+        return schedule
+    }
+}
