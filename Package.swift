@@ -18,11 +18,16 @@ let package = Package(
     targets: [
         // C libraries.
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c", providers: [.apt(["libprotobuf-c-dev"])]),
+        // protoc-c output for Schemas/onnx.proto (regenerate with `make onnx-proto`).
+        .target(name: "COnnx", dependencies: ["CProtobufC"]),
 
         // The canonical graph IR: values, nodes, constants, text and JSON forms.
         .target(name: "IR"),
         // Files -> weight sets -> DeiT recognition -> IR.
         .target(name: "Importers", dependencies: ["IR"]),
+        // ONNX protobuf -> DeiT structure recognised in the op graph -> canonical weights.
+        .target(name: "ONNXImporter", dependencies: ["IR", "Importers", "COnnx"]),
         // IR and weights -> files: safetensors checkpoints, atomic output.
         .target(name: "Exporters", dependencies: ["IR", "Importers"]),
         // Graph -> graph rewrites (the IdleViT rewrite lives here).
@@ -32,7 +37,7 @@ let package = Package(
         // Activation comparison against PyTorch references.
         .target(name: "Verification", dependencies: ["IR", "Importers", "Interpreter"]),
         // Facade: detect a file's format, import, rewrite, run.
-        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "Exporters", "Passes", "Interpreter", "Verification"]),
+        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ONNXImporter", "Exporters", "Passes", "Interpreter", "Verification"]),
         // The command line.
         .target(name: "IdleViTCLI", dependencies: [
             "IdleViTKit", "Importers", "Exporters", "Interpreter", "Verification", "IR",
