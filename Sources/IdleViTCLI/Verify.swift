@@ -49,9 +49,13 @@ struct Verify: ParsableCommand {
         } catch {
             throw CLIError.invalid("\(displayName(input)): \(error)")
         }
-        let report = Verifier.compare(outputs, with: references, tolerance: Tolerance(absolute: atol, relative: rtol)) { name in
+        var report = Verifier.compare(outputs, with: references, tolerance: Tolerance(absolute: atol, relative: rtol)) { name in
             name.contains(".cut_loss.") ? "token cut loss diagnostic, not an activation" : nil
         }
+        // Rows in the order the graph computes them, not the reference file's order.
+        let position = Dictionary(prepared.graph.nodes.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+        report.activations.sort { (position[$0.name] ?? Int.max, $0.name) < (position[$1.name] ?? Int.max, $1.name) }
+        report.selections.sort { (position[$0.name] ?? Int.max, $0.name) < (position[$1.name] ?? Int.max, $1.name) }
         if model.json {
             printJSON(.object([
                 ("passed", .bool(report.passed)),

@@ -1,0 +1,78 @@
+import Foundation
+import XCTest
+import IR
+@testable import Importers
+@testable import Exporters
+
+/// Missing, unexpected and mis-shaped tensors are all reported together, by name.
+final class RecognitionErrorTests: XCTestCase {
+    func rewrite(_ source: String, to path: String, edit: ([SafetensorsWriter.Item]) -> [SafetensorsWriter.Item]) throws {
+        let reader = try SafetensorsFile(path: source)
+        let items = try reader.entries.map { SafetensorsWriter.Item(name: $0.name, tensor: try reader.floatTensor($0), dtype: .f32) }
+        try SafetensorsWriter.write(edit(items), metadata: [], to: path)
+    }
+
+    func testAllProblemsInOneMessage() throws {
+        let folder = TestPaths.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("broken.safetensors").path
+        try rewrite(TestPaths.fixture("micro/model.safetensors"), to: path) { items in
+            var items = items.filter { $0.name != "blocks.1.mlp.fc2.bias" }
+            let index = items.firstIndex { $0.name == "blocks.2.attn.proj.weight" }!
+            items[index].tensor = items[index].tensor.reshaped([64, 256])
+            items.append(SafetensorsWriter.Item(name: "blocks.0.extra", tensor: FloatTensor(shape: [1], values: [0]), dtype: .f32))
+            return items
+        }
+        let result = try runIdleViT(["inspect", path])
+        XCTAssertEqual(result.status, 2, result.stderr)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("broken.safetensors"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("missing tensor 'blocks.1.mlp.fc2.bias' [128]"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("tensor 'blocks.2.attn.proj.weight' has shape [64, 256], expected [128, 128]"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("unexpected tensor 'blocks.0.extra'"), result.stderr)
+    }
+
+    func testPrefixesAreStrippedAndHeadsOverride() throws {
+        let folder = TestPaths.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("prefixed.safetensors").path
+        try rewrite(TestPaths.fixture("micro/model.safetensors"), to: path) { items in
+            items.map { var item = $0; item.name = "module." + item.name; return item }
+        }
+        let result = try runIdleViT(["verify", path, "--input", TestPaths.fixture("micro/input.safetensors"),
+                                     "--reference", TestPaths.fixture("micro/reference.safetensors")])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        // Wrong heads change attention: verification must notice.
+        let wrongHeads = try runIdleViT(["verify", path, "--heads", "4", "--input", TestPaths.fixture("micro/input.safetensors"),
+                                         "--reference", TestPaths.fixture("micro/reference.safetensors")])
+        XCTAssertEqual(wrongHeads.status, 1, wrongHeads.stderr)
+        let invalidHeads = try runIdleViT(["inspect", path, "--heads", "3"])
+        XCTAssertEqual(invalidHeads.status, 2)
+        XCTAssertTrue(invalidHeads.stderr.contains("3 heads do not divide dim 128"), invalidHeads.stderr)
+    }
+
+    func testConvertWritesCanonicalCheckpointAtomically() throws {
+        let folder = TestPaths.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let out = folder.appendingPathComponent("out.safetensors").path
+        for dtype in ["f32", "f16", "bf16"] {
+            let result = try runIdleViT(["convert", TestPaths.fixture("micro-hf/model.safetensors"), "-o", out, "--to", "safetensors", "--dtype", dtype])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let written = try SafetensorsFile(path: out)
+            XCTAssertEqual(written.header.dataStart % 64, 0, "data section 64-byte aligned")
+            let original = try SafetensorsFile(path: TestPaths.fixture("micro/model.safetensors"))
+            XCTAssertEqual(Set(written.entries.map(\.name)), Set(original.entries.map(\.name)), "timm names from HF names")
+            if dtype == "f32" {
+                for entry in original.entries {
+                    XCTAssertEqual(try written.floatTensor(written.entry(named: entry.name)!).values, try original.floatTensor(entry).values, entry.name)
+                }
+            }
+        }
+        // A failing convert leaves nothing behind.
+        let bad = try runIdleViT(["convert", TestPaths.fixture("micro/model.safetensors"), "-o", folder.appendingPathComponent("x.safetensors").path,
+                                  "--to", "safetensors", "--dtype", "f8"])
+        XCTAssertEqual(bad.status, 2)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0 != "out.safetensors" }
+        XCTAssertEqual(leftovers, [], "no partial or temporary files")
+    }
+}
