@@ -83,7 +83,7 @@ public struct IdleBlockRewrite: GraphPass {
 /// alone: the residual adds must read the block input and the right branch outputs.
 struct DenseBlock {
     static let length = 10
-    let nodes: ArraySlice<Node>
+    let nodes: [Node]
     let index: Int
     let input: String
 
@@ -98,7 +98,7 @@ struct DenseBlock {
               n[5].inputs[0] == n[4].name, n[6].inputs[0] == n[5].name, n[7].inputs == [n[6].name],
               n[8].inputs[0] == n[7].name, n[9].inputs == [n[4].name, n[8].name] else { return nil }
         guard n[9].name.hasPrefix("blocks."), let index = Int(n[9].name.dropFirst("blocks.".count)) else { return nil }
-        self.nodes = all[position..<position + DenseBlock.length]
+        self.nodes = n
         self.index = index
         self.input = x
     }
