@@ -3,6 +3,7 @@ import Foundation
 import IR
 import IdleViTKit
 import Interpreter
+import Verification
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the model on an input batch and print logits and the top-K classes.")
@@ -22,6 +23,9 @@ struct Run: ParsableCommand {
     @Option(help: "Threads (default: all cores).")
     var threads: Int?
 
+    @Flag(name: .customLong("cut-loss"), help: "Report the token cut loss (inter, intra, total) of each idle layer's selection.")
+    var cutLoss = false
+
     func run() throws {
         guard top > 0 else { throw CLIError.invalid("--top must be positive") }
         let prepared = try model.prepare(idle)
@@ -33,7 +37,9 @@ struct Run: ParsableCommand {
             names = text.split(separator: "\n", omittingEmptySubsequences: false).map { String($0).trimmingCharacters(in: .whitespaces) }
             if names?.last == "" { names?.removeLast() }
         }
-        let capture = Set((prepared.schedule?.idleLayers ?? []).map { "blocks.\($0).selected" })
+        let idleLayers = prepared.schedule?.effective.idleLayers ?? []
+        var capture = Set(idleLayers.map { "blocks.\($0).selected" })
+        if cutLoss { for layer in idleLayers { capture.formUnion(TokenCutLoss.requiredActivations(layer: layer)) } }
         let outputs: [String: Activation]
         do {
             let interpreter = try Interpreter(graph: prepared.graph, threads: threads)
@@ -67,10 +73,33 @@ struct Run: ParsableCommand {
             }
         }
         let kept = (prepared.schedule?.kept ?? []).map { $0.map(JSONValue.int) ?? .null }
+        var losses: [(Int, [TokenCutLoss.Value])] = []
+        if cutLoss {
+            for layer in idleLayers {
+                if let values = TokenCutLoss.compute(graph: prepared.graph, activations: outputs, layer: layer) { losses.append((layer, values)) }
+            }
+        }
         if model.json {
-            printJSON(.object([("images", .array(images)), ("kept_tokens", .array(kept))]))
+            var pairs: [(key: String, value: JSONValue)] = [("images", .array(images)), ("kept_tokens", .array(kept))]
+            if cutLoss {
+                pairs.append(("cut_loss", .array(losses.map { layer, values in
+                    .object([("layer", .int(layer)), ("inter", .array(values.map { .double($0.inter) })),
+                             ("intra", .array(values.map { .double($0.intra) })), ("total", .array(values.map { .double($0.total) }))])
+                })))
+            }
+            printJSON(.object(pairs))
         } else if let schedule = prepared.schedule {
             print("kept tokens per layer: \(schedule)")
+            if cutLoss {
+                var table = Table(headers: ["layer", "inter", "intra", "total"], rightAligned: [1, 2, 3])
+                for (layer, values) in losses {
+                    let n = Double(values.count)
+                    table.add(["blocks.\(layer)", scientific(values.map(\.inter).reduce(0, +) / n),
+                               scientific(values.map(\.intra).reduce(0, +) / n), scientific(values.map(\.total).reduce(0, +) / n)])
+                }
+                print("token cut loss (mean over images):")
+                print(table.render(), terminator: "")
+            }
         }
     }
 }

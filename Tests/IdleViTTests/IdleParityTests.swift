@@ -28,6 +28,23 @@ final class IdleParityTests: XCTestCase {
         }
     }
 
+    func testTokenCutLossMatchesReference() throws {
+        for model in ["micro", "micro-distilled"] {
+            let result = try runIdleViT(["verify", TestPaths.fixture("\(model)/model.safetensors"), "--keep-ratio", "0.7", "--cut-loss",
+                                         "--input", TestPaths.fixture("\(model)/input.safetensors"),
+                                         "--reference", TestPaths.fixture("\(model)/idle-0.7.safetensors"), "--json"])
+            XCTAssertEqual(result.status, 0, "\(model): \(result.stderr)\n\(result.stdout)")
+            let json = try JSONParser.parse(result.stdout)
+            let losses = (json["activations"]?.arrayValue ?? []).filter { $0["name"]?.stringValue?.contains(".cut_loss.") == true }
+            XCTAssertEqual(losses.count, 9, "inter, intra, total for 3 idle layers")
+            XCTAssertEqual(json["not_compared"]?.arrayValue?.count, 0)
+        }
+        let run = try runIdleViT(["run", TestPaths.fixture("micro/model.safetensors"), "--keep-ratio", "0.7", "--cut-loss",
+                                  "--input", TestPaths.fixture("micro/input.safetensors")])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stdout.contains("token cut loss"), run.stdout)
+    }
+
     func run(_ model: String, _ request: ModelRequest, capture: Capture = .all) throws -> (PreparedModel, [String: Activation]) {
         let prepared = try Session.prepare(request)
         let input = try Session.loadInput(path: TestPaths.fixture("\(model)/input.safetensors"), for: prepared.architecture)
