@@ -10,6 +10,8 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "idlevit", targets: ["idlevit"]),
+        // Reads HDF5 files in a separate process so a libhdf5 crash cannot take idlevit down.
+        .executable(name: "idlevit-hdf5-reader", targets: ["idlevit-hdf5-reader"]),
         .library(name: "IdleViTKit", targets: ["IdleViTKit"]),
     ],
     dependencies: [
@@ -19,6 +21,7 @@ let package = Package(
         // C libraries.
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c", providers: [.apt(["libprotobuf-c-dev"])]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         // protoc-c output for Schemas/onnx.proto (regenerate with `make onnx-proto`).
         .target(name: "COnnx", dependencies: ["CProtobufC"]),
 
@@ -28,6 +31,9 @@ let package = Package(
         .target(name: "Importers", dependencies: ["IR"]),
         // ONNX protobuf -> DeiT structure recognised in the op graph -> canonical weights.
         .target(name: "ONNXImporter", dependencies: ["IR", "Importers", "COnnx"]),
+        // HDF5 state dicts: checks in idlevit, libhdf5 only in the reader process below.
+        .target(name: "HDF5Importer", dependencies: ["IR", "Importers"]),
+        .executableTarget(name: "idlevit-hdf5-reader", dependencies: ["CHDF5", "HDF5Importer", "Exporters", "IR"]),
         // IR and weights -> files: safetensors checkpoints, atomic output.
         .target(name: "Exporters", dependencies: ["IR", "Importers"]),
         // Graph -> graph rewrites (the IdleViT rewrite lives here).
@@ -37,7 +43,7 @@ let package = Package(
         // Activation comparison against PyTorch references.
         .target(name: "Verification", dependencies: ["IR", "Importers", "Interpreter"]),
         // Facade: detect a file's format, import, rewrite, run.
-        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ONNXImporter", "Exporters", "Passes", "Interpreter", "Verification"]),
+        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ONNXImporter", "HDF5Importer", "Exporters", "Passes", "Interpreter", "Verification"]),
         // The command line.
         .target(name: "IdleViTCLI", dependencies: [
             "IdleViTKit", "Importers", "Exporters", "Interpreter", "Verification", "IR",
@@ -45,6 +51,6 @@ let package = Package(
         ]),
         .executableTarget(name: "idlevit", dependencies: ["IdleViTCLI"]),
 
-        .testTarget(name: "IdleViTTests", dependencies: ["IdleViTKit", "IdleViTCLI", "idlevit"]),
+        .testTarget(name: "IdleViTTests", dependencies: ["IdleViTKit", "IdleViTCLI", "idlevit", "idlevit-hdf5-reader"]),
     ]
 )

@@ -1,4 +1,5 @@
 import IR
+import HDF5Importer
 import Importers
 
 /// A model file turned into the canonical IR, with what `inspect` needs to describe it.
@@ -48,7 +49,12 @@ public enum ModelLoader {
         case .onnx:
             throw .unrecognizedFormat(file: file, reason: "ONNX import is not built into this idlevit")
         case .hdf5:
-            throw .unrecognizedFormat(file: file, reason: "HDF5 import is not built into this idlevit")
+            let imported = try HDF5Importer.load(path: path)
+            summaries = imported.description.datasets.map {
+                TensorSummary(name: String($0.path.dropFirst()), dtype: $0.sourceType.safetensorsName, shape: $0.shape, bytes: $0.logicalBytes)
+            }
+            details += imported.details
+            weights = imported.weights
         }
         if summaries.isEmpty {
             summaries = weights.weights.map {

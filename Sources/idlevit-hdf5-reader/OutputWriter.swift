@@ -1,0 +1,90 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CHDF5
+import Exporters
+import HDF5Importer
+import IR
+
+/// Streams the planned datasets into one safetensors file: one tensor in memory at a time.
+/// float16 stays F16 (bit for bit); float32 and float64 become F32 (libhdf5 converts f64).
+/// F32 tensors come first so each stays 4-byte aligned for mapping; the parent uses the
+/// description, not this order.
+enum OutputWriter {
+    static func write(_ plan: ReadPlan, from file: HDF5File, to path: String) throws(ReaderFailure) {
+        let ordered = plan.datasets.filter { $0.info.sourceType != .f16 } + plan.datasets.filter { $0.info.sourceType == .f16 }
+        let output: AtomicFile
+        do { output = try AtomicFile(destination: path) } catch { throw .cannotWrite(error.description) }
+        do {
+            try output.write(header(ordered, description: plan.description))
+            for dataset in ordered {
+                let buffer = try read(dataset, from: file)
+                defer { buffer.deallocate() }
+                try output.write(UnsafeRawBufferPointer(buffer))
+            }
+            try output.commit()
+        } catch let error as ExportError {
+            throw .cannotWrite(error.description)
+        } catch let failure as ReaderFailure {
+            throw failure
+        } catch {
+            throw .cannotWrite("\(error)")
+        }
+    }
+
+    /// The whole dataset in the output's element type.
+    static func read(_ dataset: DatasetPlan, from file: HDF5File) throws(ReaderFailure) -> UnsafeMutableRawBufferPointer {
+        let name = dataset.info.name
+        let handle = try file.openDataset(dataset.path)
+        defer { H5Dclose(handle) }
+        let count = dataset.info.shape.reduce(1, *)
+        let isHalf = dataset.info.sourceType == .f16
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count * (isHalf ? 2 : 4), 1), alignment: 64)
+        let memoryType: hid_t
+        if isHalf {
+            // The file's own half type in little-endian order: libhdf5 copies the bits
+            // (swapping bytes if the file is big-endian), no float conversion involved.
+            let fileType = H5Dget_type(handle)
+            guard fileType >= 0 else { buffer.deallocate(); throw .library("cannot read its type", dataset: name) }
+            memoryType = H5Tcopy(fileType)
+            H5Tclose(fileType)
+            H5Tset_order(memoryType, H5T_ORDER_LE)
+        } else {
+            memoryType = idlevit_h5t_native_float()
+        }
+        defer { if isHalf { H5Tclose(memoryType) } }
+        guard count == 0 || H5Dread(handle, memoryType, idlevit_h5s_all(), idlevit_h5s_all(), idlevit_h5p_default(), buffer.baseAddress) >= 0 else {
+            buffer.deallocate()
+            throw .library("libhdf5 cannot read its data", dataset: name)
+        }
+        return UnsafeMutableRawBufferPointer(start: buffer.baseAddress, count: count * (isHalf ? 2 : 4))
+    }
+
+    /// Length prefix and JSON header (description in `__metadata__`), padded with spaces so
+    /// the data section starts on a 64-byte boundary.
+    static func header(_ datasets: [DatasetPlan], description: HDF5Description) -> [UInt8] {
+        var pairs: [(key: String, value: JSONValue)] = [
+            ("__metadata__", .object([(HDF5ReaderProtocol.descriptionKey, .string(JSONWriter.write(description.json)))])),
+        ]
+        var offset = 0
+        for dataset in datasets {
+            let isHalf = dataset.info.sourceType == .f16
+            let bytes = dataset.info.shape.reduce(1, *) * (isHalf ? 2 : 4)
+            pairs.append((dataset.info.name, .object([
+                ("dtype", .string(isHalf ? "F16" : "F32")),
+                ("shape", .array(dataset.info.shape.map(JSONValue.int))),
+                ("data_offsets", .array([.int(offset), .int(offset + bytes)])),
+            ])))
+            offset += bytes
+        }
+        var json = Array(JSONWriter.write(.object(pairs)).utf8)
+        json += [UInt8](repeating: UInt8(ascii: " "), count: (64 - (8 + json.count) % 64) % 64)
+        var length = UInt64(json.count)
+        var prefix: [UInt8] = []
+        for _ in 0..<8 {
+            prefix.append(UInt8(truncatingIfNeeded: length))
+            length >>= 8
+        }
+        return prefix + json
+    }
+}
