@@ -42,8 +42,10 @@ let package = Package(
         .target(name: "Interpreter", dependencies: ["IR", "CBLAS"]),
         // Activation comparison against PyTorch references.
         .target(name: "Verification", dependencies: ["IR", "Importers", "Interpreter"]),
+        // IdleViT weight bundles: one safetensors file with weights, graph, schedule, provenance.
+        .target(name: "Bundle", dependencies: ["IR", "Importers", "Exporters", "Passes"]),
         // Facade: detect a file's format, import, rewrite, run.
-        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ONNXImporter", "HDF5Importer", "Exporters", "Passes", "Interpreter", "Verification"]),
+        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ONNXImporter", "HDF5Importer", "Exporters", "Passes", "Bundle", "Interpreter", "Verification"]),
         // The command line.
         .target(name: "IdleViTCLI", dependencies: [
             "IdleViTKit", "Importers", "Exporters", "Interpreter", "Verification", "IR",

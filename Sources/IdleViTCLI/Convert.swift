@@ -60,6 +60,10 @@ enum CheckpointExport {
     }
 
     static func writeBundle(_ prepared: PreparedModel, dtype: OutputDType, to path: String) throws {
-        throw CLIError.invalid("IdleViT bundles are not written by this build yet: use --to safetensors")
+        do {
+            try BundleExport.write(prepared, dtype: dtype, producer: "idlevit \(IdleViTVersion.string)", to: path)
+        } catch {
+            throw CLIError.invalid(error.description)
+        }
     }
 }

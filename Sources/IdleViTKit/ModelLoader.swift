@@ -1,3 +1,4 @@
+import Bundle
 import IR
 import HDF5Importer
 import Importers
@@ -39,9 +40,12 @@ public enum ModelLoader {
         var summaries: [TensorSummary] = []
         var details: [(String, String)] = []
         var recognition = options.recognition
+        var bundle: BundleInfo?
         switch format {
         case .safetensors, .bundle:
             let reader = try SafetensorsFile(path: path)
+            // A bundle's metadata is checked before any tensor is converted or recognised.
+            if format == .bundle { bundle = try BundleReader.readMetadata(reader) }
             summaries = reader.entries.map {
                 TensorSummary(name: $0.name, dtype: $0.dtype.rawValue, shape: $0.shape, bytes: $0.dataRange.count)
             }
@@ -69,6 +73,10 @@ public enum ModelLoader {
             graph = try DeiTGraphBuilder.build(recognized)
         } catch {
             throw .architecture(file: file, problems: ["cannot build the graph: \(error)"])
+        }
+        if let bundle {
+            try BundleReader.checkRebuilt(bundle, file: path, recognized: recognized.architecture, dense: graph)
+            details += bundle.details
         }
         return LoadedModel(path: path, format: format, sourceTensors: summaries, sourceMetadata: weights.metadata,
                            recognized: recognized, graph: graph, details: details)

@@ -71,8 +71,10 @@ public enum Session {
                 }
                 schedule = try IdleSchedule.standard(depth: a.depth, patchCount: a.patchCount, keepRatio: r, idleLayers: request.idleLayers)
             } else if let stored = loaded.sourceMetadata["idle"] {
-                // A bundle carries its schedule; flags override it.
-                schedule = try IdleMetadata.decode(stored, depth: a.depth)
+                // A bundle carries its schedule; flags override it. A dense bundle's schedule
+                // (every layer null) is no schedule at all.
+                let decoded = try IdleMetadata.decode(stored, depth: a.depth)
+                schedule = decoded.idleLayers.isEmpty ? nil : decoded
             }
         } catch let error as ScheduleError {
             throw .schedule(error)

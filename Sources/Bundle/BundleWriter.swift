@@ -1,0 +1,101 @@
+import Exporters
+import IR
+import Importers
+import Passes
+
+/// Everything a bundle holds, before it is written.
+public struct BundleContents: Sendable {
+    public var architecture: DeiTArchitecture
+    /// Weights by canonical timm name; any order, any extra names are refused.
+    public var tensors: [String: FloatTensor]
+    /// nil (or no idle entries) for a dense bundle.
+    public var schedule: IdleSchedule?
+    public var dtype: OutputDType
+    public var source: BundleSource
+    /// `idlevit <version>`.
+    public var producer: String
+
+    public init(architecture: DeiTArchitecture, tensors: [String: FloatTensor], schedule: IdleSchedule?,
+                dtype: OutputDType, source: BundleSource, producer: String) {
+        self.architecture = architecture
+        self.tensors = tensors
+        self.schedule = schedule
+        self.dtype = dtype
+        self.source = source
+        self.producer = producer
+    }
+}
+
+/// Writes `NAME.idlevit.safetensors` (DESIGN §5): the canonical timm tensors in state-dict
+/// order, so `load_state_dict(strict=True)` takes the file as it is, and the metadata that
+/// makes it self-describing.
+///
+/// Streaming and atomicity come from `SafetensorsWriter`: tensors are written straight from
+/// the mapped input (F32) or converted one chunk at a time (F16/BF16), into a temporary file
+/// renamed over the destination only when complete. Determinism: the bytes depend only on the
+/// weights, architecture, schedule, dtype, source and producer; there is no timestamp, no
+/// output name and no dictionary-order iteration anywhere in the header.
+public enum BundleWriter {
+    public static func write(_ contents: BundleContents, to path: String) throws(ExportError) {
+        let ordered = try orderedTensors(contents)
+        let metadata = try metadata(contents)
+        let items = ordered.map { SafetensorsWriter.Item(name: $0.name, tensor: $0.tensor, dtype: contents.dtype) }
+        try SafetensorsWriter.write(items, metadata: metadata, to: path)
+    }
+
+    /// The metadata pairs in `BundleKey.all` order.
+    public static func metadata(_ contents: BundleContents) throws(ExportError) -> [(String, String)] {
+        let a = contents.architecture
+        let graph = try canonicalGraph(contents)
+        return [
+            (BundleKey.format, BundleFormat.name),
+            (BundleKey.formatVersion, String(BundleFormat.version)),
+            (BundleKey.producer, contents.producer),
+            (BundleKey.dtype, contents.dtype.rawValue),
+            (BundleKey.source, JSONWriter.write(contents.source.json)),
+            (BundleKey.architecture, JSONWriter.write(GraphJSON.encode(a))),
+            (BundleKey.idle, BundleGraph.idleMetadata(contents.schedule, architecture: a)),
+            (BundleKey.graph, BundleGraph.text(graph)),
+        ]
+    }
+
+    /// Tensors in DeiT state-dict order, each checked against the architecture.
+    static func orderedTensors(_ contents: BundleContents) throws(ExportError) -> [(name: String, tensor: FloatTensor)] {
+        let expected = DeiTRecognizer.expectedTensors(contents.architecture)
+        var ordered: [(name: String, tensor: FloatTensor)] = []
+        for (name, shape) in expected {
+            guard let tensor = contents.tensors[name] else { throw .invalidRequest("bundle: tensor '\(name)' is missing") }
+            guard tensor.shape == shape else {
+                throw .invalidRequest("bundle: tensor '\(name)' has shape \(describeShape(tensor.shape)), the architecture needs \(describeShape(shape))")
+            }
+            ordered.append((name, tensor))
+        }
+        let known = Set(expected.map(\.name))
+        if let extra = contents.tensors.keys.sorted().first(where: { !known.contains($0) }) {
+            throw .invalidRequest("bundle: tensor '\(extra)' is not part of a DeiT with this architecture")
+        }
+        return ordered
+    }
+
+    /// The graph the reader will rebuild from the written tensors: recognised from the timm
+    /// names exactly as a reader recognises them, with the bundle's dtype as source dtype.
+    static func canonicalGraph(_ contents: BundleContents) throws(ExportError) -> Graph {
+        let a = contents.architecture
+        var weights = WeightSet(file: "bundle", format: .bundle,
+                                metadata: [BundleKey.architecture: JSONWriter.write(GraphJSON.encode(a))])
+        for (name, tensor) in try orderedTensors(contents) {
+            weights.append(Weight(name: name, tensor: tensor, sourceType: contents.dtype.elementType))
+        }
+        do {
+            let recognized = try DeiTRecognizer.recognize(weights)
+            guard recognized.architecture == a else {
+                throw ExportError.invalidRequest("bundle: the weights read back as \(recognized.architecture), not \(a)")
+            }
+            return try BundleGraph.canonical(dense: try DeiTGraphBuilder.build(recognized), schedule: contents.schedule)
+        } catch let error as ExportError {
+            throw error
+        } catch {
+            throw .invalidRequest("bundle: cannot build the graph to store: \(error)")
+        }
+    }
+}
