@@ -2,6 +2,7 @@ import Bundle
 import IR
 import HDF5Importer
 import Importers
+import ONNXImporter
 
 /// A model file turned into the canonical IR, with what `inspect` needs to describe it.
 public struct LoadedModel: Sendable {
@@ -51,7 +52,15 @@ public enum ModelLoader {
             }
             weights = try reader.weightSet(format: format)
         case .onnx:
-            throw .unrecognizedFormat(file: file, reason: "ONNX import is not built into this idlevit")
+            let imported = try ONNXImporter.load(path: path)
+            summaries = imported.initializers.map { TensorSummary(name: $0.name, dtype: $0.dtype, shape: $0.shape, bytes: $0.bytes) }
+            details.append(("ONNX", "opset \(imported.opset), IR version \(imported.irVersion), producer '\(imported.producer)', \(imported.nodeCount) nodes"))
+            details.append(("ONNX ops", imported.opHistogram.map { "\($0.op) \($0.count)" }.joined(separator: ", ")))
+            // The graph states heads and epsilon; the user's options still win.
+            if recognition.heads == nil { recognition.heads = imported.options.heads }
+            if recognition.layerNormEps == nil { recognition.layerNormEps = imported.options.layerNormEps }
+            details.append(("ONNX graph", "heads \(imported.options.heads ?? 0) (attention Reshape), layer norm eps \(imported.options.layerNormEps ?? 0)"))
+            weights = imported.weights
         case .hdf5:
             let imported = try HDF5Importer.load(path: path)
             summaries = imported.description.datasets.map {

@@ -1,0 +1,243 @@
+import IR
+
+/// Why the graph is not the DeiT the matcher expects, at which node.
+struct MatchFailure: Error {
+    var node: ONNXNode?
+    var message: String
+}
+
+/// A linear layer found in the graph, with its weight already in timm's [out, in] layout.
+struct MatchedLinear {
+    var output: String
+    var weight: CanonicalWeight
+    var bias: CanonicalWeight
+    var outFeatures: Int { weight.tensor.shape[0] }
+    var inFeatures: Int { weight.tensor.shape[1] }
+}
+
+struct MatchedNorm {
+    var output: String
+    var weight: CanonicalWeight
+    var bias: CanonicalWeight
+    var eps: Double
+}
+
+/// A weight under its timm name, with the element type and initializer it came from.
+struct CanonicalWeight {
+    var tensor: FloatTensor
+    var sourceType: ElementType
+    /// The initializer (or Constant output) it was read from, for messages.
+    var origin: String
+}
+
+/// Building blocks of the DeiT matcher: walking the dataflow, reading constants and weights,
+/// and recognising linears, layer norms (fused or decomposed), GELU and token selection.
+extension DeiTMatcher {
+    func fail(_ node: ONNXNode?, _ message: String) -> MatchFailure {
+        MatchFailure(node: node, message: message + (context.isEmpty ? "" : " (in \(context))"))
+    }
+
+    /// The computing nodes that read `value`.
+    func consumers(_ value: String) -> [ONNXNode] { analysis.computingConsumers(of: value) }
+
+    /// The one node reading `value`, which must be one of `ops`.
+    func onlyConsumer(_ value: String, _ ops: Set<String>, expecting what: String) throws(MatchFailure) -> ONNXNode {
+        let readers = consumers(value)
+        guard readers.count == 1, let node = readers.first else {
+            let producer = analysis.producer(of: value)
+            throw fail(producer, readers.isEmpty ? "its output '\(value)' is not used; expected \(what) next"
+                : "its output '\(value)' is read by \(readers.count) nodes (\(readers.map(\.opType).joined(separator: ", "))); expected only \(what)")
+        }
+        guard ops.contains(node.opType) else { throw fail(node, "expected \(what)") }
+        return node
+    }
+
+    func input(_ node: ONNXNode, _ i: Int) -> String {
+        let inputs = analysis.inputs(of: node)
+        return i < inputs.count ? inputs[i] : ""
+    }
+
+    func output(_ node: ONNXNode) -> String { node.outputs.first.map(analysis.resolve) ?? "" }
+
+    /// For a binary node reading `value`, its other operand.
+    func otherOperand(_ node: ONNXNode, than value: String) throws(MatchFailure) -> String {
+        let inputs = analysis.inputs(of: node)
+        guard inputs.count == 2 else { throw fail(node, "expected two inputs") }
+        if inputs[0] == value { return inputs[1] }
+        if inputs[1] == value { return inputs[0] }
+        throw fail(node, "does not read '\(value)'")
+    }
+
+    func shape(_ value: String) -> [Int] { analysis.fact(value)?.shape ?? [] }
+
+    /// A scalar constant operand, or nil.
+    func scalarOperand(_ value: String) -> Double? {
+        guard let small = analysis.constant(value), small.count == 1, !analysis.isComputed(value) else { return nil }
+        return small.values[0]
+    }
+
+    /// A weight of the expected shape (broadcast-equivalent leading 1s allowed).
+    func weight(_ value: String, shape expected: [Int], at node: ONNXNode, role: String) throws(MatchFailure) -> CanonicalWeight {
+        guard let tensor = analysis.weight(value), let floats = tensor.floatTensor, let type = tensor.dataType.floatElementType else {
+            throw fail(node, "\(role) '\(value)' is not a constant float tensor")
+        }
+        func leadingOnesDropped(_ shape: [Int]) -> [Int] { Array(shape.drop(while: { $0 == 1 })) }
+        guard tensor.shape == expected || leadingOnesDropped(tensor.shape) == leadingOnesDropped(expected) else {
+            throw fail(node, "\(role) '\(value)' has shape \(tensor.shape), expected \(expected)")
+        }
+        return CanonicalWeight(tensor: floats.reshaped(expected), sourceType: type, origin: tensor.name)
+    }
+
+    static func close(_ value: Double, _ expected: Double, tolerance: Double = 1e-5) -> Bool {
+        abs(value - expected) <= tolerance * abs(expected)
+    }
+
+    /// `MatMul(x, W [in, out]) + b` (W transposed back to [out, in]), `MatMul(x, Transpose(W))
+    /// + b`, or `Gemm(x, W, b)`.
+    mutating func matchLinear(_ node: ONNXNode, input x: String, role: String) throws(MatchFailure) -> MatchedLinear {
+        let inFeatures = shape(x).last ?? 0
+        if node.opType == "Gemm" {
+            guard input(node, 0) == x, node.int("transA") ?? 0 == 0, (node.float("alpha") ?? 1) == 1, (node.float("beta") ?? 1) == 1 else {
+                throw fail(node, "\(role): only Gemm(x, W, b) with alpha = beta = 1 and no transA is supported")
+            }
+            let transB = node.int("transB") ?? 0 == 1
+            let w = input(node, 1)
+            let raw = shape(w)
+            guard raw.count == 2 else { throw fail(node, "\(role) weight '\(w)' is not a matrix") }
+            let out = transB ? raw[0] : raw[1]
+            var weight = try self.weight(w, shape: transB ? [out, inFeatures] : [inFeatures, out], at: node, role: "\(role) weight")
+            if !transB { weight.tensor = transposed(weight.tensor) }
+            guard !input(node, 2).isEmpty else { throw fail(node, "\(role) has no bias") }
+            let bias = try self.weight(input(node, 2), shape: [out], at: node, role: "\(role) bias")
+            visit(node)
+            return MatchedLinear(output: output(node), weight: weight, bias: bias)
+        }
+        guard node.opType == "MatMul", input(node, 0) == x else { throw fail(node, "expected the \(role) linear (MatMul or Gemm) reading '\(x)'") }
+        let w = input(node, 1)
+        var weight: CanonicalWeight
+        if let transpose = analysis.producer(of: w), transpose.opType == "Transpose", !analysis.folded.contains(transpose.index),
+           analysis.weight(input(transpose, 0)) != nil {
+            guard transpose.ints("perm") ?? [1, 0] == [1, 0], let raw = analysis.fact(input(transpose, 0))?.shape, raw.count == 2 else {
+                throw fail(transpose, "\(role) weight transpose must swap the two axes of a matrix")
+            }
+            weight = try self.weight(input(transpose, 0), shape: [raw[0], inFeatures], at: node, role: "\(role) weight")
+            visit(transpose)
+        } else {
+            let raw = shape(w)
+            guard raw.count == 2 else { throw fail(node, "\(role) weight '\(w)' is not a constant matrix") }
+            weight = try self.weight(w, shape: [inFeatures, raw[1]], at: node, role: "\(role) weight")
+            weight.tensor = transposed(weight.tensor)
+        }
+        visit(node)
+        let add = try onlyConsumer(output(node), ["Add"], expecting: "the \(role) bias Add")
+        let biasName = try otherOperand(add, than: output(node))
+        let bias = try self.weight(biasName, shape: [weight.tensor.shape[0]], at: add, role: "\(role) bias")
+        visit(add)
+        return MatchedLinear(output: output(add), weight: weight, bias: bias)
+    }
+
+    /// LayerNormalization over the last axis, or torch's opset < 17 decomposition:
+    /// ReduceMean, Sub, Pow 2, ReduceMean, Add eps, Sqrt, Div, Mul weight, Add bias.
+    mutating func matchLayerNorm(_ x: String, dim: Int, role: String) throws(MatchFailure) -> MatchedNorm {
+        let readers = consumers(x)
+        if let ln = readers.first(where: { $0.opType == "LayerNormalization" && input($0, 0) == x }) {
+            let rank = shape(x).count
+            guard normaliseAxis(ln.int("axis") ?? -1, rank: rank) == rank - 1 else { throw fail(ln, "\(role) must normalise the last axis") }
+            for extra in ln.outputs.dropFirst() where !extra.isEmpty && !consumers(extra).isEmpty {
+                throw fail(ln, "\(role): mean / inverse deviation outputs are used")
+            }
+            guard !input(ln, 2).isEmpty else { throw fail(ln, "\(role) has no bias") }
+            let weight = try self.weight(input(ln, 1), shape: [dim], at: ln, role: "\(role) weight")
+            let bias = try self.weight(input(ln, 2), shape: [dim], at: ln, role: "\(role) bias")
+            visit(ln)
+            return MatchedNorm(output: output(ln), weight: weight, bias: bias, eps: Double(ln.float("epsilon") ?? 1e-5))
+        }
+        guard let mean = readers.first(where: { $0.opType == "ReduceMean" && input($0, 0) == x }) else {
+            throw fail(analysis.producer(of: x), "expected \(role) (LayerNormalization, or ReduceMean/Sub/Pow/Sqrt/Div) reading its output '\(x)'")
+        }
+        try checkLastAxisMean(mean, role: role)
+        let sub = try onlyConsumer(output(mean), ["Sub"], expecting: "\(role) Sub (x - mean)")
+        guard input(sub, 0) == x, input(sub, 1) == output(mean) else { throw fail(sub, "\(role): expected x - mean") }
+        let centred = output(sub)
+        let centredReaders = consumers(centred)
+        guard centredReaders.count == 2, let pow = centredReaders.first(where: { $0.opType == "Pow" }),
+              let div = centredReaders.first(where: { $0.opType == "Div" }) else {
+            throw fail(sub, "\(role): x - mean must feed Pow and Div")
+        }
+        guard input(pow, 0) == centred, scalarOperand(input(pow, 1)) == 2 else { throw fail(pow, "\(role): expected (x - mean)^2") }
+        let variance = try onlyConsumer(output(pow), ["ReduceMean"], expecting: "\(role) variance ReduceMean")
+        try checkLastAxisMean(variance, role: role)
+        let addEps = try onlyConsumer(output(variance), ["Add"], expecting: "\(role) Add epsilon")
+        guard let eps = scalarOperand(try otherOperand(addEps, than: output(variance))), eps >= 0, eps < 1 else {
+            throw fail(addEps, "\(role): epsilon must be a small constant")
+        }
+        let sqrt = try onlyConsumer(output(addEps), ["Sqrt"], expecting: "\(role) Sqrt")
+        guard input(div, 0) == centred, input(div, 1) == output(sqrt) else { throw fail(div, "\(role): expected (x - mean) / sqrt(var + eps)") }
+        let mul = try onlyConsumer(output(div), ["Mul"], expecting: "\(role) scale Mul")
+        let weight = try self.weight(try otherOperand(mul, than: output(div)), shape: [dim], at: mul, role: "\(role) weight")
+        let add = try onlyConsumer(output(mul), ["Add"], expecting: "\(role) shift Add")
+        let bias = try self.weight(try otherOperand(add, than: output(mul)), shape: [dim], at: add, role: "\(role) bias")
+        for node in [mean, sub, pow, variance, addEps, sqrt, div, mul, add] { visit(node) }
+        return MatchedNorm(output: output(add), weight: weight, bias: bias, eps: Double(Float(eps)))
+    }
+
+    private func checkLastAxisMean(_ node: ONNXNode, role: String) throws(MatchFailure) {
+        let rank = shape(input(node, 0)).count
+        let axes = analysis.opset >= 18 ? analysis.constant(input(node, 1))?.ints : node.ints("axes")
+        guard let axes, axes.count == 1, normaliseAxis(axes[0], rank: rank) == rank - 1, node.int("keepdims") ?? 1 == 1 else {
+            throw fail(node, "\(role): expected a mean over the last axis, keeping it")
+        }
+    }
+
+    /// GELU, exact: a Gelu op, or 0.5 · x · (1 + erf(x / √2)) as torch exports it.
+    mutating func matchGELU(_ x: String) throws(MatchFailure) -> String {
+        let readers = consumers(x)
+        if readers.count == 1, let gelu = readers.first, gelu.opType == "Gelu" {
+            guard (gelu.string("approximate") ?? "none") == "none" else { throw fail(gelu, "only exact GELU (approximate = none) is supported") }
+            visit(gelu)
+            return output(gelu)
+        }
+        guard readers.count == 2, let scaleNode = readers.first(where: { $0.opType == "Div" || $0.opType == "Mul" }),
+              let product = readers.first(where: { $0.index != scaleNode.index && $0.opType == "Mul" }) else {
+            throw fail(analysis.producer(of: x), "expected GELU (Gelu, or Div by √2, Erf, Add 1, Mul, Mul 0.5) after it")
+        }
+        let sqrt2 = 2.0.squareRoot()
+        let factor = scalarOperand(try otherOperand(scaleNode, than: x))
+        guard input(scaleNode, 0) == x, let factor,
+              scaleNode.opType == "Div" ? Self.close(factor, sqrt2) : Self.close(factor, 1 / sqrt2) else {
+            throw fail(scaleNode, "GELU: expected x / √2")
+        }
+        let erf = try onlyConsumer(output(scaleNode), ["Erf"], expecting: "GELU Erf")
+        let plusOne = try onlyConsumer(output(erf), ["Add"], expecting: "GELU Add 1")
+        guard scalarOperand(try otherOperand(plusOne, than: output(erf))) == 1 else { throw fail(plusOne, "GELU: expected erf(...) + 1") }
+        for node in [scaleNode, erf, plusOne] { visit(node) }
+        let productOther = try otherOperand(product, than: x)
+        if productOther == output(plusOne) {
+            // x · (1 + erf) · 0.5
+            let half = try onlyConsumer(output(product), ["Mul"], expecting: "GELU Mul 0.5")
+            guard scalarOperand(try otherOperand(half, than: output(product))) == 0.5 else { throw fail(half, "GELU: expected a factor 0.5") }
+            visit(product)
+            visit(half)
+            return output(half)
+        }
+        // (x · 0.5) · (1 + erf)
+        guard scalarOperand(productOther) == 0.5 else { throw fail(product, "GELU: expected x · 0.5") }
+        let last = try onlyConsumer(output(plusOne), ["Mul"], expecting: "GELU final Mul")
+        guard try otherOperand(last, than: output(plusOne)) == output(product) else { throw fail(last, "GELU: expected 0.5x · (1 + erf)") }
+        visit(product)
+        visit(last)
+        return output(last)
+    }
+
+    /// A copy of a matrix with its two axes swapped (ONNX MatMul weights are [in, out]).
+    func transposed(_ matrix: FloatTensor) -> FloatTensor {
+        let rows = matrix.shape[0], columns = matrix.shape[1]
+        let (storage, memory) = TensorStorage.allocate(byteCount: rows * columns * 4)
+        let out = memory.bindMemory(to: Float.self, capacity: max(rows * columns, 1))
+        let source = matrix.pointer
+        for r in 0..<rows {
+            for c in 0..<columns { out[c * rows + r] = source[r * columns + c] }
+        }
+        return FloatTensor(shape: [columns, rows], storage: storage, pointer: UnsafePointer(out))
+    }
+}
