@@ -189,7 +189,9 @@ extension DeiTMatcher {
         }
     }
 
-    /// GELU, exact: a Gelu op, or 0.5 · x · (1 + erf(x / √2)) as torch exports it.
+    /// GELU, exact: a Gelu op, or 0.5 · x · (1 + erf(x / √2)) with the two factors applied in
+    /// any order (torch's TorchScript exporter multiplies by x then 0.5, the dynamo exporter
+    /// by 0.5 then x; x · 0.5 may also be formed first).
     mutating func matchGELU(_ x: String) throws(MatchFailure) -> String {
         let readers = consumers(x)
         if readers.count == 1, let gelu = readers.first, gelu.opType == "Gelu" {
@@ -197,11 +199,13 @@ extension DeiTMatcher {
             visit(gelu)
             return output(gelu)
         }
-        guard readers.count == 2, let scaleNode = readers.first(where: { $0.opType == "Div" || $0.opType == "Mul" }),
-              let product = readers.first(where: { $0.index != scaleNode.index && $0.opType == "Mul" }) else {
-            throw fail(analysis.producer(of: x), "expected GELU (Gelu, or Div by √2, Erf, Add 1, Mul, Mul 0.5) after it")
-        }
         let sqrt2 = 2.0.squareRoot()
+        guard readers.count == 2, let scaleNode = readers.first(where: { node in
+            guard (node.opType == "Div" || node.opType == "Mul"), let erf = consumers(output(node)).first else { return false }
+            return erf.opType == "Erf"
+        }) else {
+            throw fail(analysis.producer(of: x), "expected GELU (Gelu, or Div by √2, Erf, Add 1, Mul x, Mul 0.5) after it")
+        }
         let factor = scalarOperand(try otherOperand(scaleNode, than: x))
         guard input(scaleNode, 0) == x, let factor,
               scaleNode.opType == "Div" ? Self.close(factor, sqrt2) : Self.close(factor, 1 / sqrt2) else {
@@ -211,22 +215,31 @@ extension DeiTMatcher {
         let plusOne = try onlyConsumer(output(erf), ["Add"], expecting: "GELU Add 1")
         guard scalarOperand(try otherOperand(plusOne, than: output(erf))) == 1 else { throw fail(plusOne, "GELU: expected erf(...) + 1") }
         for node in [scaleNode, erf, plusOne] { visit(node) }
-        let productOther = try otherOperand(product, than: x)
-        if productOther == output(plusOne) {
-            // x · (1 + erf) · 0.5
-            let half = try onlyConsumer(output(product), ["Mul"], expecting: "GELU Mul 0.5")
-            guard scalarOperand(try otherOperand(half, than: output(product))) == 0.5 else { throw fail(half, "GELU: expected a factor 0.5") }
-            visit(product)
-            visit(half)
-            return output(half)
+        // Multiply (1 + erf) by x and by 0.5, in whichever order the exporter chose.
+        var current = output(plusOne)
+        var timesX = false, timesHalf = false
+        while !(timesX && timesHalf) {
+            let mul = try onlyConsumer(current, ["Mul"], expecting: "GELU product with x and 0.5")
+            let other = try otherOperand(mul, than: current)
+            if other == x, !timesX {
+                timesX = true
+            } else if scalarOperand(other) == 0.5, !timesHalf {
+                timesHalf = true
+            } else if !timesX, !timesHalf, let half = analysis.producer(of: other), half.opType == "Mul",
+                      (try? otherOperand(half, than: x)).flatMap({ scalarOperand($0) }) == 0.5 {
+                visit(half)
+                timesX = true
+                timesHalf = true
+            } else {
+                throw fail(mul, "GELU: expected a product of (1 + erf) with x and 0.5")
+            }
+            visit(mul)
+            current = output(mul)
         }
-        // (x · 0.5) · (1 + erf)
-        guard scalarOperand(productOther) == 0.5 else { throw fail(product, "GELU: expected x · 0.5") }
-        let last = try onlyConsumer(output(plusOne), ["Mul"], expecting: "GELU final Mul")
-        guard try otherOperand(last, than: output(plusOne)) == output(product) else { throw fail(last, "GELU: expected 0.5x · (1 + erf)") }
-        visit(product)
-        visit(last)
-        return output(last)
+        for reader in readers where !visited.contains(reader.index) {
+            throw fail(reader, "reads the GELU input outside the GELU")
+        }
+        return current
     }
 
     /// A copy of a matrix with its two axes swapped (ONNX MatMul weights are [in, out]).
