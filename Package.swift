@@ -21,6 +21,10 @@ let package = Package(
         // C libraries.
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c", providers: [.apt(["libprotobuf-c-dev"])]),
+        .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        // JPEG decode, PNG decode/encode in C: the libraries' setjmp/longjmp errors stay in C.
+        .target(name: "CImageCodecs", dependencies: ["CJPEG", "CPNG"]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         // protoc-c output for Schemas/onnx.proto (regenerate with `make onnx-proto`).
         .target(name: "COnnx", dependencies: ["CProtobufC"]),
@@ -44,15 +48,17 @@ let package = Package(
         .target(name: "Verification", dependencies: ["IR", "Importers", "Interpreter"]),
         // IdleViT weight bundles: one safetensors file with weights, graph, schedule, provenance.
         .target(name: "Bundle", dependencies: ["IR", "Importers", "Exporters", "Passes"]),
+        // Images in (JPEG/PNG -> DeiT's eval preprocessing), pictures out (the selection PNG).
+        .target(name: "Images", dependencies: ["CImageCodecs"]),
         // Facade: detect a file's format, import, rewrite, run.
         .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ONNXImporter", "HDF5Importer", "Exporters", "Passes", "Bundle", "Interpreter", "Verification"]),
         // The command line.
         .target(name: "IdleViTCLI", dependencies: [
-            "IdleViTKit", "Importers", "Exporters", "Interpreter", "Verification", "IR",
+            "IdleViTKit", "Importers", "Exporters", "Interpreter", "Verification", "IR", "Images",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "idlevit", dependencies: ["IdleViTCLI"]),
 
-        .testTarget(name: "IdleViTTests", dependencies: ["IdleViTKit", "IdleViTCLI", "idlevit", "idlevit-hdf5-reader"]),
+        .testTarget(name: "IdleViTTests", dependencies: ["IdleViTKit", "IdleViTCLI", "Images", "idlevit", "idlevit-hdf5-reader"]),
     ]
 )

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import IR
 import IdleViTKit
+import Images
 import Interpreter
 import Verification
 
@@ -11,13 +12,15 @@ struct Run: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @OptionGroup var idle: IdleOptions
 
-    @Option(help: "Input safetensors with 'pixel_values' [B, 3, H, W].")
-    var input: String
+    @Option(help: "Input safetensors with 'pixel_values' [B, 3, H, W] (or use --image).")
+    var input: String?
+
+    @OptionGroup var imageInput: ImageOptions
 
     @Option(help: "Classes to show per image.")
     var top: Int = 5
 
-    @Option(help: "Class names, one per line.")
+    @Option(help: "Class names, one per line (default for 1000 classes: the bundled ImageNet-1k names).")
     var labels: String?
 
     @Option(help: "Threads (default: all cores).")
@@ -28,15 +31,17 @@ struct Run: ParsableCommand {
 
     func run() throws {
         guard top > 0 else { throw CLIError.invalid("--top must be positive") }
+        try checkOneInput(input: input, images: imageInput)
         let prepared = try model.prepare(idle)
         let pixels: FloatTensor
-        do { pixels = try Session.loadInput(path: input, for: prepared.architecture) } catch { throw CLIError.invalid(error.description) }
-        var names: [String]?
-        if let labels {
-            guard let text = try? String(contentsOfFile: labels, encoding: .utf8) else { throw CLIError.invalid("\(labels): cannot read the label file") }
-            names = text.split(separator: "\n", omittingEmptySubsequences: false).map { String($0).trimmingCharacters(in: .whitespaces) }
-            if names?.last == "" { names?.removeLast() }
+        var files: [String]?
+        if let input {
+            do { pixels = try Session.loadInput(path: input, for: prepared.architecture) } catch { throw CLIError.invalid(error.description) }
+        } else {
+            let batch = try imageInput.load(try imageInput.imagePaths(), for: prepared.architecture)
+            (pixels, files) = (batch.pixels, batch.files)
         }
+        let names = try classNames(labels: labels, classes: prepared.architecture.classes)
         let idleLayers = prepared.schedule?.effective.idleLayers ?? []
         var capture = Set(idleLayers.map { "blocks.\($0).selected" })
         if cutLoss { for layer in idleLayers { capture.formUnion(TokenCutLoss.requiredActivations(layer: layer)) } }
@@ -58,7 +63,8 @@ struct Run: ParsableCommand {
             let ranked = row.indices.sorted { row[$0] != row[$1] ? row[$0] > row[$1] : $0 < $1 }.prefix(top)
             let entries = ranked.map { (index: $0, logit: row[$0], probability: exps[$0] / total, label: names?[safe: $0]) }
             if model.json {
-                images.append(.object([
+                let file: [(key: String, value: JSONValue)] = files.map { [("file", .string($0[b]))] } ?? []
+                images.append(.object(file + [
                     ("logits", .array(row.map { .double(Double($0)) })),
                     ("top", .array(entries.map { e in
                         .object([("class", .int(e.index)), ("label", e.label.map(JSONValue.string) ?? .null),
@@ -66,7 +72,7 @@ struct Run: ParsableCommand {
                     })),
                 ]))
             } else {
-                print("image \(b):")
+                print("image \(b)\(files.map { " (\($0[b]))" } ?? ""):")
                 for e in entries {
                     print("  \(String(format: "%5d", e.index))  \(fixed(Double(e.logit), 4))  p=\(fixed(e.probability, 4))\(e.label.map { "  " + $0 } ?? "")")
                 }
