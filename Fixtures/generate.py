@@ -347,6 +347,7 @@ def hf_config(cfg):
     ])
 
 
+@torch.no_grad()
 def attention_stats(model, x):
     """Mean max attention probability and mean normalised entropy over blocks (degeneracy check)."""
     acts = ref.dense_forward(model, x)
@@ -372,6 +373,13 @@ def rel(p):
     return str(p.relative_to(HERE))
 
 
+def versions():
+    return OrderedDict([("python", sys.version.split()[0]), ("torch", torch.__version__), ("timm", timm.__version__),
+                        ("safetensors", safetensors.__version__), ("numpy", np.__version__),
+                        ("h5py", h5py.__version__), ("onnx", onnx.__version__),
+                        ("onnxruntime", ort.__version__)])
+
+
 def main():
     print(f"torch {torch.__version__}, timm {timm.__version__}, safetensors {safetensors.__version__}, "
           f"onnx {onnx.__version__}, onnxruntime {ort.__version__}, h5py {h5py.__version__}, "
@@ -382,6 +390,7 @@ def main():
 
     manifest = OrderedDict()
     onnx_info = OrderedDict()
+    dropped, notes = [], []
     for name, cfg in MODELS.items():
         print(f"== {name}")
         d = HERE / name
@@ -472,6 +481,7 @@ def main():
                 onnx_files.append(dyn)
             else:
                 print(f"    (dynamo export skipped: {err})")
+                notes.append(f"micro/model-dynamo.onnx not written: dynamo export failed ({err})")
         for p in onnx_files:
             e = check_onnx(p, x, acts["logits"])
             s = onnx_summary(p)
@@ -504,7 +514,9 @@ def main():
             hf.mkdir(exist_ok=True)
             save_st(hf / "model.safetensors", hf_names(sd, cfg["dim"]))
             (hf / "config.json").write_text(json.dumps(hf_config(cfg), indent=2) + "\n")
-            check_hf(hf, x, acts["logits"])
+            hf_err = check_hf(hf, x, acts["logits"])
+            notes.append("micro-hf cross-checked with transformers " + hf_err if hf_err
+                         else "micro-hf not cross-checked (transformers not installed)")
 
         manifest[name] = OrderedDict([
             ("config", OrderedDict((k, v) for k, v in cfg.items() if k not in ("model_seed", "input_seed"))),
@@ -513,7 +525,7 @@ def main():
             ("kept", kept_info), ("smallest_margin", margins),
         ])
 
-    # budget
+    # budget: the documents written below are small; decide on the data files
     total = total_size()
     for f in DROP_ORDER:
         if total <= BUDGET_BYTES:
@@ -523,44 +535,60 @@ def main():
             print(f"over budget ({total / 1e6:.1f} MB > {BUDGET_BYTES / 1e6:.0f} MB): dropping {f}")
             p.unlink()
             onnx_info.pop(f, None)
+            dropped.append(f)
             total = total_size()
 
     (HERE / "manifest.json").write_text(json.dumps(OrderedDict([
+        ("generator", versions()),
         ("models", manifest),
         ("onnx", OrderedDict((k, OrderedDict((kk, vv) for kk, vv in v.items() if kk != "initializer_names"))
                              for k, v in onnx_info.items())),
+        ("dropped_for_budget", dropped),
+        ("notes", notes),
     ]), indent=2) + "\n")
     write_onnx_report(onnx_info)
+    write_readme(manifest, onnx_info, dropped, notes)
 
-    print("== files")
-    for p in sorted(all_files()):
+    verify_outputs(manifest)
+
+    print("== files written by generate.py")
+    for p in sorted(my_files()):
         print(f"  {p.stat().st_size:>10,d}  {rel(p)}")
+    mine = sum(p.stat().st_size for p in my_files())
     total = total_size()
-    print(f"  {total:>10,d}  total ({total / 1e6:.2f} MB, budget {BUDGET_BYTES / 1e6:.0f} MB)")
+    print(f"  {mine:>10,d}  total of these ({mine / 1e6:.2f} MB)")
+    if total != mine:
+        print(f"  {total - mine:>10,d}  other files in Fixtures/ (not written by generate.py)")
+    print(f"  {total:>10,d}  Fixtures/ in all ({total / 1e6:.2f} MB, budget {BUDGET_BYTES / 1e6:.0f} MB)")
     if total > BUDGET_BYTES:
-        print("  WARNING: over budget even after dropping the tiny12 ONNX files")
+        print("  WARNING: over budget even after dropping " + ", ".join(DROP_ORDER))
 
 
 def check_hf(hf, x, logits):
     """Optional: if transformers is installed, check the HF-named weights give the same logits."""
     try:
         import transformers  # noqa: F401
-        from transformers import ViTConfig, ViTForImageClassification
+        from transformers import ViTForImageClassification
     except Exception:  # noqa: BLE001
         print("    (transformers not installed: HF naming not cross-checked)")
-        return
-    from safetensors.torch import load_file
-    config = ViTConfig.from_pretrained(str(hf))
-    m = ViTForImageClassification(config).eval()
-    missing, unexpected = m.load_state_dict(load_file(str(hf / "model.safetensors")), strict=False)
-    if missing or unexpected:
-        raise RuntimeError(f"HF names: missing {missing}, unexpected {unexpected}")
+        return None
+    # from_pretrained (not load_state_dict): transformers 5 renamed ViT's modules and maps the
+    # classic checkpoint names (the ones written here, as on the Hub) while loading.
+    import contextlib
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        m, info = ViTForImageClassification.from_pretrained(str(hf), output_loading_info=True)
+    m.eval()
+    bad = {k: v for k, v in info.items() if v}
+    if bad:
+        raise RuntimeError(f"HF names: {bad}")
     with torch.no_grad():
         out = m(pixel_values=x).logits
     err = float((out - logits).abs().max())
     print(f"    micro-hf: transformers {transformers.__version__} ViTForImageClassification max abs err {err:.3e}")
     if err > 1e-4:
         raise RuntimeError("HF-named weights do not reproduce the logits")
+    return f"{transformers.__version__} (ViTForImageClassification.from_pretrained): max abs logits error {err:.1e}"
 
 
 def write_onnx_report(info):
@@ -579,9 +607,292 @@ def write_onnx_report(info):
     (HERE / "onnx-graphs.md").write_text("\n".join(lines))
 
 
+def verify_outputs(manifest):
+    """Reads every written file back the way a consumer would and checks it."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    for name, cfg in MODELS.items():
+        d = HERE / name
+        seed = manifest[name]["input_seed"]
+        prefix = 2 if cfg["distilled"] else 1
+        sd = load_file(str(d / "model.safetensors"))
+        torch.manual_seed(0)
+        cls = VisionTransformerDistilled if cfg["distilled"] else VisionTransformer
+        fresh = cls(img_size=cfg["img"], patch_size=cfg["patch"], embed_dim=cfg["dim"], depth=cfg["depth"],
+                    num_heads=cfg["heads"], mlp_ratio=4, qkv_bias=True, num_classes=cfg["classes"],
+                    class_token=True, global_pool="token").eval()
+        fresh.load_state_dict(sd, strict=True)
+        x = load_file(str(d / "input.safetensors"))["pixel_values"]
+        assert torch.equal(x, make_input(cfg, seed))
+        refs = load_file(str(d / "reference.safetensors"))
+        want = ["patch_embed", "pos_drop"] + [f"blocks.{i}" for i in range(cfg["depth"])] + ["norm", "logits"]
+        assert sorted(refs) == sorted(want), sorted(refs)
+        np_ = fresh.patch_embed.num_patches
+        n = np_ + prefix
+        assert refs["patch_embed"].shape == (2, np_, cfg["dim"]) and refs["pos_drop"].shape == (2, n, cfg["dim"])
+        with torch.no_grad():
+            assert float((fresh(x) - refs["logits"]).abs().max()) <= 1e-6
+        for tag, dt in (("f16", torch.float16), ("bf16", torch.bfloat16)):
+            w = load_file(str(d / f"model-{tag}.safetensors"))
+            assert all(w[k].dtype == dt and torch.equal(w[k], sd[k].to(dt)) for k in sd)
+            m = copy.deepcopy(fresh)
+            m.load_state_dict({k: v.float() for k, v in w.items()})
+            with torch.no_grad():
+                got = m(x)
+            assert float((got - load_file(str(d / f"reference-{tag}.safetensors"))["logits"]).abs().max()) <= 1e-6
+        for r in RATIOS:
+            f = d / f"idle-{r}.safetensors"
+            t = load_file(str(f))
+            meta = safe_open(str(f), "pt").metadata()
+            kept = json.loads(meta["kept"])
+            assert meta["keep_ratio"] == r and kept == ref.schedule(cfg["depth"], np_, float(r))
+            res = ref.idle_forward(fresh, x, kept)
+            assert torch.equal(res.logits, t["logits"])
+            for i, k in enumerate(kept):
+                assert torch.equal(res.blocks[i], t[f"blocks.{i}"])
+                if k is None:
+                    assert f"blocks.{i}.selected" not in t
+                    continue
+                sel = t[f"blocks.{i}.selected"]
+                assert sel.dtype == torch.int64 and sel.shape == (2, k + prefix)
+                assert torch.equal(sel[:, :prefix], torch.arange(prefix).expand(2, prefix))
+                assert bool((sel[:, 1:] > sel[:, :-1]).all()) and int(sel.max()) < n
+                for part in ("inter", "intra", "total"):
+                    c = t[f"blocks.{i}.cut_loss.{part}"]
+                    assert c.dtype == torch.float32 and c.shape == (2,)
+                assert torch.allclose(t[f"blocks.{i}.cut_loss.inter"] + t[f"blocks.{i}.cut_loss.intra"],
+                                      t[f"blocks.{i}.cut_loss.total"])
+                # idle rows are bit-identical to the block input
+                before = t[f"blocks.{i - 1}"] if i > 0 else refs["pos_drop"]
+                for b in range(2):
+                    idle = sorted(set(range(n)) - set(sel[b].tolist()))
+                    assert torch.equal(t[f"blocks.{i}"][b, idle], before[b, idle])
+        if name == "micro":
+            with h5py.File(str(d / "weights-flat.h5"), "r") as f:
+                assert sorted(f.keys()) == sorted(sd)
+                for k, v in sd.items():
+                    ds = f[k]
+                    assert ds.dtype == np.float32 and ds.chunks is None and ds.compression is None
+                    assert np.array_equal(ds[()], v.numpy())
+        if name == "micro-distilled":
+            with h5py.File(str(d / "weights-nested.h5"), "r") as f:
+                for k, v in sd.items():
+                    ds = f[k.replace(".", "/")]
+                    assert ds.dtype == np.float32 and ds.chunks is not None and ds.compression == "gzip"
+                    assert np.array_equal(ds[()], v.numpy())
+        if name == "tiny12":
+            with h5py.File(str(d / "weights-nested-f16.h5"), "r") as f:
+                assert list(f.keys()) == ["state_dict"]
+                assert f.attrs["source"] == "idlevit fixtures" and f.attrs["architecture"] == b"deit"
+                for k, v in sd.items():
+                    ds = f["state_dict/" + k.replace(".", "/")]
+                    assert ds.dtype == np.float16 and ds.chunks is not None and ds.compression == "gzip"
+                    assert np.array_equal(ds[()], v.half().numpy())
+            assert torch.equal(load_file(str(d / "reference-h5f16.safetensors"))["logits"],
+                               load_file(str(d / "reference-f16.safetensors"))["logits"])
+        if name == "micro":
+            hf = load_file(str(HERE / "micro-hf" / "model.safetensors"))
+            assert len(hf) == len(sd) + 4 * cfg["depth"]  # qkv weight and bias split in three
+            c = cfg["dim"]
+            for i in range(cfg["depth"]):
+                q = hf[f"vit.encoder.layer.{i}.attention.attention.query.weight"]
+                assert torch.equal(q, sd[f"blocks.{i}.attn.qkv.weight"][:c])
+    print("verified: every file read back and checked")
+
+
+def fmt_margin(m):
+    return "n/a" if m is None else f"{m:.2e}"
+
+
+def write_readme(manifest, onnx_info, dropped, notes):
+    sizes = {rel(p): p.stat().st_size for p in my_files()}
+    L = []
+    add = L.append
+    add("# Fixtures")
+    add("")
+    add("Small seeded DeiT models in every input format idlevit reads, an input per model, dense reference")
+    add("activations from timm and IdleViT references from `idlevit_reference.py` (a Python implementation")
+    add("of `shared/IDLEVIT.md` §3 and §5). Tests read these committed files: nobody needs Python to test.")
+    add("**This file is written by `generate.py`; edit the generator, not this file.**")
+    add("")
+    add("## Regenerating")
+    add("")
+    add("```sh")
+    add("python3 -m venv /tmp/fixtures-venv")
+    add("/tmp/fixtures-venv/bin/pip install -r Fixtures/requirements.txt")
+    add("/tmp/fixtures-venv/bin/python Fixtures/generate.py")
+    add("```")
+    add("")
+    add("The generator sets `TIMM_FUSED_ATTN=0` before importing timm, runs PyTorch on one thread, seeds")
+    add("everything and rewrites the safetensors headers with sorted `__metadata__` keys (safetensors writes")
+    add("them in hash-map order otherwise), so a rerun on the same machine gives byte-identical files. A")
+    add("different CPU / BLAS build may change the last bits of the float references. After writing, it")
+    add("reads every file back and checks it (`verify_outputs`). Python 3.11; torch from PyPI is the CUDA")
+    add("build and pulls the nvidia-* runtime libraries although only the CPU is used. transformers is only")
+    add("used to cross-check `micro-hf` (skipped when not installed).")
+    add("")
+    add("## Models")
+    add("")
+    add("Built with timm's `VisionTransformer` (`VisionTransformerDistilled` for the distilled one),")
+    add("`mlp_ratio=4, qkv_bias=True, class_token=True, global_pool='token'`, eval mode, LayerNorm eps 1e-6,")
+    add("exact GELU, head size 64 (heads = dim / 64, DeiT's default). After timm's init every parameter is")
+    add("perturbed (seeded): Linear/Conv weights rescaled to std 1/sqrt(fan_in), every bias += 0.1 N(0,1),")
+    add("LayerNorm weights 1 + 0.1 N(0,1) and biases 0.1 N(0,1), cls/dist tokens += N(0,1),")
+    add("pos_embed += 0.5 N(0,1). Attention softmaxes are neither uniform nor one-hot; logits have std ~1.")
+    add("")
+    add("| model | img | patch | Np | dim | heads | depth | classes | distilled | parameters | model seed | input seed |")
+    add("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, m in manifest.items():
+        c = m["config"]
+        add(f"| `{name}` | {c['img']} | {c['patch']} | {m['num_patches']} | {c['dim']} | {c['heads']} | {c['depth']} "
+            f"| {c['classes']} | {'yes' if c['distilled'] else 'no'} | {m['parameters']:,} | {m['model_seed']} "
+            f"| {m['input_seed']} |")
+    add("")
+    rejected = {n: m["rejected_input_seeds"] for n, m in manifest.items() if m["rejected_input_seeds"]}
+    add("Input seeds are tried in order from the base seed until every selection of every ratio has a safe")
+    add("margin (below). " + ("Rejected seeds: " + "; ".join(f"{n}: {v}" for n, v in rejected.items()) + "."
+                             if rejected else "No seed had to be rejected: each model uses its base seed."))
+    add("")
+    add("## Layout (per model folder `micro/`, `micro-distilled/`, `tiny12/`)")
+    add("")
+    add("| file | content |")
+    add("|---|---|")
+    add("| `model.safetensors` | F32 weights, names exactly as timm's `model.state_dict()` |")
+    add("| `model-f16.safetensors`, `model-bf16.safetensors` | the same weights as F16 / BF16 |")
+    add("| `input.safetensors` | `pixel_values` F32 [2,3,H,W], seeded N(0,1) (like normalised images); `__metadata__.seed` |")
+    add("| `reference.safetensors` | F32 activations of the F32 model on that input, captured with forward hooks on the timm modules: `patch_embed` [B,Np,C] (flattened, before the tokens), `pos_drop` [B,N,C] (tokens + pos_embed, entering block 0), `blocks.{i}` [B,N,C], `norm` [B,N,C], `logits` [B,classes] (distilled: (head(tok0) + head_dist(tok1)) / 2) |")
+    add("| `reference-f16.safetensors`, `reference-bf16.safetensors` | `logits` only, computed in float32 from the weights rounded to f16 / bf16 |")
+    add("| `idle-{0.5,0.7,0.9}.safetensors` | IdleViT reference at r = 0.5 / 0.7 / 0.9, default schedule, F32 weights: `logits`, `blocks.{i}` for every block (dense ones too), `blocks.{i}.selected` I64 [B,S] for each idle layer (S = K+1, or K+2 distilled; sorted ascending token indices, 0 = class token, 1 = distillation token), `blocks.{i}.cut_loss.{inter,intra,total}` F32 [B]. `__metadata__`: `keep_ratio` (\"0.7\"), `kept` (JSON list, K per layer, null for dense), `input_seed`, `num_patches`, `schedule` |")
+    add("| `model-opset17.onnx`, `model-opset13.onnx` | classic exporter (`dynamo=False`), dynamic batch; see ONNX below |")
+    add("")
+    add("Extra files:")
+    add("")
+    add("- `micro/external/model.onnx` + `micro/external/model.onnx.data`: the opset-17 graph with every")
+    add("  initializer in one external data file (`onnx.save_model(..., save_as_external_data=True,")
+    add("  all_tensors_to_one_file=True, location=\"model.onnx.data\", size_threshold=0)`).")
+    add("- `micro/model-dynamo.onnx`: the dynamo exporter (`dynamo=True`, opset 18, weights inside the file,")
+    add("  per-node metadata/doc strings stripped for reproducibility). Written only if the export works.")
+    add("- `micro/weights-flat.h5`: one float32 contiguous dataset per tensor, named like")
+    add("  `blocks.0.attn.qkv.weight`, at the file root.")
+    add("- `micro-distilled/weights-nested.h5`: float32, chunked + gzip, nested groups `blocks/0/attn/qkv/weight`.")
+    add("- `tiny12/weights-nested-f16.h5`: float16, chunked + gzip, nested under one top-level group")
+    add("  `state_dict/` (`state_dict/blocks/0/attn/qkv/weight`); root attributes `source = \"idlevit fixtures\"`")
+    add("  (variable-length UTF-8 string) and `architecture = \"deit\"` (fixed-length ASCII string, 4 bytes).")
+    add("  Its reference is `tiny12/reference-h5f16.safetensors` (`logits`), identical to `reference-f16`")
+    add("  (numpy's and torch's float16 rounding agree; the generator checks it).")
+    add("- `micro-hf/model.safetensors` + `micro-hf/config.json`: micro's F32 weights under Hugging Face")
+    add("  transformers ViT names (IDLEVIT.md §1.6, prefix `vit.`; `attention.attention.{query,key,value}` are")
+    add("  the three row blocks of timm's qkv) and a ViTConfig (`layer_norm_eps` 1e-06, `hidden_act` gelu,")
+    add("  `model_type` vit, `ViTForImageClassification`, 10 labels). Use `micro/input.safetensors` and")
+    add("  `micro/reference.safetensors` with it.")
+    add("- `manifest.json`: machine-readable summary (configs, seeds, K per layer, smallest margins, ONNX")
+    add("  errors and op histograms). `onnx-graphs.md`: op histogram and initializer names per ONNX file.")
+    add("")
+    add("## IdleViT reference (`idlevit_reference.py`)")
+    add("")
+    add("Explicit maths on the timm modules' weights (no timm forward). Schedule: depth D in four stages of")
+    add("D/4 layers, stage 0 dense, stage s keeps K = floor(Np * r**s) (double power, Np = initial patch")
+    add("count). Idle block: h = LN1(x) on all tokens; k for all tokens, q of the class token; score_j = mean")
+    add("over heads of the raw q_cls . k_j (not scaled, not softmaxed), image tokens only, evaluated in float64")
+    add("from the float32 q and k; top K by descending score, ties to the lower index (stable sort on (-score,")
+    add("index)); class (and distillation) token always selected; attention among the selected tokens only")
+    add("(gathered in ascending token order); idle rows are copied unchanged (bit-identical, checked). Keep")
+    add("ratio 1 reproduces the dense model exactly (self-check: max difference 0).")
+    add("")
+    add("Token cut loss (IDLEVIT.md §5), per idle layer and image, in float64 then stored as F32: W = row")
+    add("softmax over all N tokens of the head-averaged scaled logits (q_i . k_j) d^-0.5 from that block's LN1")
+    add("of the block input (all heads); m_i = 1 for selected tokens (class and distillation included);")
+    add("inter_i = sum_j |m_i - m_j| W_ij with the class column (j = 0 only) set to 0, L_inter = mean over all N")
+    add("tokens of inter_i^2; intra_i = sum_j m_i m_j W_ij, L_intra = mean_i (intra_i - m_i)^2; total = L_inter")
+    add("+ L_intra (not averaged over layers: one value per layer and image).")
+    add("")
+    add("### Selection margins")
+    add("")
+    add("For each idle layer and image: relative margin = (score of the K-th picked token - score of the")
+    add(f"(K+1)-th) / max |score|. The generator refuses a fixture whose margin is below {MARGIN_MIN:g} (and tries the")
+    add("next input seed). Smallest margin per fixture:")
+    add("")
+    add("| model | " + " | ".join(f"r = {r}" for r in RATIOS) + " |")
+    add("|---|" + "---|" * len(RATIOS))
+    for name, m in manifest.items():
+        add(f"| `{name}` | " + " | ".join(fmt_margin(m["smallest_margin"][r]) for r in RATIOS) + " |")
+    add("")
+    add("K per idle layer: " + "; ".join(
+        f"{name}: " + ", ".join(f"r={r} {sorted(set(k for k in m['kept'][r] if k is not None), reverse=True)}"
+                               for r in RATIOS) for name, m in manifest.items()) + ".")
+    add("")
+    add("## ONNX")
+    add("")
+    add("Every ONNX file is run with onnxruntime (CPU, one thread) on the fixture input; max abs error")
+    add(f"against `reference.safetensors` logits (must be < {ONNX_TOL:g}):")
+    add("")
+    add("| file | opset | nodes | initializers | max abs err |")
+    add("|---|---|---|---|---|")
+    for path, info in onnx_info.items():
+        add(f"| `{path}` | {info['opset']} | {info['nodes']} | {info['initializers']}"
+            f"{' (external)' if info['external'] else ''} | {info['max_abs_error']:.1e} |")
+    add("")
+    add("What the exporters produce (details in `onnx-graphs.md`):")
+    add("")
+    add("- Classic exporter: LayerNorm is `LayerNormalization` at opset 17 and ReduceMean / Sub / Pow / ReduceMean")
+    add("  / Add / Sqrt / Div / Mul / Add at opset 13. GELU is Div(x, 1.4142135) -> Erf -> Add 1 -> Mul x -> Mul")
+    add("  0.5. Block Linears are MatMul + Add(bias, MatMul) with the weight stored transposed ([in, out]) as an")
+    add("  initializer named `onnx::MatMul_<n>`; biases, LayerNorm params, cls/dist token, pos_embed and the")
+    add("  patch Conv keep their timm names. The head(s) are `Gemm` (transB = 1) on the original `head.weight`.")
+    add("  qkv is Reshape [B, N, 3, H, d] -> Transpose (2,0,3,1,4) -> Split -> Squeeze; the scale is a Mul by")
+    add("  0.125 on q before MatMul with Transpose(k). Shapes are computed at run time from Shape / Gather /")
+    add("  Unsqueeze / Concat (dynamic batch); the class-token Expand goes through ConstantOfShape / Equal /")
+    add("  Where. Constants are `Constant` nodes; no `Identity` nodes. Node names (`/blocks/blocks.0/attn/...`)")
+    add("  must not be relied on: constants are shared across unrelated uses.")
+    add("- Dynamo exporter (opset 18): no Constant nodes (constants are initializers named `val_<n>`), the")
+    add("  transposed Linear weights are also `val_<n>`; q, k, v come from Slice + Squeeze instead of Split;")
+    add("  Reshape targets are constant initializers with -1 for the batch and `allowzero = 1`;")
+    add("  LayerNormalization carries `stash_type = 1`; GELU is Div -> Erf -> Add -> Mul(0.5, .) -> Mul(x, .).")
+    add("")
+    add("## Size")
+    add("")
+    total = sum(sizes.values())
+    add(f"Files written by the generator: {total / 1e6:.1f} MB (budget ~{BUDGET_BYTES / 1e6:.0f} MB for Fixtures/). "
+        "Over budget, the generator drops, in this order: " + ", ".join(f"`{f}`" for f in DROP_ORDER) + ".")
+    if dropped:
+        add("Dropped in this run: " + ", ".join(f"`{f}`" for f in dropped) + ".")
+    if total > BUDGET_BYTES:
+        add("Even so the budget cannot be met with the requested set of files (each micro-sized weight copy")
+        add("is 3.3 MB, and micro alone has eight of them across formats).")
+    add("")
+    add("| bytes | file |")
+    add("|---:|---|")
+    for path in sorted(sizes):
+        if path in ("README.md",):
+            continue
+        add(f"| {sizes[path]:,} | `{path}` |")
+    add("")
+    if notes:
+        add("## Notes")
+        add("")
+        for n in notes:
+            add(f"- {n}")
+        add("")
+    (HERE / "README.md").write_text("\n".join(L))
+
+
 def all_files():
     skip = {"__pycache__"}
     return [p for p in HERE.rglob("*") if p.is_file() and not (set(p.relative_to(HERE).parts) & skip)]
+
+
+OWN_TOP = {".gitignore", "README.md", "generate.py", "idlevit_reference.py", "manifest.json",
+           "onnx-graphs.md", "requirements.txt"}
+OWN_DIRS = set(MODELS) | {"micro-hf"}
+
+
+def my_files():
+    out = []
+    for p in all_files():
+        parts = p.relative_to(HERE).parts
+        if (len(parts) == 1 and parts[0] in OWN_TOP) or (len(parts) > 1 and parts[0] in OWN_DIRS):
+            out.append(p)
+    return out
 
 
 def total_size():
