@@ -857,8 +857,10 @@ def write_readme(manifest, onnx_info, dropped, notes):
     if dropped:
         add("Dropped in this run: " + ", ".join(f"`{f}`" for f in dropped) + ".")
     if total > BUDGET_BYTES:
-        add("Even so the budget cannot be met with the requested set of files (each micro-sized weight copy")
-        add("is 3.3 MB, and micro alone has eight of them across formats).")
+        add("Even so the budget cannot be met with the requested set of files: one F32 copy of micro's")
+        add("weights is 3.3 MB, and there are seven of them (model.safetensors, micro-hf, weights-flat.h5, three")
+        add("ONNX graphs, the external data file) plus the F16 and BF16 copies; micro-distilled has four more, and")
+        add("tiny12's 224 px input and activations alone are 6.4 MB.")
     add("")
     add("| bytes | file |")
     add("|---:|---|")
