@@ -1,0 +1,231 @@
+import Foundation
+import XCTest
+import IR
+import Importers
+import ONNXImporter
+import IdleViTKit
+
+/// Hostile ONNX files, generated at test time from the fixtures or written byte by byte:
+/// each must give an ImportError (and, through the CLI, exit 2 with one line on stderr),
+/// never a crash, a hang or a silently wrong import.
+final class ONNXHostileTests: XCTestCase {
+    static let source = "micro/model-opset17.onnx"
+
+    private func expectRejected(_ path: String, mentioning fragment: String? = nil, file: StaticString = #filePath,
+                                line: UInt = #line) {
+        do {
+            _ = try ModelLoader.load(path)
+            XCTFail("\(path) was accepted", file: file, line: line)
+        } catch {
+            XCTAssertEqual(error.description.split(separator: "\n").count, 1, error.description, file: file, line: line)
+            if let fragment {
+                XCTAssertTrue(error.description.contains(fragment), "'\(fragment)' not in: \(error.description)", file: file, line: line)
+            }
+        }
+    }
+
+    private func expectExit2(_ path: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let result = try runIdleViT(["inspect", path])
+        XCTAssertEqual(result.status, 2, result.stdout + result.stderr, file: file, line: line)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr, file: file, line: line)
+        XCTAssertTrue(result.stderr.contains(URL(fileURLWithPath: path).lastPathComponent), result.stderr, file: file, line: line)
+    }
+
+    func testTruncatedFilesAreRejected() throws {
+        let folder = TestPaths.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let data = try Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture(Self.source)))
+        for cut in [1, 2, 7, 100, 4096, data.count / 3, data.count / 2, data.count - 7, data.count - 1] {
+            let path = folder.appendingPathComponent("cut-\(cut).onnx").path
+            try data.prefix(cut).write(to: URL(fileURLWithPath: path))
+            expectRejected(path)
+        }
+        try expectExit2(folder.appendingPathComponent("cut-\(data.count / 2).onnx").path)
+        try expectExit2(folder.appendingPathComponent("cut-100.onnx").path)
+    }
+
+    /// Single-byte corruptions, mostly in the graph structure (nodes come first in torch's
+    /// files): each either still imports (a flipped weight bit) or is refused cleanly.
+    func testBitFlipsNeverCrash() throws {
+        let folder = TestPaths.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let original = try Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture(Self.source)))
+        var random = ONNXTestRandom(seed: 0x1D1E_017)
+        var rejected = 0
+        for trial in 0..<60 {
+            var data = original
+            let span = trial % 4 == 0 ? data.count : min(data.count, 80_000)
+            let position = Int(random.next() % UInt64(span))
+            data[position] ^= UInt8(truncatingIfNeeded: random.next() % 255 + 1)
+            let path = folder.appendingPathComponent("flip-\(trial).onnx").path
+            try data.write(to: URL(fileURLWithPath: path))
+            do {
+                _ = try ModelLoader.load(path)
+            } catch {
+                rejected += 1
+                XCTAssertEqual(error.description.split(separator: "\n").count, 1, error.description)
+            }
+        }
+        XCTAssertGreaterThan(rejected, 10, "most structural corruptions must be refused")
+    }
+
+    func testAbsurdDeclaredSizesAreRejected() throws {
+        let folder = TestPaths.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        func write(_ name: String, _ bytes: [UInt8]) -> String {
+            let path = folder.appendingPathComponent(name).path
+            FileManager.default.createFile(atPath: path, contents: Data(bytes))
+            return path
+        }
+        // A graph field whose length prefix claims a terabyte.
+        var huge = ONNXProtoWriter()
+        huge.int(1, 8)
+        huge.tag(7, 2)
+        huge.varint(1 << 40)
+        huge.bytes += [0x0A, 0x00]
+        expectRejected(write("huge-graph.onnx", huge.bytes), mentioning: "malformed")
+
+        let cases: [(String, (inout ONNXProtoWriter) -> Void, String)] = [
+            ("overflowing-dims", { t in for _ in 0..<3 { t.int(1, Int64(Int32.max)) }; t.int(2, 1); t.bytes(9, [0, 0, 0, 0]) }, "overflow"),
+            ("negative-dim", { t in t.int(1, -1); t.int(2, 1); t.bytes(9, [0, 0, 0, 0]) }, "dimension 0 is -1"),
+            ("short-raw-data", { t in t.int(1, 1000); t.int(2, 1); t.bytes(9, [0, 0, 0, 0, 0, 0, 0, 0]) }, "raw_data holds 8 bytes"),
+            ("short-float-data", { t in t.int(1, 10); t.int(2, 1); t.packedFloats(4, [1, 2, 3]) }, "float_data holds 3 values"),
+            ("string-tensor", { t in t.int(1, 1); t.int(2, 8); t.bytes(6, [65]) }, "not supported"),
+        ]
+        for (name, tensor, fragment) in cases {
+            expectRejected(write(name + ".onnx", Self.model(initializer: tensor)), mentioning: fragment)
+        }
+        try expectExit2(folder.appendingPathComponent("huge-graph.onnx").path)
+        try expectExit2(folder.appendingPathComponent("overflowing-dims.onnx").path)
+    }
+
+    /// A one-initializer model around `tensor` (name "w").
+    private static func model(initializer tensor: (inout ONNXProtoWriter) -> Void) -> [UInt8] {
+        var model = ONNXProtoWriter()
+        model.int(1, 8)
+        model.message(7) { graph in
+            graph.message(5) { t in t.string(8, "w"); tensor(&t) }
+            graph.message(11) { input in
+                input.string(1, "x")
+                input.message(2) { type in type.message(1) { tensorType in
+                    tensorType.int(1, 1)
+                    tensorType.message(2) { shape in for dim in [1, 3, 32, 32] { shape.message(1) { d in d.int(1, Int64(dim)) } } }
+                } }
+            }
+        }
+        model.message(8) { opset in opset.string(1, ""); opset.int(2, 17) }
+        return model.bytes
+    }
+
+    /// Copies the external-data fixture into a fresh folder, rewriting the location string
+    /// (same length, so the protobuf framing stays valid).
+    private func externalCopy(location: String, in folder: URL) throws -> String {
+        let source = URL(fileURLWithPath: TestPaths.fixture("micro/external"))
+        var model = try Data(contentsOf: source.appendingPathComponent("model.onnx"))
+        let original = Data("model.onnx.data".utf8)
+        precondition(location.utf8.count == original.count)
+        var searchRange = model.startIndex..<model.endIndex
+        while let found = model.range(of: original, in: searchRange) {
+            model.replaceSubrange(found, with: Data(location.utf8))
+            searchRange = found.upperBound..<model.endIndex
+        }
+        let path = folder.appendingPathComponent("model.onnx").path
+        try model.write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    func testExternalDataCannotLeaveTheModelFolder() throws {
+        let root = TestPaths.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let realData = URL(fileURLWithPath: TestPaths.fixture("micro/external/model.onnx.data"))
+
+        let absolute = root.appendingPathComponent("absolute")
+        try FileManager.default.createDirectory(at: absolute, withIntermediateDirectories: true)
+        expectRejected(try externalCopy(location: "/etc/ld.so.conf", in: absolute), mentioning: "absolute path")
+
+        let parent = root.appendingPathComponent("parent")
+        try FileManager.default.createDirectory(at: parent, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: realData, to: root.appendingPathComponent("model.onnx.d"))
+        expectRejected(try externalCopy(location: "../model.onnx.d", in: parent), mentioning: "'..'")
+
+        let symlink = root.appendingPathComponent("symlink")
+        try FileManager.default.createDirectory(at: symlink, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(at: symlink.appendingPathComponent("escape.onnx.dat"), withDestinationURL: realData)
+        let escaping = try externalCopy(location: "escape.onnx.dat", in: symlink)
+        expectRejected(escaping, mentioning: "outside the model's folder")
+        try expectExit2(escaping)
+
+        // A symlink that stays inside the folder is fine.
+        let inside = root.appendingPathComponent("inside")
+        try FileManager.default.createDirectory(at: inside, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: realData, to: inside.appendingPathComponent("real.onnx.data"))
+        try FileManager.default.createSymbolicLink(atPath: inside.appendingPathComponent("alias.onnx.data").path, withDestinationPath: "real.onnx.data")
+        XCTAssertNoThrow(try ModelLoader.load(try externalCopy(location: "alias.onnx.data", in: inside)))
+
+        let missing = root.appendingPathComponent("missing")
+        try FileManager.default.createDirectory(at: missing, withIntermediateDirectories: true)
+        expectRejected(try externalCopy(location: "model.onnx.data", in: missing), mentioning: "cannot be opened")
+    }
+
+    func testExternalDataPastTheEndOfItsFileIsRejected() throws {
+        let folder = TestPaths.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = try externalCopy(location: "model.onnx.data", in: folder)
+        let data = try Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture("micro/external/model.onnx.data")))
+        try data.prefix(data.count / 2).write(to: folder.appendingPathComponent("model.onnx.data"))
+        expectRejected(path, mentioning: "past the end")
+        try expectExit2(path)
+    }
+}
+
+/// Just enough protobuf encoding to write hostile models by hand.
+private struct ONNXProtoWriter {
+    var bytes: [UInt8] = []
+
+    mutating func varint(_ value: UInt64) {
+        var v = value
+        while v >= 0x80 {
+            bytes.append(UInt8(v & 0x7F) | 0x80)
+            v >>= 7
+        }
+        bytes.append(UInt8(v))
+    }
+
+    mutating func tag(_ field: Int, _ wireType: Int) { varint(UInt64(field << 3 | wireType)) }
+
+    mutating func int(_ field: Int, _ value: Int64) {
+        tag(field, 0)
+        varint(UInt64(bitPattern: value))
+    }
+
+    mutating func bytes(_ field: Int, _ payload: [UInt8]) {
+        tag(field, 2)
+        varint(UInt64(payload.count))
+        bytes += payload
+    }
+
+    mutating func string(_ field: Int, _ text: String) { bytes(field, Array(text.utf8)) }
+
+    mutating func packedFloats(_ field: Int, _ values: [Float]) {
+        bytes(field, values.flatMap { value in withUnsafeBytes(of: value.bitPattern.littleEndian, Array.init) })
+    }
+
+    mutating func message(_ field: Int, _ build: (inout ONNXProtoWriter) -> Void) {
+        var inner = ONNXProtoWriter()
+        build(&inner)
+        bytes(field, inner.bytes)
+    }
+}
+
+/// A seeded generator, so failures reproduce.
+private struct ONNXTestRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
