@@ -57,17 +57,23 @@ func runIdleViT(_ arguments: [String], file: StaticString = #filePath, line: UIn
     process.standardError = err
     try process.run()
     // Read both pipes concurrently so a large output cannot block the child.
-    var outData = Data()
-    var errData = Data()
+    let outBox = DataBox()
+    let reader = out.fileHandleForReading
     let group = DispatchGroup()
     group.enter()
     DispatchQueue.global().async {
-        outData = out.fileHandleForReading.readDataToEndOfFile()
+        outBox.data = reader.readDataToEndOfFile()
         group.leave()
     }
-    errData = err.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
     group.wait()
+    let outData = outBox.data
     process.waitUntilExit()
     return CommandResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                          stderr: String(decoding: errData, as: UTF8.self))
+}
+
+/// Carries pipe bytes from the reader thread; the DispatchGroup orders the accesses.
+final class DataBox: @unchecked Sendable {
+    var data = Data()
 }
