@@ -99,6 +99,34 @@ final class ONNXHostileTests: XCTestCase {
         try expectExit2(folder.appendingPathComponent("overflowing-dims.onnx").path)
     }
 
+    /// A graph that computes something other than DeiT must be refused, not imported with
+    /// DeiT's semantics: constants of the opset-13 export changed in place (same byte length).
+    func testAlteredConstantsAreRefused() throws {
+        let folder = TestPaths.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let original = try Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture("micro/model-opset13.onnx")))
+        func floatBytes(_ value: Float) -> Data { withUnsafeBytes(of: value.bitPattern.littleEndian) { Data($0) } }
+        let mutations: [(String, Float, Float, String)] = [
+            ("scale", 0.125, 0.25, "attention scale"),
+            ("gelu", Float(2.0.squareRoot()), 1.5, "GELU"),
+            ("variance", 2.0, 3.0, "(x - mean)^2"),
+        ]
+        for (name, from, to, fragment) in mutations {
+            var data = original
+            var searchRange = data.startIndex..<data.endIndex
+            var replaced = 0
+            while let found = data.range(of: floatBytes(from), in: searchRange) {
+                data.replaceSubrange(found, with: floatBytes(to))
+                searchRange = found.upperBound..<data.endIndex
+                replaced += 1
+            }
+            XCTAssertGreaterThan(replaced, 0, name)
+            let path = folder.appendingPathComponent("\(name).onnx").path
+            try data.write(to: URL(fileURLWithPath: path))
+            expectRejected(path, mentioning: fragment)
+        }
+    }
+
     /// A one-initializer model around `tensor` (name "w").
     private static func model(initializer tensor: (inout ONNXProtoWriter) -> Void) -> [UInt8] {
         var model = ONNXProtoWriter()
