@@ -49,6 +49,8 @@ struct Inspect: ParsableCommand {
         if let family = a.familyName { print("family:       \(family)") }
         print("recognised:   \(loaded.recognized.notes.joined(separator: "; "))")
         print("parameters:   \(grouped(prepared.graph.parameterCount))")
+        let ops = prepared.graph.opHistogram.map { "\($0.0.rawValue) \($0.1)" }.joined(separator: ", ")
+        print("IR:           \(prepared.graph.nodes.count) nodes (\(ops))")
         if let schedule = prepared.schedule {
             print("schedule:     \(schedule)")
         }
@@ -61,10 +63,34 @@ struct Inspect: ParsableCommand {
             }
         }
         var table = Table(headers: ["tensor", "dtype", "shape", "bytes"], rightAligned: [3])
-        for tensor in loaded.sourceTensors {
+        for tensor in loaded.sourceTensors.sorted(by: { naturalOrder($0.name, $1.name) }) {
             table.add([tensor.name, tensor.dtype, describeShape(tensor.shape), grouped(tensor.bytes)])
         }
         print("\n\(loaded.sourceTensors.count) tensors:")
         print(table.render(), terminator: "")
     }
+}
+
+/// `blocks.2` before `blocks.10`: digit runs compare as numbers.
+func naturalOrder(_ a: String, _ b: String) -> Bool {
+    func parts(_ s: String) -> [(String, Int?)] {
+        var out: [(String, Int?)] = []
+        var current = ""
+        var digits = false
+        for c in s {
+            if c.isASCII && c.isNumber != digits, !current.isEmpty {
+                out.append((current, digits ? Int(current) : nil))
+                current = ""
+            }
+            digits = c.isASCII && c.isNumber
+            current.append(c)
+        }
+        if !current.isEmpty { out.append((current, digits ? Int(current) : nil)) }
+        return out
+    }
+    for (x, y) in zip(parts(a), parts(b)) where x.0 != y.0 {
+        if let m = x.1, let n = y.1 { return m < n }
+        return x.0 < y.0
+    }
+    return a.count < b.count
 }
