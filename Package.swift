@@ -57,7 +57,8 @@ let package = Package(
             "IdleViTKit", "Importers", "Exporters", "Interpreter", "Verification", "IR", "Images",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "idlevit", dependencies: ["IdleViTCLI"]),
+        // Depending on the reader builds it next to idlevit; nothing of it is linked in.
+        .executableTarget(name: "idlevit", dependencies: ["IdleViTCLI", "idlevit-hdf5-reader"]),
 
         .testTarget(name: "IdleViTTests", dependencies: ["IdleViTKit", "IdleViTCLI", "Images", "idlevit", "idlevit-hdf5-reader"]),
     ]

@@ -64,7 +64,10 @@ struct DatasetPlan {
         default: throw .library("cannot read its storage layout", dataset: name)
         }
         let filters = try filterNames(properties, name: name)
-        if storage == "chunked" { try checkChunks(properties, rank: shape.count, name: name) }
+        if storage == "chunked" {
+            try checkChunks(properties, rank: shape.count, name: name)
+            try checkChunkAddresses(dataset, name: name, fileSize: fileSize)
+        }
 
         let stored = H5Dget_storage_size(dataset)
         guard count == 0 || stored > 0 else {
@@ -187,6 +190,30 @@ struct DatasetPlan {
             bytes = bytes.multipliedReportingOverflow(by: extent).partialValue
             guard bytes <= UInt64(maximumTensorBytes) else {
                 throw .rejected(dataset: name, rule: "its chunks would be larger than 4 GiB: the file is corrupt")
+            }
+        }
+    }
+
+    /// Every chunk must lie inside the file. Looking a chunk up by index walks the chunk
+    /// index, so only the first few thousand are checked; libhdf5 still bounds the rest.
+    private static func checkChunkAddresses(_ dataset: hid_t, name: String, fileSize: Int) throws(ReaderFailure) {
+        let space = H5Dget_space(dataset)
+        guard space >= 0 else { throw .library("cannot read its shape", dataset: name) }
+        defer { H5Sclose(space) }
+        var count: hsize_t = 0
+        guard H5Dget_num_chunks(dataset, space, &count) >= 0 else {
+            throw .library("cannot read its chunk index", dataset: name)
+        }
+        for index in 0..<min(count, 4096) {
+            var offset = [hsize_t](repeating: 0, count: 32)
+            var filterMask: UInt32 = 0
+            var address: haddr_t = 0
+            var size: hsize_t = 0
+            guard H5Dget_chunk_info(dataset, space, index, &offset, &filterMask, &address, &size) >= 0 else {
+                throw .library("cannot read chunk \(index) of its chunk index", dataset: name)
+            }
+            guard UInt64(address) <= UInt64(fileSize), UInt64(fileSize) - UInt64(address) >= size else {
+                throw .rejected(dataset: name, rule: "chunk \(index) (\(size) bytes at \(address)) lies beyond the end of the file (\(fileSize) bytes): the file is truncated or corrupt")
             }
         }
     }

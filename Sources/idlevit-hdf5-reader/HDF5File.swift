@@ -24,7 +24,7 @@ final class HDF5File {
         }
         fileSize = Int(info.st_size)
         let opened = H5Fopen(path, idlevit_h5f_acc_rdonly(), idlevit_h5p_default())
-        guard opened >= 0 else { throw .library("libhdf5 cannot open it") }
+        guard opened >= 0 else { throw .library("cannot open it") }
         handle = opened
     }
 

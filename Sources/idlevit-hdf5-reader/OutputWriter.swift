@@ -55,7 +55,7 @@ enum OutputWriter {
         defer { if isHalf { H5Tclose(memoryType) } }
         guard count == 0 || H5Dread(handle, memoryType, idlevit_h5s_all(), idlevit_h5s_all(), idlevit_h5p_default(), buffer.baseAddress) >= 0 else {
             buffer.deallocate()
-            throw .library("libhdf5 cannot read its data", dataset: name)
+            throw .library("cannot read its data", dataset: name)
         }
         return UnsafeMutableRawBufferPointer(start: buffer.baseAddress, count: count * (isHalf ? 2 : 4))
     }

@@ -25,7 +25,7 @@ enum ReaderFailure: Error {
 
     /// A rejection carrying libhdf5's own explanation of the call that just failed.
     static func library(_ what: String, dataset: String? = nil) -> ReaderFailure {
-        .rejected(dataset: dataset, rule: what + ": " + LibraryErrors.latest())
+        .rejected(dataset: dataset, rule: what + " (libhdf5: " + LibraryErrors.latest() + ")")
     }
 }
 
@@ -48,9 +48,9 @@ enum LibraryErrors {
             }, pointer)
         }
         H5Eclear2(idlevit_h5e_default())
-        guard let innermost = descriptions.last else { return "libhdf5 reported an error without a description" }
+        guard let innermost = descriptions.last else { return "no description" }
         let trimmed = innermost.replacingOccurrences(of: "\n", with: " ")
-        return "libhdf5: " + (trimmed.count > 300 ? String(trimmed.prefix(300)) + "..." : trimmed)
+        return trimmed.count > 300 ? String(trimmed.prefix(300)) + "..." : trimmed
     }
 }
 
