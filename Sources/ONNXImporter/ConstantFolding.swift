@@ -188,7 +188,7 @@ enum ConstantFolder {
         case "Range":
             let start = try input(0), limit = try input(1), delta = try input(2)
             guard let a = start.scalar, let b = limit.scalar, let d = delta.scalar, d != 0 else { throw NodeProblem("needs scalar inputs") }
-            let count = max(0, Int(((b - a) / d).rounded(.up)))
+            let count = max(0, SmallTensor.intValue(((b - a) / d).rounded(.up)))
             guard count <= SmallTensor.maximumCount else { throw NodeProblem("range of \(count) values is too large to fold") }
             return [SmallTensor(shape: [count], values: (0..<count).map { a + Double($0) * d }, isInteger: start.isInteger)]
         default:

@@ -171,7 +171,7 @@ struct DeiTMatcher {
         }
         visit(concat)
         let add = try onlyConsumer(output(concat), ["Add"], expecting: "the position embedding Add")
-        let tokenCount = shape(output(concat))[1]
+        let tokenCount = shape(output(concat)).count == 3 ? shape(output(concat))[1] : 0
         emit("pos_embed", try weight(try otherOperand(add, than: output(concat)), shape: [1, tokenCount, dim], at: add, role: "position embedding"))
         visit(add)
         return (output(add), parts.count - 1)
@@ -184,7 +184,7 @@ struct DeiTMatcher {
             return try weight(input(expand, 0), shape: [1, 1, dim], at: expand, role: "token")
         }
         guard let tensor = analysis.weight(value), let floats = tensor.floatTensor, let type = tensor.dataType.floatElementType,
-              tensor.shape.count == 3, tensor.shape[1] == 1, tensor.shape[2] == dim else {
+              tensor.shape.count == 3, tensor.shape[0] >= 1, tensor.shape[1] == 1, tensor.shape[2] == dim else {
             throw fail(concat, "token '\(value)' is not a constant [1, 1, \(dim)] tensor")
         }
         // A folded Expand repeats the token per batch item; its first row is the token.

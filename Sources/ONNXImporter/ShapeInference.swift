@@ -85,8 +85,9 @@ enum ShapeInference {
             }
             let strides = node.ints("strides") ?? [1, 1], pads = node.ints("pads") ?? [0, 0, 0, 0]
             let dilations = node.ints("dilations") ?? [1, 1]
-            guard strides.count == 2, pads.count == 4, dilations.count == 2, strides.allSatisfy({ $0 > 0 }),
-                  dilations.allSatisfy({ $0 > 0 }), pads.allSatisfy({ $0 >= 0 && $0 < 1 << 20 }) else {
+            let sane = { (value: Int) in value > 0 && value <= 1 << 16 }
+            guard strides.count == 2, pads.count == 4, dilations.count == 2, strides.allSatisfy(sane),
+                  dilations.allSatisfy(sane), pads.allSatisfy({ $0 >= 0 && $0 < 1 << 20 }), (node.int("group") ?? 1) >= 1 else {
                 throw NodeProblem("unsupported strides, pads or dilations")
             }
             var out = [x[0], w[0]]
@@ -128,11 +129,12 @@ enum ShapeInference {
             var sizes = analysis.opset >= 13 ? constant(1)?.ints : node.ints("split")
             if sizes == nil {
                 let parts = node.int("num_outputs") ?? node.outputs.count
-                guard parts > 0 else { throw NodeProblem("no outputs") }
+                guard parts > 0, parts == node.outputs.count else { throw NodeProblem("num_outputs does not match the outputs") }
                 let size = (x[a] + parts - 1) / parts
                 sizes = (0..<parts).map { min(size, max(0, x[a] - $0 * size)) }
             }
-            guard let sizes, sizes.count == node.outputs.count, sizes.allSatisfy({ $0 >= 0 }), sizes.reduce(0, +) == x[a] else {
+            guard let sizes, sizes.count == node.outputs.count, sizes.allSatisfy({ $0 >= 0 && $0 <= x[a] }),
+                  sizes.reduce(0, { $0 + $1 }) == x[a] else {
                 throw NodeProblem("split sizes do not add up to dimension \(x[a])")
             }
             return sizes.map { var s = x; s[a] = $0; return s }
@@ -159,8 +161,8 @@ enum ShapeInference {
             }
             for i in 0..<starts.count {
                 let a = try axis(axes[i], x.count)
-                guard let kept = slicePositions(dim: x[a], start: starts[i], end: ends[i], step: steps[i]) else { throw NodeProblem("step 0") }
-                x[a] = kept.count
+                guard let kept = sliceCount(dim: x[a], start: starts[i], end: ends[i], step: steps[i]) else { throw NodeProblem("step 0") }
+                x[a] = kept
             }
             return [x]
         case "Expand":

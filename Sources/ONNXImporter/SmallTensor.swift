@@ -125,7 +125,7 @@ func broadcastShape(_ a: [Int], _ b: [Int]) -> [Int]? {
 
 /// ONNX Slice on one axis: the positions kept, after the spec's clamping rules.
 func slicePositions(dim: Int, start: Int, end: Int, step: Int) -> [Int]? {
-    guard step != 0 else { return nil }
+    guard step != 0, step != Int.min else { return nil }
     func normalise(_ value: Int) -> Int { value < 0 ? max(value, Int.min / 2) + dim : value }
     var first = normalise(start)
     var last = normalise(end)
@@ -139,6 +139,19 @@ func slicePositions(dim: Int, start: Int, end: Int, step: Int) -> [Int]? {
     last = min(max(last, -1), dim - 1)
     guard first > last else { return [] }
     return Array(stride(from: first, to: last, by: step))
+}
+
+/// How many positions ONNX Slice keeps on one axis, without listing them (activation
+/// dimensions can be large).
+func sliceCount(dim: Int, start: Int, end: Int, step: Int) -> Int? {
+    guard step != 0, step != Int.min else { return nil }
+    func normalise(_ value: Int) -> Int { value < 0 ? max(value, Int.min / 2) + dim : value }
+    if step > 0 {
+        let first = min(max(normalise(start), 0), dim), last = min(max(normalise(end), 0), dim)
+        return first < last ? (last - first - 1) / step + 1 : 0
+    }
+    let first = min(max(normalise(start), -1), dim - 1), last = min(max(normalise(end), -1), dim - 1)
+    return first > last ? (first - last - 1) / (-step) + 1 : 0
 }
 
 /// Normalises a possibly negative axis; nil when out of range.
