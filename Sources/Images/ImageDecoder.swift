@@ -53,11 +53,12 @@ public enum ImageDecoder {
             // PIL reads every 4-component JPEG as Adobe-style inverted CMYK ("CMYK;I") and then
             // converts with R = (255 - K) - C (255 - K) / 255 in integer arithmetic.
             kind = raw.adobe_marker != 0 ? "CMYK (Adobe)" : "CMYK"
+            // Stored samples are 255 - ink, so the "not black" factor 255 - K is the stored K.
             for i in 0..<count {
-                let k = 255 - Int(samples[4 * i + 3])
+                let notBlack = Int(samples[4 * i + 3])
                 for c in 0..<3 {
                     let ink = 255 - Int(samples[4 * i + c])
-                    rgb[3 * i + c] = clip8(k - mulDiv255(ink, k))
+                    rgb[3 * i + c] = clip8(notBlack - mulDiv255(ink, notBlack))
                 }
             }
         default:
