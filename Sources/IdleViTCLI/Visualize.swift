@@ -10,11 +10,10 @@ import Interpreter
 struct Visualize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Draw which patches each idle layer computes on an image, as a PNG.",
-        discussion: """
-            The PNG shows the centre crop the model sees, then one panel per idle layer: patches the
-            layer computed keep their colours inside a yellow outline, idle patches are dimmed. Each
-            panel is titled with the layer and its kept count (image patches kept / patches).
-            """)
+        discussion: "The PNG shows the centre crop the model sees, then one panel per idle layer: patches the layer "
+            + "computed keep their colours inside a yellow outline, idle patches are dimmed. Each panel is titled "
+            + "with the layer and its kept count (image patches kept / patches). --json also prints the selected "
+            + "patch indices per layer (row-major in the patch grid).")
 
     @OptionGroup var model: ModelOptions
     @OptionGroup var idle: IdleOptions
