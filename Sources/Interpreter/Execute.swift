@@ -1,12 +1,12 @@
 import IR
 
 extension Interpreter {
-    /// Dispatches one node to its kernel with concrete extents for this batch.
-    func execute(_ step: Step, inputs: [UnsafeRawPointer], output: UnsafeMutableRawPointer,
-                 scratch: UnsafeMutableRawPointer, batch: Int) {
+    /// Dispatches one instruction to its kernel with the program's concrete extents.
+    func execute(_ step: Step, _ instruction: Program.Instruction, inputs: [UnsafeRawPointer], residual: UnsafePointer<Float>?,
+                 output: UnsafeMutableRawPointer, scratch: UnsafeMutableRawPointer) {
         let node = step.node
-        let shapes = step.inputTypes.map { $0.concreteShape(batch: batch) }
-        let outShape = node.type.concreteShape(batch: batch)
+        let shapes = instruction.inputShapes
+        let outShape = instruction.outputShape
         func f(_ i: Int) -> UnsafePointer<Float> { inputs[i].assumingMemoryBound(to: Float.self) }
         let y = output.assumingMemoryBound(to: Float.self)
 
@@ -36,8 +36,14 @@ extension Interpreter {
             let inFeatures = shapes[0].last!
             let rows = shapes[0].elementCount / inFeatures
             let start = node.attributes.ints("rows")?[0] ?? 0
+            let epilogue: LinearEpilogue
+            switch instruction.fusion {
+            case .none: epilogue = .bias
+            case .gelu: epilogue = .gelu
+            case .residual: epilogue = .residual(residual!)
+            }
             LinearKernel.run(x: f(0), rows: rows, inFeatures: inFeatures, weight: f(1) + start * inFeatures, bias: f(2) + start,
-                             outFeatures: outShape.last!, y: y, threads: threads)
+                             outFeatures: outShape.last!, epilogue: epilogue, y: y, threads: threads)
 
         case .gelu:
             GELUKernel.run(x: f(0), count: outShape.elementCount, y: y, threads: threads)

@@ -40,15 +40,22 @@ public enum InterpreterError: Error, CustomStringConvertible {
 
 /// Runs an IR graph on the CPU in Float32.
 ///
-/// Preparation resolves every constant to a pointer once. Each batch size gets a memory plan
-/// (one arena, offsets by liveness) built on first use and reused; running then allocates
-/// only the captured copies. Matrix products go through OpenBLAS; row-wise kernels split
-/// across `threads` workers.
+/// Preparation resolves every constant to a pointer once. Each batch size (and set of
+/// captured values) gets a `Program`, built on first use and reused: kernel order after
+/// fusion and one arena with offsets by liveness, so running allocates only the captured
+/// copies. Matrix products go through single-threaded OpenBLAS calls that the kernels split
+/// across `threads` workers themselves; row-wise kernels are vectorised and split the same way.
+///
+/// `IDLEVIT_PROFILE=1` in the environment prints, when the interpreter is released, the time
+/// spent per kind of kernel over all runs (stderr). `IDLEVIT_FUSE=0` turns fusion off, to
+/// measure what it buys.
 public final class Interpreter: @unchecked Sendable {
     public let graph: Graph
     public let threads: Int
     private let steps: [Step]
-    private var plans: [PlanKey: PreparedPlan] = [:]
+    private var programs: [PlanKey: PreparedProgram] = [:]
+    private let profile: Profile?
+    private let fuse: Bool
 
     public init(graph: Graph, threads: Int? = nil) throws(InterpreterError) {
         do {
@@ -59,7 +66,10 @@ public final class Interpreter: @unchecked Sendable {
         self.graph = graph
         let available = Interpreter.availableCores()
         self.threads = max(1, min(threads ?? available, 64))
-        openblas_set_num_threads(Int32(self.threads))
+        // Kernels thread their own BLAS calls; OpenBLAS threads on top would fight them.
+        openblas_set_num_threads(1)
+        profile = environmentFlag("IDLEVIT_PROFILE") == true ? Profile() : nil
+        fuse = environmentFlag("IDLEVIT_FUSE") ?? true
 
         var nodeIndex: [String: Int] = [:]
         var steps: [Step] = []
@@ -75,6 +85,8 @@ public final class Interpreter: @unchecked Sendable {
         }
         self.steps = steps
     }
+
+    deinit { profile?.report() }
 
     static func availableCores() -> Int {
         onlineCoreCount()
@@ -101,25 +113,33 @@ public final class Interpreter: @unchecked Sendable {
         case .all: captured = Set(graph.nodes.map(\.name))
         case .names(let names): captured = names.union(graph.outputs)
         }
-        let plan = preparedPlan(batch: batch, captured: captured)
-        let arena = plan.arena
+        let prepared = preparedProgram(batch: batch, captured: captured)
+        let program = prepared.program
+        let arena = prepared.arena
+        let offsets = program.layout.valueOffsets
 
-        for (i, step) in steps.enumerated() {
-            let pointers: [UnsafeRawPointer] = step.operands.map { operand in
-                switch operand {
-                case .input(let position): return UnsafeRawPointer(inputPointers[position])
-                case .constant(let pointer): return UnsafeRawPointer(pointer)
-                case .node(let index): return UnsafeRawPointer(arena + plan.layout.valueOffsets[index])
-                }
+        func pointer(_ operand: Operand) -> UnsafeRawPointer {
+            switch operand {
+            case .input(let position): return UnsafeRawPointer(inputPointers[position])
+            case .constant(let pointer): return UnsafeRawPointer(pointer)
+            case .node(let index): return UnsafeRawPointer(arena + offsets[index])
             }
-            execute(step, inputs: pointers, output: arena + plan.layout.valueOffsets[i],
-                    scratch: arena + plan.layout.scratchOffsets[i], batch: batch)
         }
+        for (p, instruction) in program.instructions.enumerated() {
+            let step = steps[instruction.step]
+            let mark = profile?.start()
+            var residual: UnsafePointer<Float>?
+            if case .residual(let operand) = instruction.fusion { residual = pointer(operand).assumingMemoryBound(to: Float.self) }
+            execute(step, instruction, inputs: step.operands.map(pointer), residual: residual,
+                    output: arena + offsets[instruction.output], scratch: arena + program.layout.scratchOffsets[p])
+            if let mark { profile?.add(instruction.label, since: mark, flops: instruction.flops) }
+        }
+        profile?.finishRun()
 
         var result: [String: Activation] = [:]
         for (i, step) in steps.enumerated() where captured.contains(step.node.name) {
             let shape = step.node.type.concreteShape(batch: batch)
-            let source = arena + plan.layout.valueOffsets[i]
+            let source = arena + offsets[i]
             if step.node.type.elementType == .i32 {
                 let values = Array(UnsafeBufferPointer(start: source.assumingMemoryBound(to: Int32.self), count: shape.elementCount))
                 result[step.node.name] = .indices(shape: shape, values: values)
@@ -134,7 +154,7 @@ public final class Interpreter: @unchecked Sendable {
     }
 
     /// Bytes of the arena for a batch size, for memory reports.
-    public func arenaBytes(batch: Int) -> Int { preparedPlan(batch: batch, captured: Set(graph.outputs)).layout.arenaBytes }
+    public func arenaBytes(batch: Int) -> Int { preparedProgram(batch: batch, captured: Set(graph.outputs)).program.layout.arenaBytes }
 
     // MARK: planning
 
@@ -143,46 +163,22 @@ public final class Interpreter: @unchecked Sendable {
         var captured: Set<String>
     }
 
-    private final class PreparedPlan {
-        let layout: MemoryPlan
+    private final class PreparedProgram {
+        let program: Program
         let arena: UnsafeMutableRawPointer
-        init(layout: MemoryPlan) {
-            self.layout = layout
-            arena = UnsafeMutableRawPointer.allocate(byteCount: layout.arenaBytes, alignment: MemoryPlan.alignment)
+        init(program: Program) {
+            self.program = program
+            arena = UnsafeMutableRawPointer.allocate(byteCount: program.layout.arenaBytes, alignment: MemoryPlan.alignment)
         }
         deinit { arena.deallocate() }
     }
 
-    private func preparedPlan(batch: Int, captured: Set<String>) -> PreparedPlan {
+    private func preparedProgram(batch: Int, captured: Set<String>) -> PreparedProgram {
         let key = PlanKey(batch: batch, captured: captured)
-        if let plan = plans[key] { return plan }
-        var lastUse = [Int](repeating: -1, count: steps.count)
-        for (i, step) in steps.enumerated() {
-            for case .node(let index) in step.operands { lastUse[index] = i }
-        }
-        for (i, step) in steps.enumerated() where captured.contains(step.node.name) || lastUse[i] < 0 {
-            lastUse[i] = Int.max
-        }
-        let sizes = steps.map { $0.node.type.elementCount(batch: batch) * 4 }
-        let scratch = steps.map { scratchBytes($0, batch: batch) }
-        let plan = PreparedPlan(layout: MemoryPlan.make(sizes: sizes, scratch: scratch, lastUse: lastUse))
-        plans[key] = plan
-        return plan
-    }
-
-    private func scratchBytes(_ step: Step, batch: Int) -> Int {
-        switch step.node.op {
-        case .patchEmbed:
-            let image = step.inputTypes[0].concreteShape(batch: batch)
-            return 4 * PatchEmbedKernel.scratchFloats(channels: image[1], height: image[2], width: image[3],
-                                                      patch: step.node.attributes.int("patch")!)
-        case .attention:
-            return 4 * AttentionKernel.scratchFloats(tokens: step.node.type.extent(1)!, threads: threads)
-        case .tokenSelect:
-            return 8 * TokenSelectKernel.scratchDoubles(channels: step.inputTypes[0].extent(2)!)
-        default:
-            return 0
-        }
+        if let prepared = programs[key] { return prepared }
+        let prepared = PreparedProgram(program: Program(steps: steps, batch: batch, captured: captured, threads: threads, fuse: fuse))
+        programs[key] = prepared
+        return prepared
     }
 }
 

@@ -1,55 +1,58 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CBLAS
 
 /// Multi-head scaled dot-product attention over S tokens. q, k and v are read in place with a
-/// row stride (3C inside a fused qkv, C when separate); each (image, head) pair computes
-/// `softmax(Q K^T / sqrt(d)) V` in an S x S scratch of its own worker, and writes its d
-/// columns of the `[S, C]` output, which is the heads concatenated.
+/// row stride (3C inside a fused qkv, C when separate), so nothing is split or transposed.
+///
+/// Work is (image, head, block of query rows) tasks, spread statically over the workers:
+/// whole heads when they divide evenly, otherwise each head's queries are cut in two so that
+/// DeiT-Ti's 3 heads (or an odd batch x heads) still keep both cores busy. A task computes
+/// `Q_rows K^T / sqrt(d)` into its worker's scratch (rows x S), exponentiates each row in
+/// place (vectorised), multiplies by V into its d output columns, and only then divides the
+/// output rows by the row sums: d divisions per row instead of S.
 enum AttentionKernel {
-    static func scratchFloats(tokens: Int, threads: Int) -> Int { tokens * tokens * max(threads, 1) }
+    static func scratchFloats(tokens: Int, threads: Int) -> Int { (tokens * tokens + tokens) * max(threads, 1) }
 
     static func run(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, rowStride: Int,
                     batch: Int, tokens: Int, channels: Int, heads: Int,
                     scratch: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
         let d = channels / heads
         let scale = 1 / Float(d).squareRoot()
-        let tasks = batch * heads
-        let workers = max(1, min(threads, tasks))
+        let pairs = batch * heads
+        let workers = max(1, min(threads, pairs * tokens / 16))
+        var splits = 1
+        while (pairs * splits) % workers != 0, splits < 4, tokens / (splits * 2) >= 16 { splits *= 2 }
+        let blockRows = (tokens + splits - 1) / splits
+        let tasks = pairs * splits
         let s = Int32(tokens)
-        // Inside a parallel region each sgemm is small: keep OpenBLAS from spawning its own
-        // threads on top of ours.
-        if workers > 1 { openblas_set_num_threads(1) }
-        defer { if workers > 1 { openblas_set_num_threads(Int32(threads)) } }
-        let body: (Int) -> Void = { worker in
-            let scores = scratch + worker * tokens * tokens
-            var task = worker
-            while task < tasks {
-                let (b, h) = (task / heads, task % heads)
-                let offset = b * tokens * rowStride + h * d
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s, s, Int32(d), scale,
-                            q + offset, Int32(rowStride), k + offset, Int32(rowStride), 0, scores, s)
-                for r in 0..<tokens { softmaxRow(scores + r * tokens, count: tokens) }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s, Int32(d), s, 1,
-                            scores, s, v + offset, Int32(rowStride), 0, y + b * tokens * channels + h * d, Int32(channels))
-                task += workers
+        parallelWorkers(workers) { worker in
+            let scores = scratch + worker * (tokens * tokens + tokens)
+            let sums = scores + tokens * tokens
+            // Contiguous task ranges: a worker keeps the same head's K and V in cache.
+            let first = worker * tasks / workers, last = (worker + 1) * tasks / workers
+            for task in first..<last {
+                let pair = task / splits
+                let (b, h) = (pair / heads, pair % heads)
+                let row0 = (task % splits) * blockRows
+                let rows = min(blockRows, tokens - row0)
+                guard rows > 0 else { continue }
+                let base = b * tokens * rowStride + h * d
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), s, Int32(d), scale,
+                            q + base + row0 * rowStride, Int32(rowStride), k + base, Int32(rowStride), 0, scores, s)
+                for r in 0..<rows { sums[r] = SoftmaxKernel.exponentiate(scores + r * tokens, count: tokens) }
+                let out = y + (b * tokens + row0) * channels + h * d
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), s, 1,
+                            scores, s, v + base, Int32(rowStride), 0, out, Int32(channels))
+                for r in 0..<rows {
+                    let inverse = 1 / sums[r]
+                    let row = out + r * channels
+                    var c = 0
+                    while c < d {
+                        let n = min(8, d - c)
+                        VectorMath.store(VectorMath.load(row + c, count: n) * inverse, row + c, count: n)
+                        c += 8
+                    }
+                }
             }
         }
-        parallelWorkers(workers, body)
-    }
-
-    @inline(__always)
-    static func softmaxRow(_ row: UnsafeMutablePointer<Float>, count: Int) {
-        var maximum = -Float.infinity
-        for i in 0..<count { maximum = max(maximum, row[i]) }
-        var sum: Float = 0
-        for i in 0..<count {
-            let e = expf(row[i] - maximum)
-            row[i] = e
-            sum += e
-        }
-        let inverse = 1 / sum
-        for i in 0..<count { row[i] *= inverse }
     }
 }

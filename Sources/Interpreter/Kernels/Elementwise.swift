@@ -1,14 +1,31 @@
 /// `add` (with the second operand broadcast over the batch when it has a leading 1) and
-/// `mean` of several same-shaped values.
+/// `mean` of several same-shaped values. Either may write over its first operand.
 enum ElementwiseKernel {
     static func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int, broadcastPeriod: Int,
                     y: UnsafeMutablePointer<Float>, threads: Int) {
-        parallelChunks(count, threads: threads, grain: 1 << 15) { range in
-            if broadcastPeriod == count {
-                for i in range { y[i] = a[i] + b[i] }
-            } else {
-                for i in range { y[i] = a[i] + b[i % broadcastPeriod] }
+        // Whole periods per task, so the broadcast operand is indexed without a modulo.
+        let periods = count / broadcastPeriod
+        if periods > 1 {
+            parallelChunks(periods, threads: threads, grain: max(1, (1 << 15) / broadcastPeriod)) { range in
+                for p in range {
+                    let offset = p * broadcastPeriod
+                    addRange(a + offset, b, count: broadcastPeriod, y: y + offset)
+                }
             }
+        } else {
+            parallelChunks(count, threads: threads, grain: 1 << 15) { range in
+                addRange(a + range.lowerBound, b + range.lowerBound, count: range.count, y: y + range.lowerBound)
+            }
+        }
+    }
+
+    @inline(__always)
+    static func addRange(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int, y: UnsafeMutablePointer<Float>) {
+        var i = 0
+        while i < count {
+            let n = min(8, count - i)
+            VectorMath.store(VectorMath.load(a + i, count: n) + VectorMath.load(b + i, count: n), y + i, count: n)
+            i += 8
         }
     }
 

@@ -1,16 +1,83 @@
 import CBLAS
 
-/// `y[m, o] = x[m, :] . W[rowStart + o, :] + b[rowStart + o]`: the bias is written into y
-/// first and sgemm accumulates onto it (beta = 1), so the bias costs no second pass.
+/// What a linear layer does around its matrix product; fused at plan time when the plain
+/// product is not needed by anything else (see `Program`).
+enum LinearEpilogue {
+    /// y = x W^T + b
+    case bias
+    /// y = gelu(x W^T + b): fc1 and the MLP's activation in one pass over hot rows.
+    case gelu
+    /// y = r + (x W^T + b): attn.proj / mlp.fc2 with their residual add; `r` may be `y`.
+    case residual(UnsafePointer<Float>)
+}
+
+/// `y[m, o] = x[m, :] . W[o, :] + b[o]`, then the epilogue.
+///
+/// Threads split the output columns (weight rows): each worker owns a contiguous slice of W,
+/// calls single-threaded OpenBLAS on it and finishes its slice (bias, residual, GELU) while
+/// it is still in cache. Doing the threading here rather than in OpenBLAS keeps one pool of
+/// threads busy instead of two pools spinning against each other on a small machine, and
+/// lets the epilogue run in parallel too. Long row counts (large batches) are cut into row
+/// blocks of ~256 so a block's output stays in L2 between the product and its epilogue.
+/// The split is static, so results are deterministic for a given thread count.
 enum LinearKernel {
+    /// Below this many multiply-adds a product runs on one thread: waking a worker costs more.
+    static let parallelThreshold = 1 << 20
+
     static func run(x: UnsafePointer<Float>, rows: Int, inFeatures: Int,
                     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, outFeatures: Int,
-                    y: UnsafeMutablePointer<Float>, threads: Int) {
+                    epilogue: LinearEpilogue = .bias, y: UnsafeMutablePointer<Float>, threads: Int) {
         guard rows > 0, outFeatures > 0 else { return }
-        parallelChunks(rows, threads: threads, grain: 256) { range in
-            for r in range { (y + r * outFeatures).update(from: bias, count: outFeatures) }
+        let work = rows * outFeatures * inFeatures
+        let parts = work < parallelThreshold ? 1 : max(1, min(threads, outFeatures / 32))
+        // Column slices in multiples of 16 floats: whole cache lines and whole SIMD vectors.
+        let width = ((outFeatures + parts - 1) / parts + 15) / 16 * 16
+        let blocks = (rows + 255) / 256
+        let blockRows = (rows + blocks - 1) / blocks
+        parallelWorkers(parts) { part in
+            let start = part * width
+            let end = min(outFeatures, start + width)
+            guard start < end else { return }
+            var m = 0
+            while m < rows {
+                let count = min(blockRows, rows - m)
+                slice(x: x + m * inFeatures, rows: count, inFeatures: inFeatures, weight: weight, bias: bias,
+                      outFeatures: outFeatures, columns: start..<end, epilogue: epilogue, rowOffset: m, y: y + m * outFeatures)
+                m += count
+            }
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(outFeatures), Int32(inFeatures),
-                    1, x, Int32(inFeatures), weight, Int32(inFeatures), 1, y, Int32(outFeatures))
+    }
+
+    @inline(__always)
+    private static func slice(x: UnsafePointer<Float>, rows: Int, inFeatures: Int, weight: UnsafePointer<Float>,
+                              bias: UnsafePointer<Float>, outFeatures: Int, columns: Range<Int>, epilogue: LinearEpilogue,
+                              rowOffset: Int, y: UnsafeMutablePointer<Float>) {
+        let o = columns.lowerBound
+        let n = columns.count
+        // Start from the bias (plus the residual), and let sgemm accumulate onto it (beta = 1):
+        // with beta = 0 OpenBLAS would spend the same pass zeroing the output.
+        for m in 0..<rows {
+            let out = y + m * outFeatures + o
+            switch epilogue {
+            case .bias, .gelu:
+                out.update(from: bias + o, count: n)
+            case .residual(let r):
+                let source = r + (rowOffset + m) * outFeatures + o
+                var c = 0
+                while c < n {
+                    let k = min(8, n - c)
+                    VectorMath.store(VectorMath.load(source + c, count: k) + VectorMath.load(bias + o + c, count: k), out + c, count: k)
+                    c += 8
+                }
+            }
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(inFeatures),
+                    1, x, Int32(inFeatures), weight + o * inFeatures, Int32(inFeatures), 1, y + o, Int32(outFeatures))
+        if case .gelu = epilogue {
+            for m in 0..<rows {
+                let out = y + m * outFeatures + o
+                GELUKernel.apply(out, count: n, y: out)
+            }
+        }
     }
 }

@@ -1,0 +1,84 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Time per kind of kernel (`linear`, `linear+gelu`, `attention`, ...) summed over runs, for
+/// `IDLEVIT_PROFILE=1`: wall time, process CPU time (all threads; cpu / wall near the thread
+/// count means the kernel kept every worker busy) and, for matrix kernels, GFLOP/s. The table
+/// goes to stderr when the interpreter is released, so it never mixes with a command's stdout.
+final class Profile {
+    private struct Entry { var calls = 0; var wall = 0.0; var cpu = 0.0; var flops = 0.0 }
+    private var totals: [String: Entry] = [:]
+    private var runs = 0
+
+    struct Mark { var wall: Double; var cpu: Double }
+
+    func start() -> Mark { Mark(wall: Profile.clock(CLOCK_MONOTONIC), cpu: Profile.clock(CLOCK_PROCESS_CPUTIME_ID)) }
+
+    func add(_ label: String, since mark: Mark, flops: Double) {
+        let wall = Profile.clock(CLOCK_MONOTONIC) - mark.wall
+        let cpu = Profile.clock(CLOCK_PROCESS_CPUTIME_ID) - mark.cpu
+        var entry = totals[label] ?? Entry()
+        entry.calls += 1
+        entry.wall += wall
+        entry.cpu += cpu
+        entry.flops += flops
+        totals[label] = entry
+    }
+
+    func finishRun() { runs += 1 }
+
+    private static func clock(_ id: clockid_t) -> Double {
+        var t = timespec()
+        clock_gettime(id, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+    }
+
+    func report() {
+        guard runs > 0 else { return }
+        let n = Double(runs)
+        let wall = totals.values.reduce(0) { $0 + $1.wall }
+        let cpu = totals.values.reduce(0) { $0 + $1.cpu }
+        var text = "profile over \(runs) runs, per run:\n"
+        text += row(["kernel", "calls", "wall ms", "%", "cpu ms", "GFLOP/s"])
+        for (label, e) in totals.sorted(by: { $0.value.wall > $1.value.wall }) {
+            text += row([label, String(e.calls / runs), format(1e3 * e.wall / n, 3), format(100 * e.wall / max(wall, 1e-12), 1),
+                         format(1e3 * e.cpu / n, 3), e.flops > 0 ? format(e.flops / e.wall / 1e9, 1) : ""])
+        }
+        text += row(["total", "", format(1e3 * wall / n, 3), "", format(1e3 * cpu / n, 3), ""])
+        // Straight to file descriptor 2: the C `stderr` global is off limits in Swift 6.
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }
+
+    private func row(_ cells: [String]) -> String {
+        let widths = [16, 7, 11, 7, 11, 9]
+        var line = ""
+        for (i, cell) in cells.enumerated() {
+            let fill = String(repeating: " ", count: max(0, widths[i] - cell.count))
+            line += i == 0 ? cell + fill : fill + cell
+        }
+        return line + "\n"
+    }
+
+    private func format(_ value: Double, _ decimals: Int) -> String {
+        var scale = 1.0
+        for _ in 0..<decimals { scale *= 10 }
+        var text = String((value * scale).rounded() / scale)
+        if let dot = text.firstIndex(of: ".") {
+            let have = text.distance(from: dot, to: text.endIndex) - 1
+            if have < decimals { text += String(repeating: "0", count: decimals - have) }
+        }
+        return text
+    }
+}
+
+/// `true` for 1/true/yes, `false` for 0/false/no, nil when unset or anything else.
+func environmentFlag(_ name: String) -> Bool? {
+    guard let raw = getenv(name) else { return nil }
+    switch String(cString: raw).lowercased() {
+    case "1", "true", "yes", "on": return true
+    case "0", "false", "no", "off": return false
+    default: return nil
+    }
+}
