@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 import IR
 import Importers
-import ONNXImporter
+@testable import ONNXImporter
 import IdleViTKit
 
 /// Hostile ONNX files, generated at test time from the fixtures or written byte by byte:
@@ -127,6 +127,36 @@ final class ONNXHostileTests: XCTestCase {
         }
     }
 
+    /// Initializer encodings other than raw float32: typed fields (float_data, float16 and
+    /// bfloat16 bit patterns in int32_data, int64_data, double_data) and raw float16 / bfloat16.
+    func testTypedAndHalfPrecisionInitializersDecode() throws {
+        let folder = TestPaths.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let half: [UInt16] = [0x3C00, 0xC000, 0x3800]      // 1, -2, 0.5 in float16
+        let brain: [UInt16] = [0x3F80, 0xC000, 0x3F00]     // 1, -2, 0.5 in bfloat16
+        func raw(_ bits: [UInt16]) -> [UInt8] { bits.flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] } }
+        let cases: [(String, (inout ONNXProtoWriter) -> Void, [Double], String)] = [
+            ("float_data", { t in t.int(1, 3); t.int(2, 1); t.packedFloats(4, [1, -2, 0.5]) }, [1, -2, 0.5], "F32"),
+            ("f16-int32", { t in t.int(1, 3); t.int(2, 10); t.packedVarints(5, half.map(UInt64.init)) }, [1, -2, 0.5], "F16"),
+            ("bf16-int32", { t in t.int(1, 3); t.int(2, 16); t.packedVarints(5, brain.map(UInt64.init)) }, [1, -2, 0.5], "BF16"),
+            ("f16-raw", { t in t.int(1, 3); t.int(2, 10); t.bytes(9, raw(half)) }, [1, -2, 0.5], "F16"),
+            ("bf16-raw", { t in t.int(1, 3); t.int(2, 16); t.bytes(9, raw(brain)) }, [1, -2, 0.5], "BF16"),
+            ("int64_data", { t in t.int(1, 3); t.int(2, 7); t.packedVarints(7, [5, UInt64(bitPattern: -1), 0]) }, [5, -1, 0], "I64"),
+            ("double_data", { t in t.int(1, 3); t.int(2, 11)
+                t.bytes(10, [1.0, -2.0, 0.5].flatMap { (v: Double) in withUnsafeBytes(of: v.bitPattern.littleEndian, Array.init) }) },
+             [1, -2, 0.5], "F64"),
+        ]
+        for (name, tensor, expected, dtype) in cases {
+            let path = folder.appendingPathComponent(name + ".onnx").path
+            FileManager.default.createFile(atPath: path, contents: Data(Self.model(initializer: tensor)))
+            let model = try ONNXReader.read(path: path)
+            let decoded = try XCTUnwrap(model.graph.initializers.first, name)
+            XCTAssertEqual(decoded.shape, [3], name)
+            XCTAssertEqual(decoded.doubles, expected, name)
+            XCTAssertEqual(decoded.dataType.shortName, dtype, name)
+        }
+    }
+
     /// A one-initializer model around `tensor` (name "w").
     private static func model(initializer tensor: (inout ONNXProtoWriter) -> Void) -> [UInt8] {
         var model = ONNXProtoWriter()
@@ -233,6 +263,12 @@ private struct ONNXProtoWriter {
     }
 
     mutating func string(_ field: Int, _ text: String) { bytes(field, Array(text.utf8)) }
+
+    mutating func packedVarints(_ field: Int, _ values: [UInt64]) {
+        var inner = ONNXProtoWriter()
+        for value in values { inner.varint(value) }
+        bytes(field, inner.bytes)
+    }
 
     mutating func packedFloats(_ field: Int, _ values: [Float]) {
         bytes(field, values.flatMap { value in withUnsafeBytes(of: value.bitPattern.littleEndian, Array.init) })
