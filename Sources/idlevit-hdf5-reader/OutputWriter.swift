@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import CHDF5
-import Exporters
 import HDF5Importer
 import IR
 
@@ -10,25 +9,39 @@ import IR
 /// float16 stays F16 (bit for bit); float32 and float64 become F32 (libhdf5 converts f64).
 /// F32 tensors come first so each stays 4-byte aligned for mapping; the parent uses the
 /// description, not this order.
+///
+/// The file is private to one import and read only after this process exits 0, so it is
+/// neither renamed into place nor fsynced (fsync cost ~1 s on a DeiT-B); idlevit removes it,
+/// complete or partial.
 enum OutputWriter {
     static func write(_ plan: ReadPlan, from file: HDF5File, to path: String) throws(ReaderFailure) {
         let ordered = plan.datasets.filter { $0.info.sourceType != .f16 } + plan.datasets.filter { $0.info.sourceType == .f16 }
-        let output: AtomicFile
-        do { output = try AtomicFile(destination: path) } catch { throw .cannotWrite(error.description) }
-        do {
-            try output.write(header(ordered, description: plan.description))
-            for dataset in ordered {
-                let buffer = try read(dataset, from: file)
-                defer { buffer.deallocate() }
-                try output.write(UnsafeRawBufferPointer(buffer))
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard descriptor >= 0 else { throw .cannotWrite("\(path): " + String(cString: strerror(errno))) }
+        defer { close(descriptor) }
+        let header = header(ordered, description: plan.description)
+        // withUnsafeBytes only rethrows untyped errors, so the failure is carried out by hand.
+        let headerFailure: ReaderFailure? = header.withUnsafeBytes { bytes in
+            do throws(ReaderFailure) { try writeAll(bytes, to: descriptor, path: path) } catch { return error }
+            return nil
+        }
+        if let headerFailure { throw headerFailure }
+        for dataset in ordered {
+            let buffer = try read(dataset, from: file)
+            defer { buffer.deallocate() }
+            try writeAll(UnsafeRawBufferPointer(buffer), to: descriptor, path: path)
+        }
+    }
+
+    private static func writeAll(_ bytes: UnsafeRawBufferPointer, to descriptor: Int32, path: String) throws(ReaderFailure) {
+        var offset = 0
+        while offset < bytes.count {
+            let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw .cannotWrite("\(path): " + String(cString: strerror(errno)))
             }
-            try output.commit()
-        } catch let error as ExportError {
-            throw .cannotWrite(error.description)
-        } catch let failure as ReaderFailure {
-            throw failure
-        } catch {
-            throw .cannotWrite("\(error)")
+            offset += written
         }
     }
 
