@@ -248,8 +248,14 @@ extension DeiTMatcher {
         let (storage, memory) = TensorStorage.allocate(byteCount: rows * columns * 4)
         let out = memory.bindMemory(to: Float.self, capacity: max(rows * columns, 1))
         let source = matrix.pointer
-        for r in 0..<rows {
-            for c in 0..<columns { out[c * rows + r] = source[r * columns + c] }
+        // Tiles keep both the reads and the strided writes in cache (DeiT-B: 85 M elements).
+        let tile = 32
+        for rowStart in stride(from: 0, to: rows, by: tile) {
+            for columnStart in stride(from: 0, to: columns, by: tile) {
+                for r in rowStart..<min(rowStart + tile, rows) {
+                    for c in columnStart..<min(columnStart + tile, columns) { out[c * rows + r] = source[r * columns + c] }
+                }
+            }
         }
         return FloatTensor(shape: [columns, rows], storage: storage, pointer: UnsafePointer(out))
     }
