@@ -2,7 +2,10 @@
 
 Each file is a tiny DeiT state dict (image 8, patch 4, dim 8, one block, 2 classes; heads
 given by the root attribute `num_heads`, since dim 8 is not a multiple of DeiT's 64) broken
-in exactly one way; `valid.h5` is the unbroken control. Corruptions of real files
+in exactly one way; `valid.h5` is the unbroken control, and `float64.h5`, `float32-be.h5`,
+`float16-be.h5` hold the same tensors in the other element types and byte orders the
+importer converts. `newer-format.h5` is written with libver='latest' and gzip (its HDF5 2.0 chunked
+layout messages are what libhdf5 1.10 cannot read). Corruptions of real files
 (truncation, bit flips, zeroed superblock) are made by the tests themselves from the
 fixtures, so they need no files here.
 
@@ -35,17 +38,20 @@ def state_dict():
     return {name: (rng.standard_normal(shape) * 0.1).astype(np.float32) for name, shape in shapes.items()}
 
 
-def write(name, edit=None):
+def write(name, edit=None, dtype=None, libver="earliest", gzip=False):
     """Writes the flat state dict through `edit(file, tensors)`, which breaks one thing."""
     path = HERE / name
     tensors = state_dict()
-    with h5py.File(path, "w", libver="earliest", track_order=False) as f:
+    if dtype is not None:
+        tensors = {key: value.astype(dtype) for key, value in tensors.items()}
+    with h5py.File(path, "w", libver=libver, track_order=False) as f:
         f.attrs["num_heads"] = "1"
         f.attrs["purpose"] = "idlevit hostile HDF5 fixture: " + name
         if edit is not None:
             edit(f, tensors)
         for key, value in tensors.items():
-            f.create_dataset(key, data=value, track_times=False)
+            options = dict(chunks=True, compression="gzip") if gzip else {}
+            f.create_dataset(key, data=value, track_times=False, **options)
     print(f"{path.relative_to(HERE.parent)}: {path.stat().st_size} bytes")
 
 
@@ -86,3 +92,7 @@ if __name__ == "__main__":
     write("external-storage.h5", external_storage)
     write("external-link.h5", external_link)
     write("lzf-filter.h5", lzf)
+    write("float64.h5", dtype=np.float64)
+    write("float32-be.h5", dtype=">f4")
+    write("float16-be.h5", dtype=">f2")
+    write("newer-format.h5", libver="latest", gzip=True)

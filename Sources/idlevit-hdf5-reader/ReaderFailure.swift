@@ -25,7 +25,13 @@ enum ReaderFailure: Error {
 
     /// A rejection carrying libhdf5's own explanation of the call that just failed.
     static func library(_ what: String, dataset: String? = nil) -> ReaderFailure {
-        .rejected(dataset: dataset, rule: what + " (libhdf5: " + LibraryErrors.latest() + ")")
+        let description = LibraryErrors.latest()
+        var rule = what + " (libhdf5: " + description + ")"
+        // h5py with libver='latest' writes HDF5 2.0 structures older libraries reject this way.
+        if description.contains("bad version number") {
+            rule += "; if the file is not damaged it uses a newer HDF5 format than \(HDF5File.libraryVersion()) reads: write it with h5py's default libver"
+        }
+        return .rejected(dataset: dataset, rule: rule)
     }
 }
 

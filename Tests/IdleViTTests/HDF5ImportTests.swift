@@ -66,6 +66,25 @@ final class HDF5ImportTests: XCTestCase {
         XCTAssertTrue(result.stdout.contains("idlevit fixtures"), result.stdout)
     }
 
+    /// float64 and big-endian files hold the tiny valid.h5 tensors converted exactly
+    /// (float64 and big-endian float32 hold the same values, float16 their f16 rounding).
+    func testOtherElementTypesAndByteOrdersConvertExactly() throws {
+        let control = try HDF5Importer.load(path: TestPaths.fixture("hostile/valid.h5")).weights
+        let variants: [(String, ElementType, (Float) -> Float)] = [
+            ("float64.h5", .f64, { $0 }), ("float32-be.h5", .f32, { $0 }), ("float16-be.h5", .f16, { Float(Float16($0)) }),
+        ]
+        for (name, sourceType, rounding) in variants {
+            let weights = try HDF5Importer.load(path: TestPaths.fixture("hostile/" + name)).weights
+            XCTAssertEqual(weights.names.sorted(), control.names.sorted(), name)
+            for weight in control.weights {
+                guard let ours = weights[weight.name] else { continue }
+                XCTAssertEqual(ours.sourceType, sourceType, "\(name): \(weight.name)")
+                XCTAssertEqual(ours.shape, weight.shape, "\(name): \(weight.name)")
+                XCTAssertEqual(ours.tensor.values, weight.tensor.values.map(rounding), "\(name): \(weight.name)")
+            }
+        }
+    }
+
     func testVerifyPassesOnEveryLayout() throws {
         for fixture in Self.fixtures {
             let model = TestPaths.fixture(fixture.h5)
@@ -88,6 +107,7 @@ final class HDF5ImportTests: XCTestCase {
             "external-storage.h5": "tensor 'head.bias': keeps its data in external raw files",
             "external-link.h5": "is a soft or external link",
             "lzf-filter.h5": "is compressed with lzf",
+            "newer-format.h5": "uses a newer HDF5 format than libhdf5",
         ]
         for (name, fragment) in expectations {
             let path = TestPaths.fixture("hostile/" + name)
