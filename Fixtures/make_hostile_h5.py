@@ -78,6 +78,13 @@ def external_link(f, tensors):
     f["norm.bias"] = h5py.ExternalLink("/tmp/elsewhere.h5", "/norm.bias")
 
 
+def partial_chunks(f, tensors):
+    # Only the first half is written: the other chunks do not exist and would read as zeros.
+    value = tensors.pop("blocks.0.attn.qkv.bias")
+    dataset = f.create_dataset("blocks.0.attn.qkv.bias", shape=value.shape, dtype=value.dtype, chunks=(4,))
+    dataset[:12] = value[:12]
+
+
 def lzf(f, tensors):
     value = tensors.pop("blocks.0.mlp.fc2.weight")
     f.create_dataset("blocks.0.mlp.fc2.weight", data=value, chunks=True, compression="lzf")
@@ -92,6 +99,7 @@ if __name__ == "__main__":
     write("external-storage.h5", external_storage)
     write("external-link.h5", external_link)
     write("lzf-filter.h5", lzf)
+    write("partial-chunks.h5", partial_chunks)
     write("float64.h5", dtype=np.float64)
     write("float32-be.h5", dtype=">f4")
     write("float16-be.h5", dtype=">f2")

@@ -65,8 +65,10 @@ struct DatasetPlan {
         }
         let filters = try filterNames(properties, name: name)
         if storage == "chunked" {
-            try checkChunks(properties, rank: shape.count, name: name)
-            try checkChunkAddresses(dataset, name: name, fileSize: fileSize)
+            let chunk = try checkChunks(properties, rank: shape.count, name: name)
+            // Chunks cover the tensor in a grid; a missing one would silently read as zeros.
+            let expected = zip(shape, chunk).reduce(1) { $0 * (($1.0 + $1.1 - 1) / $1.1) }
+            try checkChunkAddresses(dataset, name: name, fileSize: fileSize, expected: expected)
         }
 
         let stored = H5Dget_storage_size(dataset)
@@ -176,7 +178,8 @@ struct DatasetPlan {
         return names
     }
 
-    private static func checkChunks(_ properties: hid_t, rank: Int, name: String) throws(ReaderFailure) {
+    /// The chunk extents, each positive and the chunk under libhdf5's 4 GiB limit.
+    private static func checkChunks(_ properties: hid_t, rank: Int, name: String) throws(ReaderFailure) -> [Int] {
         var chunk = [hsize_t](repeating: 0, count: 32)
         let chunkRank = H5Pget_chunk(properties, 32, &chunk)
         guard chunkRank == Int32(rank) || (rank == 0 && chunkRank >= 0) else {
@@ -192,17 +195,21 @@ struct DatasetPlan {
                 throw .rejected(dataset: name, rule: "its chunks would be larger than 4 GiB: the file is corrupt")
             }
         }
+        return chunk.prefix(Int(chunkRank)).map { Int($0) }
     }
 
     /// Every chunk must lie inside the file. Looking a chunk up by index walks the chunk
     /// index, so only the first few thousand are checked; libhdf5 still bounds the rest.
-    private static func checkChunkAddresses(_ dataset: hid_t, name: String, fileSize: Int) throws(ReaderFailure) {
+    private static func checkChunkAddresses(_ dataset: hid_t, name: String, fileSize: Int, expected: Int) throws(ReaderFailure) {
         let space = H5Dget_space(dataset)
         guard space >= 0 else { throw .library("cannot read its shape", dataset: name) }
         defer { H5Sclose(space) }
         var count: hsize_t = 0
         guard H5Dget_num_chunks(dataset, space, &count) >= 0 else {
             throw .library("cannot read its chunk index", dataset: name)
+        }
+        guard count == UInt64(expected) else {
+            throw .rejected(dataset: name, rule: "\(count) of its \(expected) chunks are stored: part of the tensor was never written or the chunk index is corrupt")
         }
         for index in 0..<min(count, 4096) {
             var offset = [hsize_t](repeating: 0, count: 32)
