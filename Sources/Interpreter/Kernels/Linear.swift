@@ -17,12 +17,15 @@ enum LinearEpilogue {
 /// calls single-threaded OpenBLAS on it and finishes its slice (bias, residual, GELU) while
 /// it is still in cache. Doing the threading here rather than in OpenBLAS keeps one pool of
 /// threads busy instead of two pools spinning against each other on a small machine, and
-/// lets the epilogue run in parallel too. Long row counts (large batches) are cut into row
-/// blocks of ~256 so a block's output stays in L2 between the product and its epilogue.
+/// lets the epilogue run in parallel too. Very long row counts are cut into row blocks
+/// (`maxBlockRows`).
 /// The split is static, so results are deterministic for a given thread count.
 enum LinearKernel {
     /// Below this many multiply-adds a product runs on one thread: waking a worker costs more.
     static let parallelThreshold = 1 << 20
+    /// Rows per sgemm call. Each call packs its slice of W again, so calls should be long;
+    /// only beyond this do the output rows of a call outgrow the caches the epilogue reads.
+    static let maxBlockRows = 2048
 
     static func run(x: UnsafePointer<Float>, rows: Int, inFeatures: Int,
                     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, outFeatures: Int,
@@ -32,7 +35,7 @@ enum LinearKernel {
         let parts = work < parallelThreshold ? 1 : max(1, min(threads, outFeatures / 32))
         // Column slices in multiples of 16 floats: whole cache lines and whole SIMD vectors.
         let width = ((outFeatures + parts - 1) / parts + 15) / 16 * 16
-        let blocks = (rows + 255) / 256
+        let blocks = (rows + maxBlockRows - 1) / maxBlockRows
         let blockRows = (rows + blocks - 1) / blocks
         parallelWorkers(parts) { part in
             let start = part * width
