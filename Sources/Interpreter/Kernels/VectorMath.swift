@@ -30,7 +30,7 @@ enum VectorMath {
 
     /// e^x per lane; lanes below -87.3 give 0, lanes above 88.3 are clamped (softmax and
     /// GELU never get there: softmax arguments are <= 0).
-    @inline(__always)
+    @_transparent
     static func exp(_ x: Float8) -> Float8 {
         let clamped = clamp(x, -87, 88)
         let t = clamped * log2e + roundingMagic
@@ -62,7 +62,7 @@ enum VectorMath {
     private static let q4: Float = 0.0011881061165488608
     private static let q5: Float = 3.807065152352875e-05
 
-    @inline(__always)
+    @_transparent
     static func erf(_ x: Float8) -> Float8 {
         let z = clamp(x, -erfLimit, erfLimit)
         let u = z * z
@@ -82,29 +82,29 @@ enum VectorMath {
     }
 
     /// Exact-form GELU, 0.5 x (1 + erf(x / sqrt 2)).
-    @inline(__always)
+    @_transparent
     static func gelu(_ x: Float8) -> Float8 {
         0.5 * x * (1 + erf(x * 0.70710678118654752))
     }
 
     // The standard library's `clamped`, `pointwiseMin/Max` and `max()` on SIMD8<Float> compile
     // to per-lane scalar code with NaN handling; compare-and-select compiles to cmpps/and/or.
-    @inline(__always)
+    @_transparent
     static func clamp(_ x: Float8, _ low: Float, _ high: Float) -> Float8 {
         x.replacing(with: low, where: x .< low).replacing(with: high, where: x .> high)
     }
 
-    @inline(__always)
+    @_transparent
     static func maximum(_ a: Float8, _ b: Float8) -> Float8 { a.replacing(with: b, where: a .< b) }
 
-    @inline(__always)
+    @_transparent
     static func horizontalMax(_ v: Float8) -> Float {
         let a = maximum(v, Float8(lowHalf: v.highHalf, highHalf: v.lowHalf))
         return Swift.max(Swift.max(a[0], a[1]), Swift.max(a[2], a[3]))
     }
 
     /// Loads up to 8 floats (the rest of the lanes 0), for the tails of rows.
-    @inline(__always)
+    @_transparent
     static func load(_ p: UnsafePointer<Float>, count: Int) -> Float8 {
         if count >= 8 { return UnsafeRawPointer(p).loadUnaligned(as: Float8.self) }
         var v = Float8()
@@ -112,7 +112,7 @@ enum VectorMath {
         return v
     }
 
-    @inline(__always)
+    @_transparent
     static func store(_ v: Float8, _ p: UnsafeMutablePointer<Float>, count: Int) {
         if count >= 8 {
             UnsafeMutableRawPointer(p).storeBytes(of: v, as: Float8.self)
@@ -123,5 +123,5 @@ enum VectorMath {
 }
 
 extension UInt32 {
-    @inline(__always) var asInt32: Int32 { Int32(bitPattern: self) }
+    @_transparent var asInt32: Int32 { Int32(bitPattern: self) }
 }
