@@ -117,7 +117,7 @@ print("== corruption corpus")
 corpus_sources += [os.path.join(os.environ["HERE"], "..", "Fixtures", p) for p in
                    ("micro/weights-flat.h5", "micro-distilled/weights-nested.h5", "tiny12/weights-nested-f16.h5")]
 count = int(os.environ["CORPUS"])
-outcomes, kinds, worst, bad = Counter(), Counter(), 0.0, []
+outcomes, kinds, worst, bad = Counter(), Counter(), (0.0, None), []
 target = os.path.join(WORK, "corrupt.h5")
 for index in range(count):
     source = corpus_sources[index % len(corpus_sources)]
@@ -144,10 +144,11 @@ for index in range(count):
     t = time.time()
     try:
         out = subprocess.run([IDLEVIT, "inspect", target], capture_output=True, text=True, timeout=180)
-        status, lines = out.returncode, len(out.stderr.strip().splitlines())
+        status, lines, message = out.returncode, len(out.stderr.strip().splitlines()), out.stderr.strip()
     except subprocess.TimeoutExpired:
-        status, lines = "hang", 0
-    worst = max(worst, time.time() - t)
+        status, lines, message = "hang", 0, ""
+    if time.time() - t > worst[0]:
+        worst = (time.time() - t, f"#{index} {kind} of {os.path.basename(source)}: {message[:160]}")
     ok = status == 0 or (status == 2 and lines == 1)
     outcomes[("ok" if status == 0 else "exit 2") if ok else f"BAD {status}"] += 1
     kinds[(kind, status)] += 1
@@ -156,7 +157,7 @@ for index in range(count):
         os.replace(target, keep)
         bad.append((index, kind, status, keep))
         failures += 1
-print(f"{count} corrupt files: " + ", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items())) + f"; slowest {worst:.2f} s")
+print(f"{count} corrupt files: " + ", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items())) + f"; slowest {worst[0]:.2f} s ({worst[1]})")
 for (kind, status), n in sorted(kinds.items(), key=lambda kv: str(kv[0])):
     print(f"  {kind:20s} exit {status}: {n}")
 for index, kind, status, keep in bad:

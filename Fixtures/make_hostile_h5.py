@@ -5,7 +5,10 @@ given by the root attribute `num_heads`, since dim 8 is not a multiple of DeiT's
 in exactly one way; `valid.h5` is the unbroken control, and `float64.h5`, `float32-be.h5`,
 `float16-be.h5` hold the same tensors in the other element types and byte orders the
 importer converts. `newer-format.h5` is written with libver='latest' and gzip (its HDF5 2.0 chunked
-layout messages are what libhdf5 1.10 cannot read). Corruptions of real files
+layout messages are what libhdf5 1.10 cannot read). `heap-crash.h5` and `heap-loop.h5` are
+valid.h5 with one bit flipped in the global heap that holds its string attributes: Debian's
+libhdf5 1.10.8 dereferences NULL on the first and loops forever on the second (found by
+Benchmarks/hdf5_acceptance.sh's corruption corpus). Corruptions of real files
 (truncation, bit flips, zeroed superblock) are made by the tests themselves from the
 fixtures, so they need no files here.
 
@@ -90,6 +93,18 @@ def lzf(f, tensors):
     f.create_dataset("blocks.0.mlp.fc2.weight", data=value, chunks=True, compression="lzf")
 
 
+def flip_global_heap(name, offset, mask):
+    """valid.h5 with one bit of its global heap collection ("GCOL") flipped."""
+    data = bytearray((HERE / "valid.h5").read_bytes())
+    heap = data.find(b"GCOL")
+    assert heap > 0, "valid.h5 has no global heap"
+    # Collection: signature, version, 3 reserved, size (8); then object 1: index (2),
+    # reference count (2), reserved (4), size (8) at heap + 24.
+    data[heap + offset] ^= mask
+    (HERE / name).write_bytes(bytes(data))
+    print(f"hostile/{name}: {len(data)} bytes")
+
+
 if __name__ == "__main__":
     HERE.mkdir(exist_ok=True)
     write("valid.h5")
@@ -104,3 +119,5 @@ if __name__ == "__main__":
     write("float32-be.h5", dtype=">f4")
     write("float16-be.h5", dtype=">f2")
     write("newer-format.h5", libver="latest", gzip=True)
+    flip_global_heap("heap-crash.h5", 26, 0x01)  # object 1's size grows by 64 KiB
+    flip_global_heap("heap-loop.h5", 25, 0x02)  # object 1's size grows by 512 bytes

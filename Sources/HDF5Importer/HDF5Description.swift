@@ -76,6 +76,9 @@ public enum HDF5ReaderProtocol {
     public static let executableVariable = "IDLEVIT_HDF5_READER"
     /// Environment variable overriding the reader's time limit, in seconds.
     public static let timeoutVariable = "IDLEVIT_HDF5_TIMEOUT"
+    /// Appended to the output path: the empty file the reader makes once every dataset is
+    /// listed and checked, so idlevit can give the structure walk a short deadline.
+    public static let plannedSuffix = ".planned"
     /// `__metadata__` key holding the description JSON in the reader's output.
     public static let descriptionKey = "idlevit.hdf5"
 

@@ -58,7 +58,8 @@ public enum HDF5Importer {
         let errors = folder + "/reader-stderr.txt"
         defer { removeFolder(folder) }
 
-        let process = ReaderProcess(executable: reader, timeoutSeconds: ReaderProcess.timeout(fileSize: superblock.fileSize))
+        let limits = ReaderProcess.timeouts(fileSize: superblock.fileSize)
+        let process = ReaderProcess(executable: reader, timeoutSeconds: limits.total, structureTimeoutSeconds: limits.structure)
         switch try process.run(input: path, output: output, errorPath: errors) {
         case .finished:
             break
@@ -72,8 +73,9 @@ public enum HDF5Importer {
             throw .invalidFile(file: file, format: "HDF5", rule: "the HDF5 reader failed (exit status \(code))" + (message.isEmpty ? "" : ": \(message)"))
         case .crashed(let signal):
             throw .invalidFile(file: file, format: "HDF5", rule: "libhdf5 crashed reading it (signal \(signal)\(signalName(signal))): the file is corrupt")
-        case .timedOut:
-            throw .invalidFile(file: file, format: "HDF5", rule: "libhdf5 did not finish reading it within \(Int(process.timeoutSeconds)) s and was stopped: the file is corrupt")
+        case .timedOut(let structure, let seconds):
+            let what = structure ? "its structure" : "its data"
+            throw .invalidFile(file: file, format: "HDF5", rule: "libhdf5 did not finish reading \(what) within \(Int(seconds)) s and was stopped: the file is corrupt")
         }
 
         // The mapping outlives the file's name, so the folder can go at once (see defer).

@@ -10,7 +10,11 @@ import Importers
 /// becomes an `ImportError` here, and idlevit itself never executes libhdf5 code.
 struct ReaderProcess {
     var executable: String
+    /// Limit for the whole run, data included.
     var timeoutSeconds: Double
+    /// Limit for walking the file's structure, which takes milliseconds on real files; the
+    /// libhdf5 hangs seen on corrupt files (looping over a damaged heap) happen there.
+    var structureTimeoutSeconds: Double
 
     enum Outcome {
         case finished
@@ -19,7 +23,8 @@ struct ReaderProcess {
         case cannotWrite(String)
         case exited(Int32, String)
         case crashed(signal: Int32)
-        case timedOut
+        /// Stopped at a deadline; `structure` when it had not finished listing the datasets.
+        case timedOut(structure: Bool, seconds: Double)
     }
 
     /// Runs the reader with `input` and `output`, its stderr going to `errorPath`.
@@ -34,8 +39,9 @@ struct ReaderProcess {
 
         // A small, fixed environment: no HDF5_* variable from the user's shell can change how
         // libhdf5 opens the file (plugin paths, drivers). File locking is off because the
-        // reader only reads and locks fail on some read-only mounts.
-        var environment = ["HDF5_USE_FILE_LOCKING=FALSE"]
+        // reader only reads and locks fail on some read-only mounts. Swift's crash backtracer
+        // is off: a libhdf5 crash is expected here and reported by idlevit in one line.
+        var environment = ["HDF5_USE_FILE_LOCKING=FALSE", "SWIFT_BACKTRACE=enable=no"]
         if let libraryPath = getenv("LD_LIBRARY_PATH") { environment.append("LD_LIBRARY_PATH=" + String(cString: libraryPath)) }
         let arguments = [executable, input, output]
         let argv = arguments.map { strdup($0) } + [nil]
@@ -49,7 +55,11 @@ struct ReaderProcess {
         guard status == 0 else {
             throw .unreadable(file: file, reason: "cannot start the HDF5 reader '\(executable)': " + String(cString: strerror(status)))
         }
-        guard let waitStatus = wait(for: pid) else { return .timedOut }
+        let waitStatus: Int32
+        switch wait(for: pid, plannedMarker: output + HDF5ReaderProtocol.plannedSuffix) {
+        case .exited(let status): waitStatus = status
+        case .killed(let structure, let seconds): return .timedOut(structure: structure, seconds: seconds)
+        }
         let signal = waitStatus & 0x7f
         if signal != 0 { return .crashed(signal: signal) }
         let code = (waitStatus >> 8) & 0xff
@@ -66,20 +76,29 @@ struct ReaderProcess {
         }
     }
 
-    /// Waits for the child, polling so the deadline holds even if it never exits; kills it
-    /// at the deadline. Returns the wait status, or nil on timeout.
-    private func wait(for pid: pid_t) -> Int32? {
-        let deadline = Self.now() + timeoutSeconds
+    private enum Waited {
+        case exited(Int32)
+        case killed(structure: Bool, seconds: Double)
+    }
+
+    /// Waits for the child, polling so the deadlines hold even if it never exits, and kills
+    /// it at a deadline: the structure deadline until the reader has made its marker file
+    /// (datasets listed and checked), the overall one after.
+    private func wait(for pid: pid_t, plannedMarker: String) -> Waited {
+        let start = Self.now()
+        var planned = false
         var pause = 0.001
         while true {
             var status: Int32 = 0
             let result = waitpid(pid, &status, WNOHANG)
-            if result == pid { return status }
-            if result < 0 && errno != EINTR { return 0x7f }  // lost the child: report as crashed
-            if Self.now() >= deadline {
+            if result == pid { return .exited(status) }
+            if result < 0 && errno != EINTR { return .exited(0x7f) }  // lost the child: report as crashed
+            if !planned { planned = access(plannedMarker, F_OK) == 0 }
+            let limit = planned ? timeoutSeconds : min(structureTimeoutSeconds, timeoutSeconds)
+            if Self.now() - start >= limit {
                 kill(pid, SIGKILL)
                 while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-                return nil
+                return .killed(structure: !planned, seconds: limit)
             }
             var interval = timespec(tv_sec: 0, tv_nsec: Int(pause * 1e9))
             nanosleep(&interval, nil)
@@ -132,11 +151,12 @@ struct ReaderProcess {
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
-    /// Time limit: generous for the size (gzip of a DeiT-B takes a few seconds), overridable.
-    static func timeout(fileSize: Int) -> Double {
+    /// Time limit: generous for the size (gzip of a DeiT-B takes a few seconds, more on a
+    /// busy machine), overridable; the structure limit is the smaller of it and 10 s.
+    static func timeouts(fileSize: Int) -> (total: Double, structure: Double) {
         if let text = getenv(HDF5ReaderProtocol.timeoutVariable), let value = Double(String(cString: text)), value > 0 {
-            return value
+            return (value, min(value, 10))
         }
-        return 30 + Double(fileSize) / 4_000_000
+        return (20 + Double(fileSize) / 5_000_000, 10)
     }
 }

@@ -22,6 +22,7 @@ guard arguments.count == 3 else {
 do throws(ReaderFailure) {
     let file = try HDF5File(path: arguments[1])
     let plan = try file.plan()
+    ReaderProgress.markPlanned(output: arguments[2])
     try OutputWriter.write(plan, from: file, to: arguments[2])
     file.close()
     exit(0)
@@ -54,4 +55,12 @@ enum ProcessLimits {
 func writeError(_ line: String) {
     let bytes = Array((line + "\n").utf8)
     _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}
+
+enum ReaderProgress {
+    /// Tells idlevit the structure walk is over (HDF5ReaderProtocol.plannedSuffix).
+    static func markPlanned(output: String) {
+        let descriptor = open(output + HDF5ReaderProtocol.plannedSuffix, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        if descriptor >= 0 { close(descriptor) }
+    }
 }
