@@ -33,6 +33,8 @@ struct GraphAnalysis {
     private(set) var folded = Set<Int>()
     /// Identity outputs -> the value they alias, so that dataflow is followed through them.
     private(set) var aliases: [String: String] = [:]
+    /// The node that writes each value, known or not (for saying where a node sits).
+    private(set) var definedBy: [String: Int] = [:]
     private(set) var inputName = ""
     private(set) var inputShape: [Int] = []
     /// Ops that are not supported at all, and nodes whose shapes do not work out.
@@ -58,10 +60,27 @@ struct GraphAnalysis {
         inputShape = try Self.inputShape(input, file: file)
         facts[input.name] = ValueFact(kind: .computed, shape: inputShape, producer: nil)
 
+        // A node that cannot be analysed leaves its outputs unknown; nodes downstream of it are
+        // skipped silently, so the one error lists causes, not their consequences.
+        var unknown = Set<String>()
         for node in model.graph.nodes {
-            if let problem = analyse(node) { problems.append(problem) }
+            for output in node.outputs where !output.isEmpty { definedBy[output] = definedBy[output] ?? node.index }
+            if node.inputs.contains(where: { unknown.contains($0) }) {
+                unknown.formUnion(node.outputs)
+                if !Self.knownOps.contains(node.opType) || !node.domain.isEmpty {
+                    problems.append("\(describe(node)): op \(node.opType) is not supported" + ShapeInference.position(node, self))
+                }
+                continue
+            }
+            if let problem = analyse(node) {
+                problems.append(problem)
+                unknown.formUnion(node.outputs.filter { facts[$0] == nil })
+            }
         }
     }
+
+    /// Every op the importer understands, folded or computed.
+    static let knownOps = ShapeInference.supported.union(ConstantFolder.foldable).union(["Identity", "Shape", "Size"])
 
     /// `name (Op, opset N)`, how every message names a node.
     func describe(_ node: ONNXNode) -> String {

@@ -28,7 +28,10 @@ enum ShapeInference {
     static func position(_ node: ONNXNode, _ analysis: GraphAnalysis) -> String {
         for input in node.inputs where !input.isEmpty {
             if input == analysis.inputName { return "; reads the graph input" }
-            if let producer = analysis.producer(of: input) { return "; reads the output of \(producer.label) (\(producer.opType))" }
+            if let index = analysis.definedBy[input] {
+                let producer = analysis.nodes[index]
+                return "; reads the output of \(producer.label) (\(producer.opType))"
+            }
         }
         return ""
     }

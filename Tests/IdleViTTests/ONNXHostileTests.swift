@@ -127,6 +127,34 @@ final class ONNXHostileTests: XCTestCase {
         }
     }
 
+    /// Unsupported ops are all listed in one error, each with its op, opset and position,
+    /// including those downstream of the first one.
+    func testEveryUnsupportedOpIsListedOnce() throws {
+        let folder = TestPaths.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var data = try Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture(Self.source)))
+        // Same-length renames keep the protobuf framing: Erf -> Elu, Softmax -> Sigmoid.
+        for (from, to) in [("Erf", "Elu"), ("Softmax", "Sigmoid")] {
+            var searchRange = data.startIndex..<data.endIndex
+            while let found = data.range(of: Data(from.utf8), in: searchRange) {
+                data.replaceSubrange(found, with: Data(to.utf8))
+                searchRange = found.upperBound..<data.endIndex
+            }
+        }
+        let path = folder.appendingPathComponent("unsupported.onnx").path
+        try data.write(to: URL(fileURLWithPath: path))
+        do {
+            _ = try ONNXImporter.load(path: path)
+            XCTFail("accepted")
+        } catch {
+            guard case .unsupportedNodes(_, let nodes) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(nodes.filter { $0.contains("(Elu, opset 17): op Elu is not supported; reads the output of") }.count, 4, "\(nodes)")
+            XCTAssertEqual(nodes.filter { $0.contains("(Sigmoid, opset 17): op Sigmoid is not supported") }.count, 4, "\(nodes)")
+            XCTAssertEqual(nodes.count, 8, "\(nodes)")
+        }
+        try expectExit2(path)
+    }
+
     /// Initializer encodings other than raw float32: typed fields (float_data, float16 and
     /// bfloat16 bit patterns in int32_data, int64_data, double_data) and raw float16 / bfloat16.
     func testTypedAndHalfPrecisionInitializersDecode() throws {
