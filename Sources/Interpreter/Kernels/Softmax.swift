@@ -18,7 +18,7 @@ enum SoftmaxKernel {
         var sums = Float8()
         i = 0
         while i + 8 <= count {
-            let e = VectorMath.exp(VectorMath.load(row + i, count: 8) - maximum)
+            let e = VectorMath.expNonPositive(VectorMath.load(row + i, count: 8) - maximum)
             VectorMath.store(e, row + i, count: 8)
             sums += e
             i += 8
@@ -27,7 +27,7 @@ enum SoftmaxKernel {
         if i < count {
             // Only the real lanes of the tail: padded lanes hold exp(-maximum).
             let n = count - i
-            let e = VectorMath.exp(VectorMath.load(row + i, count: n) - maximum)
+            let e = VectorMath.expNonPositive(VectorMath.load(row + i, count: n) - maximum)
             VectorMath.store(e, row + i, count: n)
             for lane in 0..<n { sum += e[lane] }
         }

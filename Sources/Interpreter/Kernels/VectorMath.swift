@@ -6,10 +6,11 @@
 /// x86-64 baseline (two SSE registers per vector) and run on any CPU; nothing here needs a
 /// target feature or run-time dispatch. The coefficients were fitted for this file (weighted
 /// least squares iterated towards minimax, then checked in Float32 arithmetic):
-/// - `exp`: relative error <= 1.2e-7 (about 1 ulp) for x in [-87, 88];
-/// - `erf`: absolute error <= 3.5e-7 everywhere (the fit itself is 1.6e-8; the rest is the
-///   rounding of a Float32 evaluation), which puts GELU within ~1e-6 absolute of the exact
-///   value for |x| <= 10 and within 2e-7 relative for x > 0.
+/// - `exp` (x <= 0): relative error <= 1.2e-7 (about 1 ulp) on [-87, 0];
+/// - `erf`: absolute error <= 3.5e-7 (the fit is 1.6e-8; the rest is Float32 rounding), the
+///   argument clamped to [-3.92, 3.92] where erf rounds to +-1; GELU ends within ~1e-6
+///   absolute of the exact value everywhere and within 2e-7 relative for x > 0.
+/// The standard erf and exp are within an ulp, PyTorch's vectorised erf within ~1.5e-7.
 typealias Float8 = SIMD8<Float>
 
 enum VectorMath {
@@ -28,11 +29,14 @@ enum VectorMath {
     private static let e3: Float = 0.0083687102951982
     private static let e4: Float = 0.0013814610889417902
 
-    /// e^x per lane; lanes below -87.3 give 0, lanes above 88.3 are clamped (softmax and
-    /// GELU never get there: softmax arguments are <= 0).
+    /// e^x per lane for x <= 0 (softmax arguments after subtracting the row maximum). Lanes
+    /// below -87 give e^-87 ~ 1.6e-38 instead of something smaller: next to a row sum >= 1,
+    /// no softmax can tell. Positive lanes are not supported.
     @_transparent
-    static func exp(_ x: Float8) -> Float8 {
-        let clamped = clamp(x, -87, 88)
+    static func expNonPositive(_ x: Float8) -> Float8 {
+        // (A compare-and-select: the lane-loop form of `atLeast` does not survive the
+        // vectoriser when applied straight to a loaded vector.)
+        let clamped = x.replacing(with: -87, where: x .< -87)
         let t = clamped * log2e + roundingMagic
         let n = t - roundingMagic
         let r = (clamped - n * ln2High) - n * ln2Low
@@ -44,8 +48,7 @@ enum VectorMath {
         let er = 1 + r + (r * r) * c
         // 2^n: (n + 127) << 23 as a bit pattern; n is t's bits minus the magic's bits.
         let bits = unsafeBitCast(t, to: SIMD8<Int32>.self) &- roundingMagic.bitPattern.asInt32 &+ 127
-        let scale = unsafeBitCast(bits &<< 23, to: Float8.self)
-        return (er * scale).replacing(with: 0, where: x .< -87.3)
+        return er * unsafeBitCast(bits &<< 23, to: Float8.self)
     }
 
     // erf(z) = z P(z^2) / Q(z^2) on [-3.92, 3.92]; beyond, erf rounds to +-1 in Float32.
@@ -78,24 +81,47 @@ enum VectorMath {
         q = q * u + q2
         q = q * u + q1
         q = q * u + 1
-        return clamp(z * p / q, -1, 1)
+        return z * p / q
     }
 
-    /// Exact-form GELU, 0.5 x (1 + erf(x / sqrt 2)).
+    /// Exact-form GELU, 0.5 x (1 + erf(x / sqrt 2)). Near |z| = 3.92 the rational can exceed
+    /// 1 by an ulp; 1 + erf is kept >= 0 so that very negative x give 0, not x * 1e-7. (On the
+    /// positive side an ulp over 1 is a 1e-7 relative error, within the fit.)
     @_transparent
     static func gelu(_ x: Float8) -> Float8 {
-        0.5 * x * (1 + erf(x * 0.70710678118654752))
+        0.5 * x * atLeast(1 + erf(x * 0.70710678118654752), 0)
     }
 
     // The standard library's `clamped`, `pointwiseMin/Max` and `max()` on SIMD8<Float> compile
-    // to per-lane scalar code with NaN handling; compare-and-select compiles to cmpps/and/or.
+    // to per-lane scalar code with NaN handling, and `replacing(with:where:)` to five
+    // instructions per register; a lane loop over `a < b ? b : a` becomes one maxps/minps.
+    // (Each loop must read one vector and write another: updating in place defeats the
+    // vectoriser and leaves eight compares and branches.)
     @_transparent
     static func clamp(_ x: Float8, _ low: Float, _ high: Float) -> Float8 {
-        x.replacing(with: low, where: x .< low).replacing(with: high, where: x .> high)
+        -atLeast(-atLeast(x, low), -high)
     }
 
     @_transparent
-    static func maximum(_ a: Float8, _ b: Float8) -> Float8 { a.replacing(with: b, where: a .< b) }
+    static func atLeast(_ x: Float8, _ low: Float) -> Float8 {
+        var r = x
+        for i in 0..<8 { r[i] = x[i] < low ? low : x[i] }
+        return r
+    }
+
+    @_transparent
+    static func atMost(_ x: Float8, _ high: Float) -> Float8 {
+        var r = x
+        for i in 0..<8 { r[i] = x[i] > high ? high : x[i] }
+        return r
+    }
+
+    @_transparent
+    static func maximum(_ a: Float8, _ b: Float8) -> Float8 {
+        var r = a
+        for i in 0..<8 { r[i] = a[i] < b[i] ? b[i] : a[i] }
+        return r
+    }
 
     @_transparent
     static func horizontalMax(_ v: Float8) -> Float {
