@@ -1,7 +1,16 @@
+import Dispatch
 import Exporters
 import IR
 import Importers
 import Passes
+
+/// Where the `source` metadata comes from.
+public enum BundleProvenance: Sendable {
+    /// Already known: a bundle converted again keeps its original checkpoint's record.
+    case recorded(BundleSource)
+    /// The file the weights were imported from, hashed while the tensors are written.
+    case hashing(path: String, format: ModelFormat)
+}
 
 /// Everything a bundle holds, before it is written.
 public struct BundleContents: Sendable {
@@ -11,12 +20,12 @@ public struct BundleContents: Sendable {
     /// nil (or no idle entries) for a dense bundle.
     public var schedule: IdleSchedule?
     public var dtype: OutputDType
-    public var source: BundleSource
+    public var source: BundleProvenance
     /// `idlevit <version>`.
     public var producer: String
 
     public init(architecture: DeiTArchitecture, tensors: [String: FloatTensor], schedule: IdleSchedule?,
-                dtype: OutputDType, source: BundleSource, producer: String) {
+                dtype: OutputDType, source: BundleProvenance, producer: String) {
         self.architecture = architecture
         self.tensors = tensors
         self.schedule = schedule
@@ -38,24 +47,45 @@ public struct BundleContents: Sendable {
 public enum BundleWriter {
     public static func write(_ contents: BundleContents, to path: String) throws(ExportError) {
         let ordered = try orderedTensors(contents)
-        let metadata = try metadata(contents)
         let items = ordered.map { SafetensorsWriter.Item(name: $0.name, tensor: $0.tensor, dtype: contents.dtype) }
-        try SafetensorsWriter.write(items, metadata: metadata, to: path)
+        let graph = BundleGraph.text(try canonicalGraph(contents))
+        switch contents.source {
+        case .recorded(let source):
+            try SafetensorsWriter.write(items, metadata: metadata(contents, source: source, graph: graph), to: path)
+        case .hashing(let sourcePath, let format):
+            // Hashing a 346 MB checkpoint takes longer than writing it: hash on another core
+            // while the tensors stream out, then put the digest into the reserved header (a
+            // SHA-256 hex string has a fixed length, so the header's length is known upfront).
+            let hash = BackgroundHash(path: sourcePath)
+            func source(_ sha256: String) -> BundleSource { BundleSource(file: displayName(sourcePath), format: format.rawValue, sha256: sha256) }
+            let placeholder = metadata(contents, source: source(String(repeating: "0", count: 64)), graph: graph)
+            try SafetensorsWriter.write(items, metadata: placeholder, to: path) { () throws(ExportError) in
+                metadata(contents, source: source(try hash.digest()), graph: graph)
+            }
+        }
     }
 
-    /// The metadata pairs in `BundleKey.all` order.
+    /// The metadata pairs in `BundleKey.all` order (sources already known, tests and tools).
     public static func metadata(_ contents: BundleContents) throws(ExportError) -> [(String, String)] {
+        let source: BundleSource
+        switch contents.source {
+        case .recorded(let recorded): source = recorded
+        case .hashing(let path, let format): source = try BundleSource.describing(path: path, format: format)
+        }
+        return metadata(contents, source: source, graph: BundleGraph.text(try canonicalGraph(contents)))
+    }
+
+    static func metadata(_ contents: BundleContents, source: BundleSource, graph: String) -> [(String, String)] {
         let a = contents.architecture
-        let graph = try canonicalGraph(contents)
         return [
             (BundleKey.format, BundleFormat.name),
             (BundleKey.formatVersion, String(BundleFormat.version)),
             (BundleKey.producer, contents.producer),
             (BundleKey.dtype, contents.dtype.rawValue),
-            (BundleKey.source, JSONWriter.write(contents.source.json)),
+            (BundleKey.source, JSONWriter.write(source.json)),
             (BundleKey.architecture, JSONWriter.write(GraphJSON.encode(a))),
             (BundleKey.idle, BundleGraph.idleMetadata(contents.schedule, architecture: a)),
-            (BundleKey.graph, BundleGraph.text(graph)),
+            (BundleKey.graph, graph),
         ]
     }
 
@@ -96,6 +126,38 @@ public enum BundleWriter {
             throw error
         } catch {
             throw .invalidRequest("bundle: cannot build the graph to store: \(error)")
+        }
+    }
+}
+
+/// SHA-256 of a file computed on a global queue. The result is written once before the
+/// semaphore is signalled and read only after waiting on it, which orders the two accesses;
+/// hence the unchecked Sendable.
+final class BackgroundHash: @unchecked Sendable {
+    private let finished = DispatchSemaphore(value: 0)
+    private var result: Result<String, TensorStorage.MapError>?
+    private let path: String
+
+    init(path: String) {
+        self.path = path
+        DispatchQueue.global(qos: .userInitiated).async { self.run() }
+    }
+
+    private func run() {
+        do {
+            result = .success(try SHA256.hex(ofFileAt: path))
+        } catch {
+            result = .failure(error)
+        }
+        finished.signal()
+    }
+
+    func digest() throws(ExportError) -> String {
+        finished.wait()
+        switch result! {
+        case .success(let hex): return hex
+        case .failure(let error):
+            throw .cannotWrite(file: displayName(path), reason: "cannot hash the source for the bundle's provenance: \(error.message)")
         }
     }
 }

@@ -109,6 +109,17 @@ public struct SHA256: Sendable {
     @inline(__always)
     private static func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 &- n)) }
 
+    /// One round (FIPS 180-4 6.2.2 step 3) with the shift of the working variables left to
+    /// the caller's argument order: d += T1 and h = T1 + T2.
+    @inline(__always)
+    private static func round(_ a: UInt32, _ b: UInt32, _ c: UInt32, _ d: inout UInt32,
+                              _ e: UInt32, _ f: UInt32, _ g: UInt32, _ h: inout UInt32, _ constantPlusWord: UInt32) {
+        let t1 = h &+ (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) &+ (g ^ (e & (f ^ g))) &+ constantPlusWord
+        let t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) &+ ((a & b) | (c & (a | b)))
+        d &+= t1
+        h = t1 &+ t2
+    }
+
     /// Runs `count` 64-byte blocks through the compression function. The hot loop works on
     /// raw pointers with wrapping arithmetic: array bounds checks would halve its speed.
     private mutating func compress(blocks: UnsafeRawPointer, count: Int) {
@@ -129,14 +140,19 @@ public struct SHA256: Sendable {
                         w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
                     }
                     var a = h0, b = h1, c = h2, d = h3, e = h4, f = h5, g = h6, h = h7
-                    for t in 0..<64 {
-                        let sum1 = SHA256.rotr(e, 6) ^ SHA256.rotr(e, 11) ^ SHA256.rotr(e, 25)
-                        let choose = (e & f) ^ (~e & g)
-                        let t1 = h &+ sum1 &+ choose &+ k[t] &+ w[t]
-                        let sum0 = SHA256.rotr(a, 2) ^ SHA256.rotr(a, 13) ^ SHA256.rotr(a, 22)
-                        let majority = (a & b) ^ (a & c) ^ (b & c)
-                        h = g; g = f; f = e; e = d &+ t1
-                        d = c; c = b; b = a; a = t1 &+ sum0 &+ majority
+                    // Eight rounds per pass, rotating which variable plays which role instead
+                    // of shifting all eight every round.
+                    var t = 0
+                    while t < 64 {
+                        SHA256.round(a, b, c, &d, e, f, g, &h, k[t] &+ w[t])
+                        SHA256.round(h, a, b, &c, d, e, f, &g, k[t + 1] &+ w[t + 1])
+                        SHA256.round(g, h, a, &b, c, d, e, &f, k[t + 2] &+ w[t + 2])
+                        SHA256.round(f, g, h, &a, b, c, d, &e, k[t + 3] &+ w[t + 3])
+                        SHA256.round(e, f, g, &h, a, b, c, &d, k[t + 4] &+ w[t + 4])
+                        SHA256.round(d, e, f, &g, h, a, b, &c, k[t + 5] &+ w[t + 5])
+                        SHA256.round(c, d, e, &f, g, h, a, &b, k[t + 6] &+ w[t + 6])
+                        SHA256.round(b, c, d, &e, f, g, h, &a, k[t + 7] &+ w[t + 7])
+                        t += 8
                     }
                     h0 &+= a; h1 &+= b; h2 &+= c; h3 &+= d; h4 &+= e; h5 &+= f; h6 &+= g; h7 &+= h
                 }

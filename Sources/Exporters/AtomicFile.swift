@@ -58,6 +58,21 @@ public final class AtomicFile {
         try write(UnsafeRawBufferPointer(copy))
     }
 
+    /// Overwrites bytes already written (a header whose values were settled after the data).
+    public func write(_ bytes: [UInt8], at offset: Int) throws(ExportError) {
+        var done = 0
+        while done < bytes.count {
+            let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress! + done, bytes.count - done, off_t(offset + done)) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                let reason = String(cString: strerror(errno))
+                abandon()
+                throw .cannotWrite(file: destination, reason: reason)
+            }
+            done += written
+        }
+    }
+
     /// Flushes and renames into place.
     public func commit() throws(ExportError) {
         guard fsync(descriptor) == 0 else {

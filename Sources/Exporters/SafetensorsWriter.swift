@@ -35,6 +35,30 @@ public enum SafetensorsWriter {
         let header = headerBytes(items, metadata: metadata)
         let file = try AtomicFile(destination: path)
         try file.write(header)
+        try writeData(items, to: file)
+        try file.commit()
+    }
+
+    /// As `write`, with the metadata settled only once the data section is written: a bundle
+    /// hashes its source on another core meanwhile. `metadata` holds the header's place and
+    /// `finalMetadata` (called after the data) must pad to the same length, since the data
+    /// offsets depend on it; its header then overwrites the placeholder in place.
+    public static func write(_ items: [Item], metadata: [(String, String)], to path: String,
+                             finalMetadata: () throws(ExportError) -> [(String, String)]) throws(ExportError) {
+        let placeholder = headerBytes(items, metadata: metadata)
+        let file = try AtomicFile(destination: path)
+        try file.write(placeholder)
+        try writeData(items, to: file)
+        let header = headerBytes(items, metadata: try finalMetadata())
+        guard header.count == placeholder.count else {
+            throw .invalidRequest("\(path): the final header (\(header.count) bytes) does not fit the \(placeholder.count) bytes reserved for it")
+        }
+        try file.write(header, at: 0)
+        try file.commit()
+    }
+
+    /// The data section, one tensor (and for F16/BF16 one chunk) at a time.
+    static func writeData(_ items: [Item], to file: AtomicFile) throws(ExportError) {
         let chunk = 1 << 16
         let scratch = UnsafeMutableRawPointer.allocate(byteCount: chunk * 4, alignment: 64)
         defer { scratch.deallocate() }
@@ -58,7 +82,6 @@ public enum SafetensorsWriter {
                 start += n
             }
         }
-        try file.commit()
     }
 
     /// Length prefix plus the JSON header, padded with spaces to a 64-byte boundary.

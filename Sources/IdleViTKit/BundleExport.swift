@@ -27,12 +27,12 @@ public enum BundleExport {
 
     /// The original checkpoint: hashed when the input is one, carried over when the input is
     /// itself a bundle (so bundle -> bundle keeps provenance and bytes).
-    static func source(of loaded: LoadedModel) throws(ExportError) -> BundleSource {
-        guard loaded.format == .bundle else { return try BundleSource.describing(path: loaded.path, format: loaded.format) }
+    static func source(of loaded: LoadedModel) throws(ExportError) -> BundleProvenance {
+        guard loaded.format == .bundle else { return .hashing(path: loaded.path, format: loaded.format) }
         // The loader validated the bundle, `source` included.
         guard let text = loaded.sourceMetadata[BundleKey.source], case .success(let source) = BundleSource.decode(text) else {
             throw .invalidRequest("\(displayName(loaded.path)): the bundle's 'source' metadata is unreadable")
         }
-        return source
+        return .recorded(source)
     }
 }
