@@ -13,9 +13,12 @@
 # For each file: `idlevit verify` against timm's activations must exit 0 with logits max abs
 # error <= 1e-4; `idlevit convert --to safetensors` must give a file that timm loads with
 # strict=True and that reproduces the logits. The import time of each file is reported.
+# Then a corruption corpus: truncations, bit flips, overwritten and inserted bytes of the ONNX
+# fixtures, each through `idlevit inspect` under a time limit; allowed outcomes are exit 0
+# (the damage hit weight bytes only) or exit 2 with one line on stderr.
 #
 #   Benchmarks/onnx_acceptance.sh [IDLEVIT]     (default .build/release/idlevit)
-#   MODELS="deit_tiny_patch16_224" VARIANTS=fresh OPSETS=17 Benchmarks/onnx_acceptance.sh
+#   MODELS="deit_tiny_patch16_224" VARIANTS=fresh OPSETS=17 CORPUS=100 Benchmarks/onnx_acceptance.sh
 #
 # Files go to Benchmarks/work/onnx (gitignored). Exits 1 on any failure.
 set -euo pipefail
@@ -30,6 +33,7 @@ export IDLEVIT WORK HERE
 export MODELS="${MODELS:-deit_tiny_patch16_224 deit_small_patch16_224 deit_base_patch16_224 deit_small_distilled_patch16_224}"
 export VARIANTS="${VARIANTS:-fresh perturbed}"
 export OPSETS="${OPSETS:-13 17}"
+export CORPUS="${CORPUS:-400}"
 
 "$PYTHON" - <<'PY'
 import json, os, subprocess, sys, time, warnings
@@ -112,6 +116,47 @@ for name in os.environ["MODELS"].split():
                 if os.path.exists(p):
                     os.remove(p)
 
+# Corruption corpus.
+import random  # noqa: E402
+from collections import Counter  # noqa: E402
+fixtures = os.path.join(os.environ["HERE"], "..", "Fixtures")
+sources = [os.path.join(fixtures, p) for p in ("micro/model-opset13.onnx", "micro/model-opset17.onnx",
+           "micro/model-dynamo.onnx", "micro-distilled/model-opset17.onnx") if os.path.exists(os.path.join(fixtures, p))]
+rng = random.Random(7)
+outcomes = Counter()
+target = os.path.join(WORK, "corrupt.onnx")
+for i in range(int(os.environ["CORPUS"]) if sources else 0):
+    data = bytearray(open(rng.choice(sources), "rb").read())
+    kind = rng.choice(["flip", "flip", "bytes", "truncate", "insert"])
+    head = min(len(data), 120_000)  # torch writes the nodes first: corrupt the structure mostly
+    if kind == "flip":
+        for _ in range(rng.randint(1, 4)):
+            p = rng.randrange(head)
+            data[p] ^= 1 << rng.randrange(8)
+    elif kind == "bytes":
+        p = rng.randrange(head)
+        data[p:p + 16] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+    elif kind == "truncate":
+        data = data[:rng.randrange(len(data))]
+    else:
+        p = rng.randrange(head)
+        data[p:p] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+    open(target, "wb").write(data)
+    try:
+        out = subprocess.run([IDLEVIT, "inspect", target], capture_output=True, text=True, timeout=60)
+        lines = out.stderr.strip().splitlines()
+        if out.returncode == 0 or (out.returncode == 2 and len(lines) == 1):
+            outcomes[f"exit {out.returncode}"] += 1
+        else:
+            outcomes[f"BAD exit {out.returncode}"] += 1
+            failures += 1
+            kept = os.path.join(WORK, f"corrupt-bad-{i}.onnx")
+            os.replace(target, kept)
+            print(f"   {kind}: exit {out.returncode}, {len(lines)} stderr lines; kept as {kept}", flush=True)
+    except subprocess.TimeoutExpired:
+        outcomes["TIMEOUT"] += 1
+        failures += 1
+print("corruption corpus:", ", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items())))
 print(f"{'FAILED' if failures else 'PASSED'}: {failures} failure(s)")
 sys.exit(1 if failures else 0)
 PY

@@ -168,11 +168,11 @@ private struct ProtoConverter {
     }
 
     func text(_ pointer: UnsafeMutablePointer<CChar>?) -> String {
-        pointer.map { String(cString: $0) } ?? ""
+        pointer.map { printableText(String(cString: $0)) } ?? ""
     }
 
     func bytesText(_ data: ProtobufCBinaryData) -> String {
         guard let bytes = data.data, data.len > 0 else { return "" }
-        return String(decoding: UnsafeBufferPointer(start: bytes, count: data.len), as: UTF8.self)
+        return printableText(String(decoding: UnsafeBufferPointer(start: bytes, count: data.len), as: UTF8.self))
     }
 }
