@@ -30,7 +30,9 @@ struct Convert: ParsableCommand {
         let prepared = try model.prepare(idle)
         switch to {
         case .safetensors:
-            if prepared.schedule != nil {
+            // A bundle's stored schedule is dropped (the weights are the dense model's); only
+            // an idle schedule asked for on the command line is an error here.
+            if prepared.schedule != nil, idle.keepRatio != nil || idle.idleLayers != nil || idle.keptTokens != nil {
                 throw CLIError.invalid("a plain safetensors checkpoint cannot hold an idle schedule: use --to bundle, or drop --keep-ratio")
             }
             try CheckpointExport.writeSafetensors(prepared, dtype: outputType, to: output)

@@ -95,6 +95,20 @@ final class BundleTests: XCTestCase {
         }
     }
 
+    func testIdleBundleConvertsBackToPlainSafetensors() throws {
+        let model = TestPaths.fixture("micro/model.safetensors")
+        let idle = try convert(model, to: "idle.idlevit.safetensors", ["--keep-ratio", "0.7"])
+        let plain = try convert(idle, to: "plain.safetensors", ["--to", "safetensors"])
+        let fromPlain = try convert(plain, to: "from-plain.idlevit.safetensors")
+        let fromModel = try convert(model, to: "from-model.idlevit.safetensors")
+        let (plainMetadata, plainData) = try split(fromPlain)
+        let (modelMetadata, modelData) = try split(fromModel)
+        XCTAssertEqual(plainData, modelData, "the dense weights survive bundle -> safetensors -> bundle")
+        XCTAssertEqual(plainMetadata[BundleKey.graph], modelMetadata[BundleKey.graph])
+        let refused = try runIdleViT(["convert", idle, "-o", path("r.safetensors"), "--to", "safetensors", "--keep-ratio", "0.5"])
+        XCTAssertEqual(refused.status, 2, "an idle schedule asked for cannot go into plain safetensors")
+    }
+
     func testBundlesOfOneModelFromEveryFormatDifferOnlyInSource() throws {
         let reference = try convert(TestPaths.fixture("micro/model.safetensors"), to: "st.idlevit.safetensors", ["--keep-ratio", "0.7"])
         let (referenceMetadata, referenceData) = try split(reference)
