@@ -91,6 +91,7 @@ final class ONNXHostileTests: XCTestCase {
             ("short-raw-data", { t in t.int(1, 1000); t.int(2, 1); t.bytes(9, [0, 0, 0, 0, 0, 0, 0, 0]) }, "raw_data holds 8 bytes"),
             ("short-float-data", { t in t.int(1, 10); t.int(2, 1); t.packedFloats(4, [1, 2, 3]) }, "float_data holds 3 values"),
             ("string-tensor", { t in t.int(1, 1); t.int(2, 8); t.bytes(6, [65]) }, "not supported"),
+            ("newline-name", { t in t.string(8, "evil\nname"); t.int(1, -1); t.int(2, 1) }, "evil\\u{a}name"),
         ]
         for (name, tensor, fragment) in cases {
             expectRejected(write(name + ".onnx", Self.model(initializer: tensor)), mentioning: fragment)
