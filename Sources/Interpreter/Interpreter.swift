@@ -67,7 +67,7 @@ public final class Interpreter: @unchecked Sendable {
         let available = Interpreter.availableCores()
         self.threads = max(1, min(threads ?? available, 64))
         // Kernels thread their own BLAS calls; OpenBLAS threads on top would fight them.
-        openblas_set_num_threads(1)
+        openblas_set_num_threads(LinearKernel.blasThreading ? Int32(self.threads) : 1)
         profile = environmentFlag("IDLEVIT_PROFILE") == true ? Profile() : nil
         fuse = environmentFlag("IDLEVIT_FUSE") ?? true
 

@@ -3,7 +3,7 @@ import CBLAS
 /// Multi-head scaled dot-product attention over S tokens. q, k and v are read in place with a
 /// row stride (3C inside a fused qkv, C when separate), so nothing is split or transposed.
 ///
-/// Work is (image, head, block of query rows) tasks, spread statically over the workers:
+/// Work is (image, head, block of query rows) tasks, claimed by the threads as they go:
 /// whole heads when they divide evenly, otherwise each head's queries are cut in two so that
 /// DeiT-Ti's 3 heads (or an odd batch x heads) still keep both cores busy. A task computes
 /// `Q_rows K^T / sqrt(d)` into its worker's scratch (rows x S), exponentiates each row in
@@ -24,33 +24,31 @@ enum AttentionKernel {
         let blockRows = (tokens + splits - 1) / splits
         let tasks = pairs * splits
         let s = Int32(tokens)
-        parallelWorkers(workers) { worker in
-            let scores = scratch + worker * (tokens * tokens + tokens)
+        if LinearKernel.blasThreading { openblas_set_num_threads(1) }
+        defer { if LinearKernel.blasThreading { openblas_set_num_threads(Int32(threads)) } }
+        parallelTasks(tasks, threads: workers) { task, slot in
+            let scores = scratch + slot * (tokens * tokens + tokens)
             let sums = scores + tokens * tokens
-            // Contiguous task ranges: a worker keeps the same head's K and V in cache.
-            let first = worker * tasks / workers, last = (worker + 1) * tasks / workers
-            for task in first..<last {
-                let pair = task / splits
-                let (b, h) = (pair / heads, pair % heads)
-                let row0 = (task % splits) * blockRows
-                let rows = min(blockRows, tokens - row0)
-                guard rows > 0 else { continue }
-                let base = b * tokens * rowStride + h * d
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), s, Int32(d), scale,
-                            q + base + row0 * rowStride, Int32(rowStride), k + base, Int32(rowStride), 0, scores, s)
-                for r in 0..<rows { sums[r] = SoftmaxKernel.exponentiate(scores + r * tokens, count: tokens) }
-                let out = y + (b * tokens + row0) * channels + h * d
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), s, 1,
-                            scores, s, v + base, Int32(rowStride), 0, out, Int32(channels))
-                for r in 0..<rows {
-                    let inverse = 1 / sums[r]
-                    let row = out + r * channels
-                    var c = 0
-                    while c < d {
-                        let n = min(8, d - c)
-                        VectorMath.store(VectorMath.load(row + c, count: n) * inverse, row + c, count: n)
-                        c += 8
-                    }
+            let pair = task / splits
+            let (b, h) = (pair / heads, pair % heads)
+            let row0 = (task % splits) * blockRows
+            let rows = min(blockRows, tokens - row0)
+            guard rows > 0 else { return }
+            let base = b * tokens * rowStride + h * d
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), s, Int32(d), scale,
+                        q + base + row0 * rowStride, Int32(rowStride), k + base, Int32(rowStride), 0, scores, s)
+            for r in 0..<rows { sums[r] = SoftmaxKernel.exponentiate(scores + r * tokens, count: tokens) }
+            let out = y + (b * tokens + row0) * channels + h * d
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), s, 1,
+                        scores, s, v + base, Int32(rowStride), 0, out, Int32(channels))
+            for r in 0..<rows {
+                let inverse = 1 / sums[r]
+                let row = out + r * channels
+                var c = 0
+                while c < d {
+                    let n = min(8, d - c)
+                    VectorMath.store(VectorMath.load(row + c, count: n) * inverse, row + c, count: n)
+                    c += 8
                 }
             }
         }

@@ -32,12 +32,17 @@ enum LinearKernel {
                     epilogue: LinearEpilogue = .bias, y: UnsafeMutablePointer<Float>, threads: Int) {
         guard rows > 0, outFeatures > 0 else { return }
         let work = rows * outFeatures * inFeatures
+        if blasThreading && threads > 1 && work >= parallelThreshold {
+            runThreadedBLAS(x: x, rows: rows, inFeatures: inFeatures, weight: weight, bias: bias, outFeatures: outFeatures,
+                            epilogue: epilogue, y: y, threads: threads)
+            return
+        }
         let parts = work < parallelThreshold ? 1 : max(1, min(threads, outFeatures / 32))
         // Column slices in multiples of 16 floats: whole cache lines and whole SIMD vectors.
         let width = ((outFeatures + parts - 1) / parts + 15) / 16 * 16
         let blocks = (rows + maxBlockRows - 1) / maxBlockRows
         let blockRows = (rows + blocks - 1) / blocks
-        parallelWorkers(parts) { part in
+        parallelTasks(parts, threads: parts) { part, _ in
             let start = part * width
             let end = min(outFeatures, start + width)
             guard start < end else { return }
@@ -47,6 +52,33 @@ enum LinearKernel {
                 slice(x: x + m * inFeatures, rows: count, inFeatures: inFeatures, weight: weight, bias: bias,
                       outFeatures: outFeatures, columns: start..<end, epilogue: epilogue, rowOffset: m, y: y + m * outFeatures)
                 m += count
+            }
+        }
+    }
+
+    /// `IDLEVIT_GEMM_BLAS=1`: one sgemm threaded by OpenBLAS itself, the prologue and the
+    /// epilogue as separate parallel passes over rows. Kept to measure against the split.
+    static let blasThreading = environmentFlag("IDLEVIT_GEMM_BLAS") ?? false
+
+    private static func runThreadedBLAS(x: UnsafePointer<Float>, rows: Int, inFeatures: Int, weight: UnsafePointer<Float>,
+                                        bias: UnsafePointer<Float>, outFeatures: Int, epilogue: LinearEpilogue,
+                                        y: UnsafeMutablePointer<Float>, threads: Int) {
+        parallelChunks(rows, threads: threads, grain: 16) { range in
+            for m in range {
+                let out = y + m * outFeatures
+                switch epilogue {
+                case .bias, .gelu:
+                    out.update(from: bias, count: outFeatures)
+                case .residual(let r):
+                    ElementwiseKernel.addRange(r + m * outFeatures, bias, count: outFeatures, y: out)
+                }
+            }
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(outFeatures), Int32(inFeatures),
+                    1, x, Int32(inFeatures), weight, Int32(inFeatures), 1, y, Int32(outFeatures))
+        if case .gelu = epilogue {
+            parallelChunks(rows, threads: threads, grain: 16) { range in
+                for m in range { GELUKernel.apply(y + m * outFeatures, count: outFeatures, y: y + m * outFeatures) }
             }
         }
     }

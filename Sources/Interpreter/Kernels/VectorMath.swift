@@ -34,9 +34,7 @@ enum VectorMath {
     /// no softmax can tell. Positive lanes are not supported.
     @_transparent
     static func expNonPositive(_ x: Float8) -> Float8 {
-        // (A compare-and-select: the lane-loop form of `atLeast` does not survive the
-        // vectoriser when applied straight to a loaded vector.)
-        let clamped = x.replacing(with: -87, where: x .< -87)
+        let clamped = atLeast(x, -87)
         let t = clamped * log2e + roundingMagic
         let n = t - roundingMagic
         let r = (clamped - n * ln2High) - n * ln2Low
@@ -92,35 +90,28 @@ enum VectorMath {
         0.5 * x * atLeast(1 + erf(x * 0.70710678118654752), 0)
     }
 
-    // The standard library's `clamped`, `pointwiseMin/Max` and `max()` on SIMD8<Float> compile
-    // to per-lane scalar code with NaN handling, and `replacing(with:where:)` to five
-    // instructions per register; a lane loop over `a < b ? b : a` becomes one maxps/minps.
-    // (Each loop must read one vector and write another: updating in place defeats the
-    // vectoriser and leaves eight compares and branches.)
+    // The standard library's `clamped` and `pointwiseMin/Max` on SIMD8<Float> compile to
+    // per-lane scalar code with NaN handling, and lane loops (`a < b ? b : a` per lane) are
+    // vectorised only sometimes, otherwise left as a branchy loop through memory. A compare
+    // against a constant and `replacing` becomes maxps/minps reliably.
     @_transparent
     static func clamp(_ x: Float8, _ low: Float, _ high: Float) -> Float8 {
-        -atLeast(-atLeast(x, low), -high)
+        atMost(atLeast(x, low), high)
     }
 
     @_transparent
     static func atLeast(_ x: Float8, _ low: Float) -> Float8 {
-        var r = x
-        for i in 0..<8 { r[i] = x[i] < low ? low : x[i] }
-        return r
+        x.replacing(with: low, where: x .< low)
     }
 
     @_transparent
     static func atMost(_ x: Float8, _ high: Float) -> Float8 {
-        var r = x
-        for i in 0..<8 { r[i] = x[i] > high ? high : x[i] }
-        return r
+        x.replacing(with: high, where: x .> high)
     }
 
     @_transparent
     static func maximum(_ a: Float8, _ b: Float8) -> Float8 {
-        var r = a
-        for i in 0..<8 { r[i] = a[i] < b[i] ? b[i] : a[i] }
-        return r
+        a.replacing(with: b, where: a .< b)
     }
 
     @_transparent
