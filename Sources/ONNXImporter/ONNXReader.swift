@@ -27,6 +27,10 @@ enum ONNXReader {
             throw .invalidFile(file: file, format: "ONNX",
                                rule: "\(bytes.count) bytes exceed protobuf's 2 GB limit (store the weights as external data)")
         }
+        if let cost = UnpackBudget.estimate(bytes), cost > 2 * bytes.count + UnpackBudget.allowance {
+            throw .invalidFile(file: file, format: "ONNX",
+                               rule: "unpacking would take about \(cost >> 20) MB for a \(bytes.count >> 20) MB file (a protobuf expansion attack?)")
+        }
         guard let base = bytes.baseAddress,
               let unpacked = onnx__model_proto__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self)) else {
             throw .invalidFile(file: file, format: "ONNX", rule: "the protobuf is truncated or malformed (libprotobuf-c cannot parse it)")

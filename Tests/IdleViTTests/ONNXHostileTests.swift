@@ -85,6 +85,15 @@ final class ONNXHostileTests: XCTestCase {
         huge.bytes += [0x0A, 0x00]
         expectRejected(write("huge-graph.onnx", huge.bytes), mentioning: "malformed")
 
+        // Millions of empty nodes: a few MB on disk, gigabytes once protobuf-c unpacks them.
+        var bomb = ONNXProtoWriter()
+        bomb.int(1, 8)
+        bomb.tag(7, 2)
+        let emptyNodes = 3_000_000
+        bomb.varint(UInt64(emptyNodes * 2))
+        bomb.bytes += [UInt8](repeating: 0, count: emptyNodes * 2).enumerated().map { $0.offset % 2 == 0 ? 0x0A : 0x00 }
+        expectRejected(write("node-bomb.onnx", bomb.bytes), mentioning: "expansion")
+
         let cases: [(String, (inout ONNXProtoWriter) -> Void, String)] = [
             ("overflowing-dims", { t in for _ in 0..<3 { t.int(1, Int64(Int32.max)) }; t.int(2, 1); t.bytes(9, [0, 0, 0, 0]) }, "overflow"),
             ("negative-dim", { t in t.int(1, -1); t.int(2, 1); t.bytes(9, [0, 0, 0, 0]) }, "dimension 0 is -1"),
