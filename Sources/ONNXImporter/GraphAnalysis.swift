@@ -76,8 +76,17 @@ struct GraphAnalysis {
                 problems.append(problem)
                 unknown.formUnion(node.outputs.filter { facts[$0] == nil })
             }
+            if foldedElements > Self.maximumFoldedElements {
+                problems.append("\(describe(node)): the graph's constant computations exceed \(Self.maximumFoldedElements) values; analysis stopped here")
+                break
+            }
         }
     }
+
+    /// Shape arithmetic of a DeiT folds to a few thousand values; a hostile chain of large
+    /// folds must not run for hours.
+    static let maximumFoldedElements = 1 << 24
+    private var foldedElements = 0
 
     /// Every op the importer understands, folded or computed.
     static let knownOps = ShapeInference.supported.union(ConstantFolder.foldable).union(["Identity", "Shape", "Size"])
@@ -192,6 +201,7 @@ struct GraphAnalysis {
             case .success(let values):
                 guard values.count == node.outputs.count else { return "\(describe(node)): expected \(values.count) outputs" }
                 folded.insert(node.index)
+                foldedElements += values.reduce(0) { $0 + $1.count }
                 for (output, value) in zip(node.outputs, values) {
                     facts[output] = ValueFact(kind: .constant(value), shape: value.shape, producer: node.index)
                 }

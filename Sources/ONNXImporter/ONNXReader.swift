@@ -67,7 +67,14 @@ private struct ProtoConverter {
                          metadata: entries(m.metadata_props, m.n_metadata_props), graph: try graph(graphProto.pointee))
     }
 
+    /// Far beyond any DeiT (DeiT-B exports ~850-2,500 nodes); keeps a hostile graph of
+    /// millions of tiny nodes from costing gigabytes as Swift values.
+    static let maximumNodes = 1_000_000
+
     func graph(_ g: Onnx__GraphProto) throws(ImportError) -> ONNXGraph {
+        guard g.n_node <= Self.maximumNodes, g.n_initializer <= Self.maximumNodes else {
+            throw invalid("the graph has \(g.n_node) nodes and \(g.n_initializer) initializers (at most \(Self.maximumNodes) each)")
+        }
         var initializers: [ONNXTensor] = []
         initializers.reserveCapacity(g.n_initializer)
         for i in 0..<g.n_initializer {
