@@ -106,8 +106,8 @@ struct DeiTMatcher {
     }
 
     private func expect(_ linear: MatchedLinear, _ shape: [Int], at node: ONNXNode) throws(MatchFailure) {
-        guard linear.weight.tensor.shape == shape else {
-            throw fail(node, "weight is \(linear.weight.tensor.shape) in timm's [out, in] layout, expected \(shape)")
+        guard linear.weight.shape == shape else {
+            throw fail(node, "weight is \(linear.weight.shape) in timm's [out, in] layout, expected \(shape)")
         }
     }
 
@@ -211,7 +211,7 @@ struct DeiTMatcher {
         guard distilled, let distToken = selected[1] else { return head.output }
         let distNode = try onlyConsumer(distToken, ["Gemm", "MatMul"], expecting: "the distillation head")
         let headDist = try matchLinear(distNode, input: distToken, role: "head_dist")
-        try expect(headDist, head.weight.tensor.shape, at: distNode)
+        try expect(headDist, head.weight.shape, at: distNode)
         emit("head_dist", headDist)
         let sum = try onlyConsumer(head.output, ["Add"], expecting: "the sum of both heads")
         guard try otherOperand(sum, than: head.output) == headDist.output else { throw fail(sum, "expected head + head_dist") }

@@ -11,8 +11,8 @@ struct MatchedLinear {
     var output: String
     var weight: CanonicalWeight
     var bias: CanonicalWeight
-    var outFeatures: Int { weight.tensor.shape[0] }
-    var inFeatures: Int { weight.tensor.shape[1] }
+    var outFeatures: Int { weight.shape[0] }
+    var inFeatures: Int { weight.shape[1] }
 }
 
 struct MatchedNorm {
@@ -28,6 +28,15 @@ struct CanonicalWeight {
     var sourceType: ElementType
     /// The initializer (or Constant output) it was read from, for messages.
     var origin: String
+    /// An ONNX MatMul weight, stored [in, out]: timm's [out, in] is its transpose. The copy is
+    /// made once the graph is released (`ONNXImporter.load`), so the original can go at once.
+    var needsTranspose = false
+
+    /// The shape in timm's layout.
+    var shape: [Int] { needsTranspose && tensor.shape.count == 2 ? [tensor.shape[1], tensor.shape[0]] : tensor.shape }
+
+    /// The tensor in timm's layout.
+    var canonicalTensor: FloatTensor { needsTranspose ? transposedMatrix(tensor) : tensor }
 }
 
 /// Building blocks of the DeiT matcher: walking the dataflow, reading constants and weights,
@@ -106,7 +115,7 @@ extension DeiTMatcher {
             guard raw.count == 2 else { throw fail(node, "\(role) weight '\(w)' is not a matrix") }
             let out = transB ? raw[0] : raw[1]
             var weight = try self.weight(w, shape: transB ? [out, inFeatures] : [inFeatures, out], at: node, role: "\(role) weight")
-            if !transB { weight.tensor = transposed(weight.tensor) }
+            weight.needsTranspose = !transB
             guard !input(node, 2).isEmpty else { throw fail(node, "\(role) has no bias") }
             let bias = try self.weight(input(node, 2), shape: [out], at: node, role: "\(role) bias")
             visit(node)
@@ -126,12 +135,12 @@ extension DeiTMatcher {
             let raw = shape(w)
             guard raw.count == 2 else { throw fail(node, "\(role) weight '\(w)' is not a constant matrix") }
             weight = try self.weight(w, shape: [inFeatures, raw[1]], at: node, role: "\(role) weight")
-            weight.tensor = transposed(weight.tensor)
+            weight.needsTranspose = true
         }
         visit(node)
         let add = try onlyConsumer(output(node), ["Add"], expecting: "the \(role) bias Add")
         let biasName = try otherOperand(add, than: output(node))
-        let bias = try self.weight(biasName, shape: [weight.tensor.shape[0]], at: add, role: "\(role) bias")
+        let bias = try self.weight(biasName, shape: [weight.shape[0]], at: add, role: "\(role) bias")
         visit(add)
         return MatchedLinear(output: output(add), weight: weight, bias: bias)
     }
@@ -241,22 +250,22 @@ extension DeiTMatcher {
         }
         return current
     }
+}
 
-    /// A copy of a matrix with its two axes swapped (ONNX MatMul weights are [in, out]).
-    func transposed(_ matrix: FloatTensor) -> FloatTensor {
-        let rows = matrix.shape[0], columns = matrix.shape[1]
-        let (storage, memory) = TensorStorage.allocate(byteCount: rows * columns * 4)
-        let out = memory.bindMemory(to: Float.self, capacity: max(rows * columns, 1))
-        let source = matrix.pointer
-        // Tiles keep both the reads and the strided writes in cache (DeiT-B: 85 M elements).
-        let tile = 32
-        for rowStart in stride(from: 0, to: rows, by: tile) {
-            for columnStart in stride(from: 0, to: columns, by: tile) {
-                for r in rowStart..<min(rowStart + tile, rows) {
-                    for c in columnStart..<min(columnStart + tile, columns) { out[c * rows + r] = source[r * columns + c] }
-                }
+/// A copy of a matrix with its two axes swapped (ONNX MatMul weights are [in, out]).
+func transposedMatrix(_ matrix: FloatTensor) -> FloatTensor {
+    let rows = matrix.shape[0], columns = matrix.shape[1]
+    let (storage, memory) = TensorStorage.allocate(byteCount: rows * columns * 4)
+    let out = memory.bindMemory(to: Float.self, capacity: max(rows * columns, 1))
+    let source = matrix.pointer
+    // Tiles keep both the reads and the strided writes in cache (DeiT-B: 85 M elements).
+    let tile = 32
+    for rowStart in stride(from: 0, to: rows, by: tile) {
+        for columnStart in stride(from: 0, to: columns, by: tile) {
+            for r in rowStart..<min(rowStart + tile, rows) {
+                for c in columnStart..<min(columnStart + tile, columns) { out[c * rows + r] = source[r * columns + c] }
             }
         }
-        return FloatTensor(shape: [columns, rows], storage: storage, pointer: UnsafePointer(out))
     }
+    return FloatTensor(shape: [columns, rows], storage: storage, pointer: UnsafePointer(out))
 }

@@ -9,19 +9,23 @@ import Importers
 
 /// Reads an ONNX file with libprotobuf-c into plain Swift values.
 ///
-/// protobuf-c copies every bytes field while unpacking, so a single-file model costs about
-/// twice its size until the unpacked message is freed. The reader therefore maps the file,
-/// unpacks it, drops the map, copies what the importer needs (weights become Float32 tensors
-/// in owned memory; external data stays mapped) and frees the message before returning.
+/// protobuf-c copies every bytes field while unpacking, so unpacking a whole single-file model
+/// costs twice its size. The reader maps the file, unpacks the model and graph without their
+/// initializers (see `WireLayout`), then unpacks, decodes and frees one initializer at a time,
+/// dropping each one's pages of the map once its tensor is decoded: the peak stays near one
+/// copy of the weights (Float32 tensors in owned memory; external data stays mapped).
 enum ONNXReader {
     /// protobuf's own limit on a message; larger models must keep weights as external data.
     static let maximumFileSize = Int(Int32.max)
 
     static func read(path: String) throws(ImportError) -> ONNXModel {
         let file = displayName(path)
-        var mapped: TensorStorage?
+        let mapped: TensorStorage
         do { mapped = try TensorStorage.map(path: path) } catch { throw .unreadable(file: file, reason: error.message) }
-        guard let bytes = mapped?.bytes(0..<(mapped?.byteCount ?? 0)) else { throw .unreadable(file: file, reason: "cannot map") }
+        let bytes = mapped.bytes(0..<mapped.byteCount)
+        func malformed(_ what: String) -> ImportError {
+            .invalidFile(file: file, format: "ONNX", rule: "the protobuf is truncated or malformed (libprotobuf-c cannot parse \(what))")
+        }
         guard bytes.count > 0 else { throw .invalidFile(file: file, format: "ONNX", rule: "the file is empty") }
         guard bytes.count <= maximumFileSize else {
             throw .invalidFile(file: file, format: "ONNX",
@@ -31,26 +35,65 @@ enum ONNXReader {
             throw .invalidFile(file: file, format: "ONNX",
                                rule: "unpacking would take about \(cost >> 20) MB for a \(bytes.count >> 20) MB file (a protobuf expansion attack?)")
         }
-        guard let base = bytes.baseAddress,
-              let unpacked = onnx__model_proto__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self)) else {
-            throw .invalidFile(file: file, format: "ONNX", rule: "the protobuf is truncated or malformed (libprotobuf-c cannot parse it)")
+        let layout: WireLayout
+        do { layout = try WireLayout.split(bytes) } catch {
+            switch error {
+            case .malformed: throw malformed("it")
+            case .noGraph: throw .invalidFile(file: file, format: "ONNX", rule: "the model has no graph")
+            case .severalGraphs: throw .invalidFile(file: file, format: "ONNX", rule: "the model holds more than one graph")
+            }
         }
-        mapped = nil  // the unpacked copy is all we need now
-        defer { onnx__model_proto__free_unpacked(unpacked, nil) }
+        guard layout.initializers.count <= ProtoConverter.maximumNodes else {
+            throw .invalidFile(file: file, format: "ONNX", rule: "the graph has \(layout.initializers.count) initializers (at most \(ProtoConverter.maximumNodes))")
+        }
         let converter = ProtoConverter(file: file, decoder: TensorDecoder(file: file, externalFiles: ExternalDataFiles(modelPath: path)))
-        return try converter.model(unpacked.pointee)
+
+        var initializers: [ONNXTensor] = []
+        initializers.reserveCapacity(layout.initializers.count)
+        guard let base = bytes.baseAddress else { throw malformed("it") }
+        try ProtobufAllocator.with { (allocator) throws(ImportError) in
+            for (i, range) in layout.initializers.enumerated() {
+                let start = (base + range.lowerBound).assumingMemoryBound(to: UInt8.self)
+                guard let proto = onnx__tensor_proto__unpack(allocator, range.count, start) else { throw malformed("initializer \(i)") }
+                defer { onnx__tensor_proto__free_unpacked(proto, allocator) }
+                let tensor = try converter.decoder.decode(proto, context: "initializer \(i)")
+                guard !tensor.name.isEmpty else { throw .invalidFile(file: file, format: "ONNX", rule: "initializer \(i) has no name") }
+                initializers.append(tensor)
+                release(range, of: mapped)
+            }
+        }
+        let graph = try layout.graph.withUnsafeBufferPointer { buffer throws(ImportError) -> ONNXGraph in
+            guard let unpacked = onnx__graph_proto__unpack(nil, buffer.count, buffer.baseAddress) else { throw malformed("the graph") }
+            defer { onnx__graph_proto__free_unpacked(unpacked, nil) }
+            return try converter.graph(unpacked.pointee, initializers: initializers)
+        }
+        return try layout.model.withUnsafeBufferPointer { buffer throws(ImportError) -> ONNXModel in
+            guard let unpacked = onnx__model_proto__unpack(nil, buffer.count, buffer.baseAddress) else { throw malformed("the model") }
+            defer { onnx__model_proto__free_unpacked(unpacked, nil) }
+            return try converter.model(unpacked.pointee, graph: graph)
+        }
+    }
+
+    /// Drops the pages wholly inside `range` from memory: the tensor there is decoded, and a
+    /// read-only private map re-reads from the file should anything touch them again.
+    private static func release(_ range: Range<Int>, of map: TensorStorage) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard page > 0 else { return }
+        let start = (range.lowerBound + page - 1) / page * page
+        let end = range.upperBound / page * page
+        guard start < end else { return }
+        madvise(UnsafeMutableRawPointer(mutating: map.base + start), end - start, MADV_DONTNEED)
     }
 }
 
 /// protobuf-c structures -> Swift values, validating as it goes.
-private struct ProtoConverter {
+struct ProtoConverter {
     let file: String
     let decoder: TensorDecoder
 
     func invalid(_ rule: String) -> ImportError { .invalidFile(file: file, format: "ONNX", rule: rule) }
 
-    func model(_ m: Onnx__ModelProto) throws(ImportError) -> ONNXModel {
-        guard let graphProto = m.graph else { throw invalid("the model has no graph") }
+    func model(_ m: Onnx__ModelProto, graph: ONNXGraph) throws(ImportError) -> ONNXModel {
         var opsets: [String: Int] = [:]
         for i in 0..<m.n_opset_import {
             guard let entry = m.opset_import?[i]?.pointee else { continue }
@@ -64,24 +107,17 @@ private struct ProtoConverter {
         let version = text(m.producer_version)
         if !version.isEmpty { producer += (producer.isEmpty ? "" : " ") + version }
         return ONNXModel(irVersion: Int(m.ir_version), producer: producer, opsets: opsets,
-                         metadata: entries(m.metadata_props, m.n_metadata_props), graph: try graph(graphProto.pointee))
+                         metadata: entries(m.metadata_props, m.n_metadata_props), graph: graph)
     }
 
     /// Far beyond any DeiT (DeiT-B exports ~850-2,500 nodes); keeps a hostile graph of
     /// millions of tiny nodes from costing gigabytes as Swift values.
     static let maximumNodes = 1_000_000
 
-    func graph(_ g: Onnx__GraphProto) throws(ImportError) -> ONNXGraph {
-        guard g.n_node <= Self.maximumNodes, g.n_initializer <= Self.maximumNodes else {
-            throw invalid("the graph has \(g.n_node) nodes and \(g.n_initializer) initializers (at most \(Self.maximumNodes) each)")
-        }
-        var initializers: [ONNXTensor] = []
-        initializers.reserveCapacity(g.n_initializer)
-        for i in 0..<g.n_initializer {
-            guard let proto = g.initializer?[i] else { throw invalid("initializer \(i) is missing") }
-            let tensor = try decoder.decode(proto, context: "initializer \(i)")
-            guard !tensor.name.isEmpty else { throw invalid("initializer \(i) has no name") }
-            initializers.append(tensor)
+    /// The graph's nodes and inputs; its initializers were unpacked one by one (`WireLayout`).
+    func graph(_ g: Onnx__GraphProto, initializers: [ONNXTensor]) throws(ImportError) -> ONNXGraph {
+        guard g.n_node <= Self.maximumNodes else {
+            throw invalid("the graph has \(g.n_node) nodes (at most \(Self.maximumNodes))")
         }
         var nodes: [ONNXNode] = []
         nodes.reserveCapacity(g.n_node)

@@ -74,7 +74,7 @@ final class ONNXHostileTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: folder) }
         func write(_ name: String, _ bytes: [UInt8]) -> String {
             let path = folder.appendingPathComponent(name).path
-            FileManager.default.createFile(atPath: path, contents: Data(bytes))
+            _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
             return path
         }
         // A graph field whose length prefix claims a terabyte.
@@ -186,7 +186,7 @@ final class ONNXHostileTests: XCTestCase {
         ]
         for (name, tensor, expected, dtype) in cases {
             let path = folder.appendingPathComponent(name + ".onnx").path
-            FileManager.default.createFile(atPath: path, contents: Data(Self.model(initializer: tensor)))
+            _ = FileManager.default.createFile(atPath: path, contents: Data(Self.model(initializer: tensor)))
             let model = try ONNXReader.read(path: path)
             let decoded = try XCTUnwrap(model.graph.initializers.first, name)
             XCTAssertEqual(decoded.shape, [3], name)
