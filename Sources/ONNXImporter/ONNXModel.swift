@@ -1,8 +1,8 @@
 import IR
 
 /// An ONNX model as plain Swift values, detached from protobuf-c's memory: the reader copies
-/// what the importer needs and frees the unpacked protobuf at once (a single-file model costs
-/// twice its size while unpacked).
+/// what the importer needs and frees each unpacked protobuf message at once (see `ONNXReader`
+/// for how the weights are unpacked one at a time).
 struct ONNXModel {
     var irVersion: Int
     /// `producer_name producer_version`, e.g. "pytorch 2.15.0".
