@@ -60,6 +60,8 @@ public enum ModelLoader {
             if recognition.heads == nil { recognition.heads = imported.options.heads }
             if recognition.layerNormEps == nil { recognition.layerNormEps = imported.options.layerNormEps }
             details.append(("ONNX graph", "heads \(imported.options.heads ?? 0) (attention Reshape), layer norm eps \(imported.options.layerNormEps ?? 0)"))
+            let externalFiles = Set(imported.initializers.filter { $0.storage.hasPrefix("external ") }.map { String($0.storage.dropFirst(9)) })
+            if !externalFiles.isEmpty { details.append(("ONNX data", "external: " + externalFiles.sorted().joined(separator: ", "))) }
             weights = imported.weights
         case .hdf5:
             let imported = try HDF5Importer.load(path: path)
