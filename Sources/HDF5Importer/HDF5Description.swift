@@ -89,15 +89,34 @@ public enum HDF5ReaderProtocol {
 
     /// The reader's one-line error: `file<TAB>rule` or `dataset<TAB>name<TAB>rule`.
     public static func rejectionLine(dataset: String?, rule: String) -> String {
-        let flat = rule.replacingTabsAndNewlines()
-        if let dataset { return "dataset\t\(dataset.replacingTabsAndNewlines())\t\(flat)" }
-        return "file\t\(flat)"
+        if let dataset { return "dataset\t\(dataset.escapingControlCharacters)\t\(rule.escapingControlCharacters)" }
+        return "file\t\(rule.escapingControlCharacters)"
     }
 }
 
 extension String {
-    func replacingTabsAndNewlines() -> String {
-        String(map { $0 == "\t" || $0 == "\n" || $0 == "\r" ? " " : $0 })
+    /// Control characters and line or paragraph separators written as `\u{..}`, so text from
+    /// a hostile file (a dataset name with a newline) cannot break a one-line message.
+    public var escapingControlCharacters: String {
+        guard unicodeScalars.contains(where: \.isLineBreakingOrControl) else { return self }
+        var result = ""
+        for scalar in unicodeScalars {
+            if scalar.isLineBreakingOrControl {
+                result += "\\u{" + String(scalar.value, radix: 16) + "}"
+            } else {
+                result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+}
+
+extension Unicode.Scalar {
+    var isLineBreakingOrControl: Bool {
+        switch properties.generalCategory {
+        case .control, .lineSeparator, .paragraphSeparator, .format: return true
+        default: return false
+        }
     }
 }
 

@@ -85,8 +85,9 @@ public enum HDF5Importer {
             throw .invalidFile(file: file, format: "HDF5", rule: "the HDF5 reader's output has no description (reader and idlevit from different builds?)")
         }
         var weights = WeightSet(file: path, format: .hdf5, metadata: metadata(description))
+        let entries = Dictionary(converted.entries.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         for dataset in description.datasets {
-            guard let entry = converted.entry(named: dataset.name) else {
+            guard let entry = entries[dataset.name] else {
                 throw .invalidTensor(file: file, tensor: dataset.name, rule: "missing from the HDF5 reader's output")
             }
             let tensor = try converted.floatTensor(entry)

@@ -29,6 +29,10 @@ struct AttributeReader {
             guard attribute >= 0 else { throw .library("cannot open attribute \(index) of '\(owner)'") }
             defer { H5Aclose(attribute) }
             let name = try Self.name(of: attribute, owner: owner)
+            guard name == name.escapingControlCharacters else {
+                skipped.append(name.escapingControlCharacters)
+                continue
+            }
             if let value = try Self.value(of: attribute, label: "attribute '\(name)' of '\(owner)'") {
                 found.append(HDF5Attribute(owner: owner, name: name, value: value))
             } else {

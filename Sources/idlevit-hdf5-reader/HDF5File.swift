@@ -107,7 +107,14 @@ final class HDF5File {
             guard H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, index, &buffer, length + 1, idlevit_h5p_default()) >= 0 else {
                 throw .library("cannot read member \(index) of group '\(where_)'")
             }
-            let name = String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let bytes = buffer.prefix(length).map { UInt8(bitPattern: $0) }
+            // State-dict keys are printable UTF-8; anything else is damage, and would be
+            // unsafe to echo in messages.
+            guard let name = String(validating: bytes, as: UTF8.self),
+                  !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                let shown = String(decoding: bytes, as: UTF8.self).escapingControlCharacters
+                throw .rejected(dataset: nil, rule: "member \(index) of group '\(where_)' has a name that is not printable UTF-8 ('\(shown)'): the file is corrupt")
+            }
             let member = where_ == "/" ? "/" + name : where_ + "/" + name
             switch idlevit_h5_link_is_hard(group, buffer) {
             case 1: break

@@ -159,6 +159,20 @@ final class HDF5ImportTests: XCTestCase {
         }
     }
 
+    /// A dataset name with a newline (damage, never a state-dict key) is refused, and shown
+    /// escaped so the message stays on one line.
+    func testControlCharactersInNamesAreRefusedAndEscaped() throws {
+        try withScratch { folder in
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture("hostile/valid.h5")))
+            let name = Data("head.bias".utf8)
+            let position = try XCTUnwrap(bytes.range(of: name)).lowerBound
+            bytes[position + 4] = UInt8(ascii: "\n")
+            let message = try expectImportError(try write(bytes, to: folder, named: "newline-name.h5"))
+            XCTAssertTrue(message.contains("'head\\u{a}bias'"), message)
+            XCTAssertTrue(message.contains("not printable UTF-8"), message)
+        }
+    }
+
     /// Bit flips may land in tensor data (the file stays valid) or in metadata (an error):
     /// either is fine, a crash or a multi-line message is not.
     func testBitFlipsGiveAModelOrOneLineError() throws {
