@@ -57,8 +57,14 @@ public enum ModelLoader {
             details.append(("ONNX", "opset \(imported.opset), IR version \(imported.irVersion), producer '\(imported.producer)', \(imported.nodeCount) nodes"))
             details.append(("ONNX ops", imported.opHistogram.map { "\($0.op) \($0.count)" }.joined(separator: ", ")))
             // The graph states heads and epsilon; the user's options still win.
-            if recognition.heads == nil { recognition.heads = imported.options.heads }
-            if recognition.layerNormEps == nil { recognition.layerNormEps = imported.options.layerNormEps }
+            if recognition.heads == nil, let heads = imported.options.heads {
+                recognition.heads = heads
+                recognition.headsSource = "ONNX graph"
+            }
+            if recognition.layerNormEps == nil, let eps = imported.options.layerNormEps {
+                recognition.layerNormEps = eps
+                recognition.layerNormEpsSource = "ONNX graph"
+            }
             details.append(("ONNX graph", "heads \(imported.options.heads ?? 0) (attention Reshape), layer norm eps \(imported.options.layerNormEps ?? 0)"))
             let externalFiles = Set(imported.initializers.filter { $0.storage.hasPrefix("external ") }.map { String($0.storage.dropFirst(9)) })
             if !externalFiles.isEmpty { details.append(("ONNX data", "external: " + externalFiles.sorted().joined(separator: ", "))) }

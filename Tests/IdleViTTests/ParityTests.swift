@@ -53,6 +53,15 @@ final class ParityTests: XCTestCase {
         XCTAssertTrue(inspect.stdout.contains("from config.json"), inspect.stdout)
     }
 
+    func testInspectSaysWhereHeadsAndEpsCameFrom() throws {
+        let onnx = try runIdleViT(["inspect", TestPaths.fixture("micro/model-opset13.onnx")])
+        XCTAssertTrue(onnx.stdout.contains("heads: 2 from ONNX graph; layer norm eps: 1e-06 from ONNX graph"), onnx.stdout)
+        let flag = try runIdleViT(["inspect", TestPaths.fixture("micro/model-opset13.onnx"), "--heads", "2"])
+        XCTAssertTrue(flag.stdout.contains("heads: 2 from --heads"), flag.stdout)
+        let plain = try runIdleViT(["inspect", TestPaths.fixture("micro/model.safetensors")])
+        XCTAssertTrue(plain.stdout.contains("heads: 2 from dim / 64"), plain.stdout)
+    }
+
     func testWrongReferenceExitsOneAndNamesTheActivation() throws {
         let folder = TestPaths.temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }

@@ -6,6 +6,9 @@ public struct RecognitionOptions: Sendable {
     /// Attention heads; DeiT's head size 64 gives dim / 64 when nothing says otherwise.
     public var heads: Int?
     public var layerNormEps: Double?
+    /// Where `heads` and `layerNormEps` came from, for `inspect` ("--heads", "ONNX graph").
+    public var headsSource = "--heads"
+    public var layerNormEpsSource = "option"
 
     public init(heads: Int? = nil, layerNormEps: Double? = nil) {
         self.heads = heads
@@ -105,7 +108,7 @@ public enum DeiTRecognizer {
         if let architectureJSON = source.metadata["architecture"], let json = try? JSONParser.parse(architectureJSON),
            let value = json["num_heads"]?.intValue { heads = value; headsSource = "file metadata" }
         if let value = config?.heads { heads = value; headsSource = "config.json" }
-        if let value = options.heads { heads = value; headsSource = "--heads" }
+        if let value = options.heads { heads = value; headsSource = options.headsSource }
         if heads <= 0 || dim % max(heads, 1) != 0 {
             problems.append(heads <= 0 ? "cannot infer attention heads for dim \(dim) (not a multiple of 64): pass --heads"
                                        : "\(heads) heads do not divide dim \(dim)")
@@ -116,7 +119,7 @@ public enum DeiTRecognizer {
         if let architectureJSON = source.metadata["architecture"], let json = try? JSONParser.parse(architectureJSON),
            let value = json["layer_norm_eps"]?.doubleValue { eps = value; epsSource = "file metadata" }
         if let value = config?.layerNormEps { eps = value; epsSource = "config.json" }
-        if let value = options.layerNormEps { eps = value; epsSource = "option" }
+        if let value = options.layerNormEps { eps = value; epsSource = options.layerNormEpsSource }
         notes.append("layer norm eps: \(eps) from \(epsSource)")
         if let config {
             if let hidden = config.hiddenSize, hidden != dim { problems.append("config.json hidden_size \(hidden) but weights have dim \(dim)") }
