@@ -147,13 +147,13 @@ final class HDF5ImportTests: XCTestCase {
             _ = try expectImportError(try write(zeroedWhole, to: folder, named: "zeroed-with-signature.h5"))
 
             for seed: UInt64 in 1...4 {
-                var generator = SplitMix64(seed: seed)
+                var generator = SeededRandom(seed: seed)
                 var random = Data(original.prefix(8))
                 random.append(contentsOf: (0..<(seed == 1 ? 48 : 65_536)).map { _ in UInt8(truncatingIfNeeded: generator.next()) })
                 _ = try expectImportError(try write(random, to: folder, named: "random-\(seed).h5"))
             }
             var random = Data(original.prefix(8))
-            var generator = SplitMix64(seed: 99)
+            var generator = SeededRandom(seed: 99)
             random.append(contentsOf: (0..<4096).map { _ in UInt8(truncatingIfNeeded: generator.next()) })
             try expectExit2(try write(random, to: folder, named: "random-cli.h5"))
         }
@@ -182,7 +182,7 @@ final class HDF5ImportTests: XCTestCase {
             for fixture in Self.fixtures {
                 let original = try Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture(fixture.h5)))
                 for seed: UInt64 in 1...6 {
-                    var generator = SplitMix64(seed: seed)
+                    var generator = SeededRandom(seed: seed)
                     var flipped = original
                     for flip in 0..<16 {
                         // Half the flips in the first 8 KB, where the superblock and root group live.
@@ -293,18 +293,5 @@ final class HDF5ImportTests: XCTestCase {
         let folder = TestPaths.temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         try body(folder)
-    }
-}
-
-/// A small deterministic generator, so corruptions are the same on every run.
-private struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
