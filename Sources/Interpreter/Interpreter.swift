@@ -56,6 +56,8 @@ public final class Interpreter: @unchecked Sendable {
     private var programs: [PlanKey: PreparedProgram] = [:]
     private let profile: Profile?
     private let fuse: Bool
+    /// Owns the copied weights the steps point into.
+    private let weights: WeightCopy?
 
     public init(graph: Graph, threads: Int? = nil) throws(InterpreterError) {
         do {
@@ -82,6 +84,25 @@ public final class Interpreter: @unchecked Sendable {
             let types = node.inputs.map { graph.type(of: $0)! }
             steps.append(Step(node: node, operands: operands, inputTypes: types))
             nodeIndex[node.name] = i
+        }
+        // Linear and patch-embedding weights into owned, huge-page-backed memory (WeightCopy).
+        if environmentFlag("IDLEVIT_COPY_WEIGHTS") ?? true {
+            var tensors: [(pointer: UnsafePointer<Float>, count: Int)] = []
+            for step in steps where step.node.op == .linear || step.node.op == .patchEmbed {
+                if case .constant(let pointer) = step.operands[1] {
+                    tensors.append((pointer, step.inputTypes[1].elementCount(batch: 1)))
+                }
+            }
+            let copy = WeightCopy(tensors)
+            for i in steps.indices {
+                steps[i].operands = steps[i].operands.map { operand in
+                    if case .constant(let pointer) = operand { return .constant(copy.pointer(for: pointer)) }
+                    return operand
+                }
+            }
+            weights = copy
+        } else {
+            weights = nil
         }
         self.steps = steps
     }
