@@ -13,9 +13,9 @@ enum LinearEpilogue {
 
 /// `y[m, o] = x[m, :] . W[o, :] + b[o]`, then the epilogue.
 ///
-/// Threads split the output columns (weight rows): each worker owns a contiguous slice of W,
-/// calls single-threaded OpenBLAS on it and finishes its slice (bias, residual, GELU) while
-/// it is still in cache. Doing the threading here rather than in OpenBLAS keeps one pool of
+/// Threads split the output columns (weight rows) for one image's rows, or the rows for a
+/// batch: each task calls single-threaded OpenBLAS on its tile and finishes it (bias,
+/// residual, GELU) while it is still in cache. Doing the threading here rather than in OpenBLAS keeps one pool of
 /// threads busy instead of two pools spinning against each other on a small machine, and
 /// lets the epilogue run in parallel too. Very long row counts are cut into row blocks
 /// (`maxBlockRows`).
@@ -37,18 +37,25 @@ enum LinearKernel {
                             epilogue: epilogue, y: y, threads: threads)
             return
         }
-        let parts = work < parallelThreshold ? 1 : max(1, min(threads, outFeatures / 32))
+        let parts = work < parallelThreshold ? 1 : threads
+        // Splitting the columns makes every thread pack all of x (rows x K) again; splitting
+        // the rows makes every thread pack all of W (out x K). Duplicate the smaller one:
+        // columns for one image's ~200 rows, rows for a batch of them.
+        let byRows = parts > 1 && rows > outFeatures && rows >= 64 * parts
+        let columnParts = byRows ? 1 : max(1, min(parts, outFeatures / 32))
+        let rowParts = byRows ? parts : 1
         // Column slices in multiples of 16 floats: whole cache lines and whole SIMD vectors.
-        let width = ((outFeatures + parts - 1) / parts + 15) / 16 * 16
-        let blocks = (rows + maxBlockRows - 1) / maxBlockRows
-        let blockRows = (rows + blocks - 1) / blocks
-        parallelTasks(parts, threads: parts) { part, _ in
-            let start = part * width
+        let width = ((outFeatures + columnParts - 1) / columnParts + 15) / 16 * 16
+        let rowChunk = (rows + rowParts - 1) / rowParts
+        parallelTasks(columnParts * rowParts, threads: parts) { part, _ in
+            let start = (part % columnParts) * width
             let end = min(outFeatures, start + width)
+            let firstRow = (part / columnParts) * rowChunk
+            let lastRow = min(rows, firstRow + rowChunk)
             guard start < end else { return }
-            var m = 0
-            while m < rows {
-                let count = min(blockRows, rows - m)
+            var m = firstRow
+            while m < lastRow {
+                let count = min(maxBlockRows, lastRow - m)
                 slice(x: x + m * inFeatures, rows: count, inFeatures: inFeatures, weight: weight, bias: bias,
                       outFeatures: outFeatures, columns: start..<end, epilogue: epilogue, rowOffset: m, y: y + m * outFeatures)
                 m += count
