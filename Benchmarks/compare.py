@@ -3,17 +3,18 @@
 Run through Benchmarks/compare.sh, which builds idlevit, provides the venv and clears
 OPENBLAS_CORETYPE. Subcommands:
 
-    compare.py run --idlevit BIN [--threads 2] [--rounds 3] [--runs 5] ...   the whole comparison
+    compare.py run --idlevit BIN [--threads 2] [--rounds 7] [--runs 3] ...   the whole comparison
     compare.py export --work DIR --models ...     random-weight timm models -> safetensors, ONNX, HDF5
-    compare.py python-bench ...                   one round of the Python contenders (own process)
+    compare.py python-bench ...                   the Python contenders, one round per "round" on stdin
     compare.py py-load KIND FILE                  one Python load, timed in-process (for /usr/bin/time)
 
 Method: for every (model, batch) the contenders are run in rounds, alternating: idlevit dense,
-idlevit r=0.7, idlevit r=0.5, then one Python process that interleaves ONNX Runtime, PyTorch
-dense and IdleViT in PyTorch (Fixtures/idlevit_reference.py, r=0.7 and 0.5) run by run. Each
-contender gets `warmup` untimed and `runs` timed runs per round; the figure reported is the
-median over rounds of the per-round medians, so a noisy moment on a shared machine moves one
-round, not the result.
+idlevit r=0.7, idlevit r=0.5 (a process each), then a round of the Python contenders in one
+long-lived process that interleaves ONNX Runtime, PyTorch dense and IdleViT in PyTorch
+(Fixtures/idlevit_reference.py, r=0.7 and 0.5) run by run. Each contender gets `warmup` untimed
+and `runs` timed runs per round. A time reported is the median over rounds of the per-round
+medians; a ratio is the median over rounds of the ratio within the round, so a slow minute on a
+shared machine, which slows both sides of a round, cancels out.
 """
 import argparse
 import datetime
@@ -95,16 +96,21 @@ def python_bench(args):
                   ("pytorch", lambda: model(x))]
     for r in args.ratios:
         contenders.append((f"pytorch_idle_{r}", lambda r=r: ref.idle_forward(model, x, schedules[r], with_cut_loss=False)))
-    times = {label: [] for label, _ in contenders}
+    # One round per line on stdin ("round"), one JSON line of medians back: the process (torch
+    # import, model, ORT session) lives across rounds, so rounds are cheap and can be many.
     with torch.inference_mode():
-        for i in range(args.warmup + args.runs):
-            for label, fn in contenders:
-                start = time.perf_counter()
-                fn()
-                elapsed = (time.perf_counter() - start) * 1e3
-                if i >= args.warmup:
-                    times[label].append(elapsed)
-    print(json.dumps({label: statistics.median(t) for label, t in times.items()}))
+        for line in sys.stdin:
+            if line.strip() != "round":
+                break
+            times = {label: [] for label, _ in contenders}
+            for i in range(args.warmup + args.runs):
+                for label, fn in contenders:
+                    start = time.perf_counter()
+                    fn()
+                    elapsed = (time.perf_counter() - start) * 1e3
+                    if i >= args.warmup:
+                        times[label].append(elapsed)
+            print(json.dumps({label: statistics.median(t) for label, t in times.items()}), flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,7 +192,8 @@ def run(args):
                "warmup": args.warmup,
                "openblas_coretype": (env.get("OPENBLAS_CORETYPE") if args.keep_coretype else
                                      f"unset for every contender (the launching environment had {coretype or 'none'})"),
-               "method": "median over rounds of per-round medians; contenders alternate within each round",
+               "method": ("times: median over rounds of per-round medians; ratios: median over rounds of the ratio "
+                          "within the round; contenders alternate within each round"),
                "latency": [], "import": []}
     for short in args.models:
         name = MODELS[short]
@@ -197,6 +204,10 @@ def run(args):
             gmacs[r] = (doc["dense_gmacs"], doc["gmacs"])
         for batch in args.batches:
             rounds = {}
+            worker = subprocess.Popen([py, me, "python-bench", "--work", args.work, "--model", short, "--batch", str(batch),
+                                       "--threads", str(args.threads), "--runs", str(args.runs), "--warmup", str(args.warmup),
+                                       "--ratios", *map(str, args.ratios)], env=env, stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True)
             for rnd in range(args.rounds):
                 for r in [None] + args.ratios:
                     cmd = [args.idlevit, "bench", st, "--batch", str(batch), "--threads", str(args.threads),
@@ -205,24 +216,32 @@ def run(args):
                         cmd += ["--keep-ratio", str(r)]
                     doc = json.loads(sh(cmd, env=env))
                     rounds.setdefault("idlevit" if r is None else f"idlevit_idle_{r}", []).append(doc["median_ms"])
-                doc = json.loads(sh([py, me, "python-bench", "--work", args.work, "--model", short, "--batch", str(batch),
-                                     "--threads", str(args.threads), "--runs", str(args.runs), "--warmup", str(args.warmup),
-                                     "--ratios", *map(str, args.ratios)], env=env))
-                for label, ms in doc.items():
+                worker.stdin.write("round\n")
+                worker.stdin.flush()
+                line = worker.stdout.readline()
+                if not line:
+                    raise SystemExit(f"the Python contenders stopped ({name}, batch {batch})")
+                for label, ms in json.loads(line).items():
                     rounds.setdefault(label, []).append(ms)
                 print(f"  {LABEL[short]} batch {batch} round {rnd + 1}/{args.rounds}: " +
                       ", ".join(f"{k} {v[-1]:.1f}" for k, v in rounds.items()), file=sys.stderr, flush=True)
+            worker.stdin.close()
+            worker.wait()
             med = {k: statistics.median(v) for k, v in rounds.items()}
+            # Ratios of figures from the same round, then their median: a slow minute on a shared
+            # machine scales both sides of a round, so it cancels in the ratio.
+            def ratio(a, b):
+                return statistics.median(x / y for x, y in zip(rounds[a], rounds[b]))
             entry = {"model": name, "batch": batch, "median_ms": med, "rounds_ms": rounds,
-                     "ours_over_onnxruntime": med["idlevit"] / med["onnxruntime"],
-                     "ours_over_pytorch": med["idlevit"] / med["pytorch"], "idle": {}}
+                     "ours_over_onnxruntime": ratio("idlevit", "onnxruntime"),
+                     "ours_over_pytorch": ratio("idlevit", "pytorch"), "idle": {}}
             for r in args.ratios:
                 dense_g, idle_g = gmacs[r]
-                speedup = med["idlevit"] / med[f"idlevit_idle_{r}"]
+                speedup = ratio("idlevit", f"idlevit_idle_{r}")
                 entry["idle"][str(r)] = {"speedup": speedup, "gmacs_ratio": dense_g / idle_g,
                                          "fraction_of_gmacs_ratio": speedup / (dense_g / idle_g),
-                                         "pytorch_speedup": med["pytorch"] / med[f"pytorch_idle_{r}"],
-                                         "ours_over_pytorch_idle": med[f"idlevit_idle_{r}"] / med[f"pytorch_idle_{r}"]}
+                                         "pytorch_speedup": ratio("pytorch", f"pytorch_idle_{r}"),
+                                         "ours_over_pytorch_idle": ratio(f"idlevit_idle_{r}", f"pytorch_idle_{r}")}
             results["latency"].append(entry)
 
     if "b" in args.models and not args.skip_import:
@@ -325,9 +344,9 @@ def main():
     r.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     r.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     r.add_argument("--threads", type=int, default=2)
-    r.add_argument("--rounds", type=int, default=3)
-    r.add_argument("--runs", type=int, default=5)
-    r.add_argument("--warmup", type=int, default=2)
+    r.add_argument("--rounds", type=int, default=7)
+    r.add_argument("--runs", type=int, default=3)
+    r.add_argument("--warmup", type=int, default=1)
     r.add_argument("--ratios", nargs="+", type=float, default=[0.7, 0.5])
     r.add_argument("--import-rounds", type=int, default=3)
     r.add_argument("--skip-import", action="store_true")
