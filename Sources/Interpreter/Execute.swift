@@ -10,6 +10,11 @@ extension Interpreter {
         func f(_ i: Int) -> UnsafePointer<Float> { inputs[i].assumingMemoryBound(to: Float.self) }
         let y = output.assumingMemoryBound(to: Float.self)
 
+        if let limit = instruction.rowLimit,
+           executeRows(limit, node, instruction, f, inputs: inputs, residual: residual, y: y, scratch: scratch) {
+            return
+        }
+
         switch node.op {
         case .patchEmbed:
             let image = shapes[0]
@@ -80,5 +85,77 @@ extension Interpreter {
         case .mean:
             ElementwiseKernel.mean((0..<inputs.count).map(f), count: outShape.elementCount, y: y)
         }
+    }
+
+    /// The ops that can compute only the first `limit` rows of every image (`RowDemand`);
+    /// false for the others, which then compute every row.
+    private func executeRows(_ limit: Int, _ node: Node, _ instruction: Program.Instruction, _ f: (Int) -> UnsafePointer<Float>,
+                             inputs: [UnsafeRawPointer], residual: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
+                             scratch: UnsafeMutableRawPointer) -> Bool {
+        let shape = instruction.outputShape
+        let (batch, tokens, channels) = (shape[0], shape[1], shape[2])
+        switch node.op {
+        case .linear:
+            let inFeatures = instruction.inputShapes[0][2]
+            let start = node.attributes.ints("rows")?[0] ?? 0
+            // One call per demanded token row, over the images (row stride N x features).
+            for r in 0..<limit {
+                let epilogue: LinearEpilogue
+                switch instruction.fusion {
+                case .none: epilogue = .bias
+                case .gelu: epilogue = .gelu
+                case .residual: epilogue = .residual(residual! + r * channels)
+                }
+                LinearKernel.run(x: f(0) + r * inFeatures, rows: batch, inFeatures: inFeatures, weight: f(1) + start * inFeatures,
+                                 bias: f(2) + start, outFeatures: channels, epilogue: epilogue, y: y + r * channels,
+                                 threads: 1, xStride: tokens * inFeatures, yStride: tokens * channels)
+            }
+        case .layerNorm:
+            let eps = Float(node.attributes.double("eps")!)
+            for b in 0..<batch {
+                for r in 0..<limit {
+                    let offset = (b * tokens + r) * channels
+                    LayerNormKernel.row(f(0) + offset, channels: channels, weight: f(1), bias: f(2), eps: eps, y: y + offset)
+                }
+            }
+        case .gelu:
+            for b in 0..<batch {
+                let offset = b * tokens * channels
+                GELUKernel.apply(f(0) + offset, count: limit * channels, y: y + offset)
+            }
+        case .add:
+            let broadcast = instruction.inputShapes[1].elementCount != shape.elementCount
+            for b in 0..<batch {
+                let offset = b * tokens * channels
+                ElementwiseKernel.addRange(f(0) + offset, f(1) + (broadcast ? 0 : offset), count: limit * channels, y: y + offset)
+            }
+        case .attention:
+            let packed = inputs.count == 1
+            AttentionKernel.run(q: f(0), k: packed ? f(0) + channels : f(1), v: packed ? f(0) + 2 * channels : f(2),
+                                rowStride: packed ? 3 * channels : channels, batch: batch, tokens: tokens,
+                                channels: channels, heads: node.attributes.int("heads")!,
+                                scratch: scratch.assumingMemoryBound(to: Float.self), y: y, threads: threads, queries: limit)
+        case .gatherTokens:
+            let x = instruction.inputShapes[0]
+            let selected = instruction.inputShapes[1][1]
+            let index = inputs[1].assumingMemoryBound(to: Int32.self)
+            for b in 0..<batch {
+                for s in 0..<limit {
+                    let t = Int(index[b * selected + s])
+                    (y + (b * tokens + s) * channels).update(from: f(0) + (b * x[1] + t) * channels, count: channels)
+                }
+            }
+        case .scatterTokens:
+            // Demanded rows are prefix tokens, selected at the same positions: rows[b, p] -> y[b, p].
+            let selected = instruction.inputShapes[1][1]
+            for b in 0..<batch {
+                for p in 0..<limit {
+                    (y + (b * tokens + p) * channels).update(from: f(2) + (b * selected + p) * channels, count: channels)
+                }
+            }
+        default:
+            return false
+        }
+        return true
     }
 }

@@ -47,8 +47,8 @@ public enum InterpreterError: Error, CustomStringConvertible {
 /// across `threads` workers themselves; row-wise kernels are vectorised and split the same way.
 ///
 /// `IDLEVIT_PROFILE=1` in the environment prints, when the interpreter is released, the time
-/// spent per kind of kernel over all runs (stderr). `IDLEVIT_FUSE=0` turns fusion off, to
-/// measure what it buys.
+/// spent per kind of kernel over all runs (stderr). `IDLEVIT_FUSE=0` turns fusion off and
+/// `IDLEVIT_ROWS=0` the row demand (`RowDemand`), to measure what they buy.
 public final class Interpreter: @unchecked Sendable {
     public let graph: Graph
     public let threads: Int
@@ -56,6 +56,7 @@ public final class Interpreter: @unchecked Sendable {
     private var programs: [PlanKey: PreparedProgram] = [:]
     private let profile: Profile?
     private let fuse: Bool
+    private let limitRows: Bool
     /// Owns the copied weights the steps point into.
     private let weights: WeightCopy?
 
@@ -72,6 +73,7 @@ public final class Interpreter: @unchecked Sendable {
         openblas_set_num_threads(LinearKernel.blasThreading ? Int32(self.threads) : 1)
         profile = environmentFlag("IDLEVIT_PROFILE") == true ? Profile() : nil
         fuse = environmentFlag("IDLEVIT_FUSE") ?? true
+        limitRows = environmentFlag("IDLEVIT_ROWS") ?? true
 
         var nodeIndex: [String: Int] = [:]
         var steps: [Step] = []
@@ -197,7 +199,8 @@ public final class Interpreter: @unchecked Sendable {
     private func preparedProgram(batch: Int, captured: Set<String>) -> PreparedProgram {
         let key = PlanKey(batch: batch, captured: captured)
         if let prepared = programs[key] { return prepared }
-        let prepared = PreparedProgram(program: Program(steps: steps, batch: batch, captured: captured, threads: threads, fuse: fuse))
+        let prepared = PreparedProgram(program: Program(steps: steps, batch: batch, captured: captured, threads: threads,
+                                                        fuse: fuse, limitRows: limitRows))
         programs[key] = prepared
         return prepared
     }

@@ -33,17 +33,20 @@ struct Program {
         var label: String
         /// Floating-point operations of the matrix products, for profiles.
         var flops: Double = 0
+        /// Rows per image to compute (`RowDemand`), nil for all.
+        var rowLimit: Int?
     }
 
     let instructions: [Instruction]
     let layout: MemoryPlan
 
-    init(steps: [Step], batch: Int, captured: Set<String>, threads: Int, fuse: Bool) {
+    init(steps: [Step], batch: Int, captured: Set<String>, threads: Int, fuse: Bool, limitRows: Bool) {
         var consumers = [[Int]](repeating: [], count: steps.count)
         for (i, step) in steps.enumerated() {
             for case .node(let index) in step.operands where consumers[index].last != i { consumers[index].append(i) }
         }
         let isCaptured = steps.map { captured.contains($0.node.name) }
+        let demand = limitRows ? RowDemand.compute(steps: steps, captured: isCaptured) : []
 
         var instructions: [Instruction] = []
         var fusedAway = Set<Int>()
@@ -65,9 +68,13 @@ struct Program {
             }
             let inputShapes = step.inputTypes.map { $0.concreteShape(batch: batch) }
             let outputShape = step.node.type.concreteShape(batch: batch)
+            let finalShape = steps[output].node.type.concreteShape(batch: batch)
+            let rowLimit = limitRows ? RowDemand.limit(demand[output], shape: finalShape) : nil
+            var flops = Program.flops(step.node, inputShapes: inputShapes, outputShape: outputShape)
+            if let rowLimit { flops *= Double(rowLimit) / Double(finalShape[1]) }
             instructions.append(Instruction(step: i, output: output, fusion: fusion, inputShapes: inputShapes,
-                                            outputShape: steps[output].node.type.concreteShape(batch: batch), label: label,
-                                            flops: Program.flops(step.node, inputShapes: inputShapes, outputShape: outputShape)))
+                                            outputShape: finalShape, label: rowLimit == nil ? label : label + " (rows)",
+                                            flops: flops, rowLimit: rowLimit))
         }
 
         // Liveness by instruction position.

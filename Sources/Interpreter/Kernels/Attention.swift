@@ -14,14 +14,17 @@ enum AttentionKernel {
 
     static func run(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, rowStride: Int,
                     batch: Int, tokens: Int, channels: Int, heads: Int,
-                    scratch: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
+                    scratch: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int, queries: Int? = nil) {
+        // `queries`: only the first rows of each image attend (row demand); keys and values
+        // are still every token.
+        let queries = queries ?? tokens
         let d = channels / heads
         let scale = 1 / Float(d).squareRoot()
         let pairs = batch * heads
-        let workers = max(1, min(threads, pairs * tokens / 16))
+        let workers = max(1, min(threads, pairs * queries / 16))
         var splits = 1
-        while (pairs * splits) % workers != 0, splits < 4, tokens / (splits * 2) >= 16 { splits *= 2 }
-        let blockRows = (tokens + splits - 1) / splits
+        while (pairs * splits) % workers != 0, splits < 4, queries / (splits * 2) >= 16 { splits *= 2 }
+        let blockRows = (queries + splits - 1) / splits
         let tasks = pairs * splits
         let s = Int32(tokens)
         if LinearKernel.blasThreading { openblas_set_num_threads(1) }
@@ -32,7 +35,7 @@ enum AttentionKernel {
             let pair = task / splits
             let (b, h) = (pair / heads, pair % heads)
             let row0 = (task % splits) * blockRows
-            let rows = min(blockRows, tokens - row0)
+            let rows = min(blockRows, queries - row0)
             guard rows > 0 else { return }
             let base = b * tokens * rowStride + h * d
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), s, Int32(d), scale,

@@ -27,10 +27,21 @@ enum LinearKernel {
     /// only beyond this do the output rows of a call outgrow the caches the epilogue reads.
     static let maxBlockRows = 2048
 
+    /// `xStride` / `yStride`: elements from one row of x / of y and the residual to the next
+    /// (default: packed rows), so a kernel can run on one token row of every image.
     static func run(x: UnsafePointer<Float>, rows: Int, inFeatures: Int,
                     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, outFeatures: Int,
-                    epilogue: LinearEpilogue = .bias, y: UnsafeMutablePointer<Float>, threads: Int) {
+                    epilogue: LinearEpilogue = .bias, y: UnsafeMutablePointer<Float>, threads: Int,
+                    xStride: Int? = nil, yStride: Int? = nil) {
         guard rows > 0, outFeatures > 0 else { return }
+        let xStride = xStride ?? inFeatures
+        let yStride = yStride ?? outFeatures
+        if xStride != inFeatures || yStride != outFeatures {
+            // Strided rows (row demand): few rows, one thread, one call.
+            slice(x: x, xStride: xStride, rows: rows, inFeatures: inFeatures, weight: weight, bias: bias,
+                  yStride: yStride, columns: 0..<outFeatures, epilogue: epilogue, rowOffset: 0, y: y)
+            return
+        }
         let work = rows * outFeatures * inFeatures
         if blasThreading && threads > 1 && work >= parallelThreshold {
             runThreadedBLAS(x: x, rows: rows, inFeatures: inFeatures, weight: weight, bias: bias, outFeatures: outFeatures,
@@ -56,8 +67,8 @@ enum LinearKernel {
             var m = firstRow
             while m < lastRow {
                 let count = min(maxBlockRows, lastRow - m)
-                slice(x: x + m * inFeatures, rows: count, inFeatures: inFeatures, weight: weight, bias: bias,
-                      outFeatures: outFeatures, columns: start..<end, epilogue: epilogue, rowOffset: m, y: y + m * outFeatures)
+                slice(x: x + m * inFeatures, xStride: inFeatures, rows: count, inFeatures: inFeatures, weight: weight, bias: bias,
+                      yStride: outFeatures, columns: start..<end, epilogue: epilogue, rowOffset: m, y: y + m * outFeatures)
                 m += count
             }
         }
@@ -91,33 +102,34 @@ enum LinearKernel {
     }
 
     @inline(__always)
-    private static func slice(x: UnsafePointer<Float>, rows: Int, inFeatures: Int, weight: UnsafePointer<Float>,
-                              bias: UnsafePointer<Float>, outFeatures: Int, columns: Range<Int>, epilogue: LinearEpilogue,
+    private static func slice(x: UnsafePointer<Float>, xStride: Int, rows: Int, inFeatures: Int, weight: UnsafePointer<Float>,
+                              bias: UnsafePointer<Float>, yStride: Int, columns: Range<Int>, epilogue: LinearEpilogue,
                               rowOffset: Int, y: UnsafeMutablePointer<Float>) {
         let o = columns.lowerBound
         let n = columns.count
         // Start from the bias (plus the residual), and let sgemm accumulate onto it (beta = 1):
         // with beta = 0 OpenBLAS would spend the same pass zeroing the output.
         for m in 0..<rows {
-            let out = y + m * outFeatures + o
+            let out = y + m * yStride + o
             switch epilogue {
             case .bias, .gelu:
                 out.update(from: bias + o, count: n)
             case .residual(let r):
-                let source = r + (rowOffset + m) * outFeatures + o
-                var c = 0
-                while c < n {
-                    let k = min(8, n - c)
-                    VectorMath.store(VectorMath.load(source + c, count: k) + VectorMath.load(bias + o + c, count: k), out + c, count: k)
-                    c += 8
-                }
+                ElementwiseKernel.addRange(r + (rowOffset + m) * yStride + o, bias + o, count: n, y: out)
             }
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(inFeatures),
-                    1, x, Int32(inFeatures), weight + o * inFeatures, Int32(inFeatures), 1, y + o, Int32(outFeatures))
+        if rows == 1 {
+            // A single row (the class token of one image): sgemm would first pack all of W;
+            // sgemv streams it once.
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(inFeatures), 1, weight + o * inFeatures, Int32(inFeatures),
+                        x, 1, 1, y + o, 1)
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(inFeatures),
+                        1, x, Int32(xStride), weight + o * inFeatures, Int32(inFeatures), 1, y + o, Int32(yStride))
+        }
         if case .gelu = epilogue {
             for m in 0..<rows {
-                let out = y + m * outFeatures + o
+                let out = y + m * yStride + o
                 GELUKernel.apply(out, count: n, y: out)
             }
         }

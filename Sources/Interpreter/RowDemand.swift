@@ -1,0 +1,64 @@
+import IR
+
+/// Which token rows of each value anything downstream reads: the first k rows of every image,
+/// or all of them.
+///
+/// A classifier reads only the class (and distillation) token of `norm`, so in the last block
+/// everything after attention (proj, residual, LayerNorm, MLP) and the attention's queries are
+/// needed for those one or two rows only; keys and values still come from every token. When
+/// none of those values is captured (`run`, `bench`: only the logits are asked for), the
+/// kernels compute just the demanded rows: about a twelfth less work for a 12-block DeiT,
+/// with the same logits (row-wise kernels do the same arithmetic on fewer rows).
+///
+/// Row-wise ops (LayerNorm, linear, GELU, add) pass the demand through; `take_token` demands
+/// rows up to its index; attention turns any demand on its output into all rows of its input;
+/// `gather_tokens` and `scatter_tokens` pass a demand of at most the prefix tokens through,
+/// because `token_select` lists the prefix tokens first (selected position p < prefix is token
+/// p). Everything else, and every captured value, demands all rows.
+enum RowDemand {
+    static let all = Int.max
+
+    /// `demand[i]`: rows per image of step i's value that are read (0: none, `all`: every row).
+    static func compute(steps: [Step], captured: [Bool]) -> [Int] {
+        var demand = [Int](repeating: 0, count: steps.count)
+        for i in steps.indices where captured[i] { demand[i] = all }
+        for j in steps.indices.reversed() {
+            let step = steps[j]
+            let out = demand[j]
+            func require(_ position: Int, _ rows: Int) {
+                guard position < step.operands.count, case .node(let index) = step.operands[position] else { return }
+                demand[index] = max(demand[index], rows)
+            }
+            switch step.node.op {
+            case .takeToken:
+                require(0, (step.node.attributes.int("index") ?? 0) + 1)
+            case .layerNorm, .gelu, .linear:
+                require(0, out)
+            case .add, .mean:
+                for position in step.operands.indices { require(position, out) }
+            case .gatherTokens, .scatterTokens:
+                let prefix = selectionPrefix(steps: steps, index: step.operands[1])
+                let passes = out <= prefix
+                require(0, passes ? out : all)
+                require(1, all)
+                if step.node.op == .scatterTokens { require(2, passes ? out : all) }
+            default:
+                for position in step.operands.indices { require(position, all) }
+            }
+        }
+        return demand
+    }
+
+    /// The prefix count of the `token_select` producing a selection, 0 if unknown.
+    private static func selectionPrefix(steps: [Step], index operand: Operand) -> Int {
+        guard case .node(let producer) = operand, steps[producer].node.op == .tokenSelect else { return 0 }
+        return steps[producer].node.attributes.int("prefix") ?? 0
+    }
+
+    /// The row limit for a value of `shape` ([B, N, C]) under `demand`: nil when every row is
+    /// computed (all demanded, not a token tensor, or nothing demanded at all).
+    static func limit(_ demand: Int, shape: [Int]) -> Int? {
+        guard shape.count == 3, demand > 0, demand < shape[1] else { return nil }
+        return demand
+    }
+}
