@@ -98,6 +98,8 @@ def python_bench(args):
         contenders.append((f"pytorch_idle_{r}", lambda r=r: ref.idle_forward(model, x, schedules[r], with_cut_loss=False)))
     # One round per line on stdin ("round"), one JSON line of medians back: the process (torch
     # import, model, ORT session) lives across rounds, so rounds are cheap and can be many.
+    # "ready" first, so that nobody is timed while this process is still loading.
+    print("ready", flush=True)
     with torch.inference_mode():
         for line in sys.stdin:
             if line.strip() != "round":
@@ -208,6 +210,8 @@ def run(args):
                                        "--threads", str(args.threads), "--runs", str(args.runs), "--warmup", str(args.warmup),
                                        "--ratios", *map(str, args.ratios)], env=env, stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, text=True)
+            if worker.stdout.readline().strip() != "ready":
+                raise SystemExit(f"the Python contenders did not start ({name}, batch {batch})")
             for rnd in range(args.rounds):
                 for r in [None] + args.ratios:
                     cmd = [args.idlevit, "bench", st, "--batch", str(batch), "--threads", str(args.threads),
