@@ -116,7 +116,7 @@ with torch.no_grad():
 print("== corruption corpus")
 # The small fixtures give many cheap runs; the DeiT-Ti files (if made above) real sizes.
 corpus_sources += [os.path.join(os.environ["HERE"], "..", "Fixtures", p) for p in
-                   ("micro/weights-flat.h5", "micro-distilled/weights-nested.h5", "tiny12/weights-nested-f16.h5",
+                   ("micro-distilled/weights-flat.h5", "micro-distilled/weights-nested.h5", "tiny12/weights-nested-f16.h5",
                     # tiny, with string attributes in a global heap: where libhdf5 1.10.8 crashes and loops
                     "hostile/valid.h5")]
 count = int(os.environ["CORPUS"])

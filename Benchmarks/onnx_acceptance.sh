@@ -120,8 +120,8 @@ for name in os.environ["MODELS"].split():
 import random  # noqa: E402
 from collections import Counter  # noqa: E402
 fixtures = os.path.join(os.environ["HERE"], "..", "Fixtures")
-sources = [os.path.join(fixtures, p) for p in ("micro/model-opset13.onnx", "micro/model-opset17.onnx",
-           "micro/model-dynamo.onnx", "micro-distilled/model-opset17.onnx") if os.path.exists(os.path.join(fixtures, p))]
+sources = [os.path.join(fixtures, p) for p in ("micro/model-opset13.onnx", "micro/external/model.onnx",
+           "micro-distilled/model-opset17.onnx", "micro-distilled/model-dynamo.onnx")]
 rng = random.Random(7)
 outcomes = Counter()
 target = os.path.join(WORK, "corrupt.onnx")

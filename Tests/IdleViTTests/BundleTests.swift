@@ -110,29 +110,33 @@ final class BundleTests: XCTestCase {
     }
 
     func testBundlesOfOneModelFromEveryFormatDifferOnlyInSource() throws {
-        let reference = try convert(TestPaths.fixture("micro/model.safetensors"), to: "st.idlevit.safetensors", ["--keep-ratio", "0.7"])
-        let (referenceMetadata, referenceData) = try split(reference)
-        var compared = ["safetensors"]
-        for (model, format) in [("micro-hf/model.safetensors", "safetensors"), ("micro/model-opset17.onnx", "onnx"),
-                                ("micro/model-opset13.onnx", "onnx"), ("micro/weights-flat.h5", "hdf5")] {
-            let input = TestPaths.fixture(model)
-            guard FileManager.default.fileExists(atPath: input) else { continue }
-            let output = path(model.replacingOccurrences(of: "/", with: "-") + ".idlevit.safetensors")
-            let result = try runIdleViT(["convert", input, "-o", output, "--keep-ratio", "0.7"])
-            if result.status != 0, result.stderr.contains("not built into this idlevit") { continue }
-            XCTAssertEqual(result.status, 0, "\(model): \(result.stderr)")
-            guard result.status == 0 else { continue }
-            let (metadata, data) = try split(output)
-            XCTAssertEqual(data, referenceData, "\(model): tensors and their header entries")
-            for key in BundleKey.all where key != BundleKey.source {
-                XCTAssertEqual(metadata[key], referenceMetadata[key], "\(model): metadata '\(key)'")
+        let sources: [(model: String, others: [(String, String)])] = [
+            ("micro", [("micro-hf/model.safetensors", "safetensors"), ("micro/external/model.onnx", "onnx"),
+                       ("micro/model-opset13.onnx", "onnx")]),
+            ("micro-distilled", [("micro-distilled/model-opset17.onnx", "onnx"), ("micro-distilled/model-opset13.onnx", "onnx"),
+                                 ("micro-distilled/model-dynamo.onnx", "onnx"), ("micro-distilled/weights-flat.h5", "hdf5"),
+                                 ("micro-distilled/weights-nested.h5", "hdf5")]),
+        ]
+        for (name, others) in sources {
+            let reference = try convert(TestPaths.fixture("\(name)/model.safetensors"), to: "\(name)-st.idlevit.safetensors",
+                                        ["--keep-ratio", "0.7"])
+            let (referenceMetadata, referenceData) = try split(reference)
+            for (model, format) in others {
+                let input = TestPaths.fixture(model)
+                let output = path(model.replacingOccurrences(of: "/", with: "-") + ".idlevit.safetensors")
+                let result = try runIdleViT(["convert", input, "-o", output, "--keep-ratio", "0.7"])
+                XCTAssertEqual(result.status, 0, "\(model): \(result.stderr)")
+                guard result.status == 0 else { continue }
+                let (metadata, data) = try split(output)
+                XCTAssertEqual(data, referenceData, "\(model): tensors and their header entries")
+                for key in BundleKey.all where key != BundleKey.source {
+                    XCTAssertEqual(metadata[key], referenceMetadata[key], "\(model): metadata '\(key)'")
+                }
+                let source = try JSONParser.parse(try XCTUnwrap(metadata[BundleKey.source]))
+                XCTAssertEqual(source["format"]?.stringValue, format)
+                XCTAssertEqual(source["sha256"]?.stringValue, try SHA256.hex(ofFileAt: input))
             }
-            let source = try JSONParser.parse(try XCTUnwrap(metadata[BundleKey.source]))
-            XCTAssertEqual(source["format"]?.stringValue, format)
-            XCTAssertEqual(source["sha256"]?.stringValue, try SHA256.hex(ofFileAt: input))
-            compared.append(model)
         }
-        XCTAssertGreaterThanOrEqual(compared.count, 2, "at least the Hugging Face-named safetensors is compared")
     }
 
     /// Metadata by key, and everything after `__metadata__`: tensor entries and data bytes.

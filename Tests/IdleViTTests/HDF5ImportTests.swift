@@ -19,8 +19,8 @@ final class HDF5ImportTests: XCTestCase {
     }
 
     static let fixtures = [
-        Fixture(h5: "micro/weights-flat.h5", same: "micro/model.safetensors", sourceType: .f32,
-                layout: "flat", references: ["micro/reference.safetensors"]),
+        Fixture(h5: "micro-distilled/weights-flat.h5", same: "micro-distilled/model.safetensors", sourceType: .f32,
+                layout: "flat", references: ["micro-distilled/reference.safetensors"]),
         Fixture(h5: "micro-distilled/weights-nested.h5", same: "micro-distilled/model.safetensors", sourceType: .f32,
                 layout: "nested", references: ["micro-distilled/reference.safetensors"]),
         Fixture(h5: "tiny12/weights-nested-f16.h5", same: "tiny12/model-f16.safetensors", sourceType: .f16,
@@ -137,7 +137,7 @@ final class HDF5ImportTests: XCTestCase {
 
     func testZeroedSuperblockAndRandomBytesBehindTheSignatureAreRejected() throws {
         try withScratch { folder in
-            let original = try Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture("micro/weights-flat.h5")))
+            let original = try Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture("micro-distilled/weights-flat.h5")))
             var zeroed = original
             zeroed.replaceSubrange(8..<96, with: Data(count: 88))
             let zeroedMessage = try expectImportError(try write(zeroed, to: folder, named: "zeroed-superblock.h5"))

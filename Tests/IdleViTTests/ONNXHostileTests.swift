@@ -9,7 +9,7 @@ import IdleViTKit
 /// each must give an ImportError (and, through the CLI, exit 2 with one line on stderr),
 /// never a crash, a hang or a silently wrong import.
 final class ONNXHostileTests: XCTestCase {
-    static let source = "micro/model-opset17.onnx"
+    static let source = "micro-distilled/model-opset17.onnx"
 
     private func expectRejected(_ path: String, mentioning fragment: String? = nil, file: StaticString = #filePath,
                                 line: UInt = #line) {

@@ -16,18 +16,17 @@ final class ONNXImportTests: XCTestCase {
     }
 
     static let fixtures = [
-        Fixture(onnx: "micro/model-opset17.onnx", folder: "micro"),
         Fixture(onnx: "micro/model-opset13.onnx", folder: "micro"),
         Fixture(onnx: "micro/external/model.onnx", folder: "micro"),
-        Fixture(onnx: "micro/model-dynamo.onnx", folder: "micro"),
         Fixture(onnx: "micro-distilled/model-opset17.onnx", folder: "micro-distilled"),
         Fixture(onnx: "micro-distilled/model-opset13.onnx", folder: "micro-distilled"),
-        Fixture(onnx: "tiny12/model-opset17.onnx", folder: "tiny12"),
-        Fixture(onnx: "tiny12/model-opset13.onnx", folder: "tiny12"),
-    ].filter { FileManager.default.fileExists(atPath: TestPaths.fixture($0.onnx)) }
+        Fixture(onnx: "micro-distilled/model-dynamo.onnx", folder: "micro-distilled"),
+    ]
 
     func testFixturesExist() {
-        XCTAssertGreaterThanOrEqual(Self.fixtures.count, 6, "the ONNX fixtures are missing")
+        for fixture in Self.fixtures {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: TestPaths.fixture(fixture.onnx)), "missing fixture \(fixture.onnx)")
+        }
     }
 
     func testWeightsEqualTheSafetensorsFixturesBitForBit() throws {
@@ -84,7 +83,7 @@ final class ONNXImportTests: XCTestCase {
         let folder = TestPaths.temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         let out = folder.appendingPathComponent("from-onnx.safetensors").path
-        let result = try runIdleViT(["convert", TestPaths.fixture("micro/model-opset17.onnx"), "-o", out, "--to", "safetensors"])
+        let result = try runIdleViT(["convert", TestPaths.fixture("micro/external/model.onnx"), "-o", out, "--to", "safetensors"])
         XCTAssertEqual(result.status, 0, result.stderr)
         let written = try SafetensorsFile(path: out).weightSet()
         let expected = try SafetensorsFile(path: TestPaths.fixture("micro/model.safetensors")).weightSet()
