@@ -11,7 +11,7 @@ public struct GraphInput: Hashable, Sendable {
 
 /// A weight: a named Float32 constant. `tensor` points into mapped or owned storage; it is
 /// nil only for a graph read back from JSON without its weights.
-public struct Constant: Sendable {
+public struct Constant: Sendable, Named {
     public var name: String
     public var shape: [Int]
     /// What the checkpoint stored before conversion to Float32.
@@ -55,7 +55,7 @@ public struct Node: Hashable, Sendable {
 /// (each reads only inputs, constants and earlier nodes), and named outputs.
 public struct Graph: Sendable {
     public var inputs: [GraphInput]
-    public private(set) var constants: [Constant]
+    public private(set) var constants: NamedList<Constant>
     public var nodes: [Node]
     public var outputs: [String]
     /// The recognised architecture, when the graph is a DeiT.
@@ -63,31 +63,20 @@ public struct Graph: Sendable {
     /// Free-form provenance and schedule facts (string to string), carried into bundles.
     public var metadata: [String: String]
 
-    private var constantIndex: [String: Int] = [:]
-
     public init(inputs: [GraphInput], constants: [Constant] = [], nodes: [Node] = [], outputs: [String] = [],
                 architecture: DeiTArchitecture? = nil, metadata: [String: String] = [:]) {
         self.inputs = inputs
-        self.constants = []
+        self.constants = NamedList(constants)
         self.nodes = nodes
         self.outputs = outputs
         self.architecture = architecture
         self.metadata = metadata
-        for constant in constants { addConstant(constant) }
     }
 
-    public mutating func addConstant(_ constant: Constant) {
-        if let index = constantIndex[constant.name] {
-            constants[index] = constant
-        } else {
-            constantIndex[constant.name] = constants.count
-            constants.append(constant)
-        }
-    }
+    /// Adds a constant, or replaces the one of the same name in place.
+    public mutating func addConstant(_ constant: Constant) { constants.append(constant) }
 
-    public func constant(named name: String) -> Constant? {
-        constantIndex[name].map { constants[$0] }
-    }
+    public func constant(named name: String) -> Constant? { constants[named: name] }
 
     public func node(named name: String) -> Node? { nodes.first { $0.name == name } }
 

@@ -1,7 +1,7 @@
 import IR
 
 /// One tensor as an importer found it, already converted to Float32.
-public struct Weight: Sendable {
+public struct Weight: Sendable, Named {
     public var name: String
     public var tensor: FloatTensor
     /// The element type stored in the file.
@@ -21,28 +21,21 @@ public struct Weight: Sendable {
 public struct WeightSet: Sendable {
     public var file: String
     public var format: ModelFormat
-    public private(set) var weights: [Weight] = []
+    public private(set) var weights = NamedList<Weight>()
     public var metadata: [String: String] = [:]
-    private var index: [String: Int] = [:]
 
     public init(file: String, format: ModelFormat, weights: [Weight] = [], metadata: [String: String] = [:]) {
         self.file = file
         self.format = format
         self.metadata = metadata
-        for weight in weights { append(weight) }
+        self.weights = NamedList(weights)
     }
 
-    public mutating func append(_ weight: Weight) {
-        if let existing = index[weight.name] {
-            weights[existing] = weight
-        } else {
-            index[weight.name] = weights.count
-            weights.append(weight)
-        }
-    }
+    /// Adds a weight, or replaces the one of the same name in place.
+    public mutating func append(_ weight: Weight) { weights.append(weight) }
 
-    public subscript(name: String) -> Weight? { index[name].map { weights[$0] } }
-    public var names: [String] { weights.map(\.name) }
+    public subscript(name: String) -> Weight? { weights[named: name] }
+    public var names: [String] { weights.names }
     public var parameterCount: Int { weights.reduce(0) { $0 + $1.tensor.count } }
 }
 
