@@ -38,7 +38,7 @@ public enum ModelLoader {
         let format = try FormatDetection.detect(path: path)
         let file = displayName(path)
         var weights: WeightSet
-        var summaries: [TensorSummary] = []
+        let summaries: [TensorSummary]
         var details: [(String, String)] = []
         var recognition = options.recognition
         var bundle: BundleInfo?
@@ -76,11 +76,6 @@ public enum ModelLoader {
             }
             details += imported.details
             weights = imported.weights
-        }
-        if summaries.isEmpty {
-            summaries = weights.weights.map {
-                TensorSummary(name: $0.name, dtype: $0.sourceType.safetensorsName, shape: $0.shape, bytes: $0.tensor.count * $0.sourceType.size)
-            }
         }
         let config = try HuggingFaceConfig.load(nextTo: path)
         if config != nil { details.append(("config.json", "found next to the weights")) }
