@@ -32,17 +32,13 @@ public enum SafetensorsWriter {
     }
 
     public static func write(_ items: [Item], metadata: [(String, String)], to path: String) throws(ExportError) {
-        let header = headerBytes(items, metadata: metadata)
-        let file = try AtomicFile(destination: path)
-        try file.write(header)
-        try writeData(items, to: file)
-        try file.commit()
+        try write(items, metadata: metadata, to: path) { metadata }
     }
 
     /// As `write`, with the metadata settled only once the data section is written: a bundle
     /// hashes its source on another core meanwhile. `metadata` holds the header's place and
     /// `finalMetadata` (called after the data) must pad to the same length, since the data
-    /// offsets depend on it; its header then overwrites the placeholder in place.
+    /// offsets depend on it; a header that changed then overwrites the placeholder in place.
     public static func write(_ items: [Item], metadata: [(String, String)], to path: String,
                              finalMetadata: () throws(ExportError) -> [(String, String)]) throws(ExportError) {
         let placeholder = headerBytes(items, metadata: metadata)
@@ -53,7 +49,7 @@ public enum SafetensorsWriter {
         guard header.count == placeholder.count else {
             throw .invalidRequest("\(path): the final header (\(header.count) bytes) does not fit the \(placeholder.count) bytes reserved for it")
         }
-        try file.write(header, at: 0)
+        if header != placeholder { try file.write(header, at: 0) }
         try file.commit()
     }
 
