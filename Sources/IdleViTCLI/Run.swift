@@ -44,7 +44,7 @@ struct Run: ParsableCommand {
         let names = try classNames(labels: labels, classes: prepared.architecture.classes)
         let idleLayers = prepared.schedule?.effective.idleLayers ?? []
         var capture = Set(idleLayers.map { "blocks.\($0).selected" })
-        if cutLoss { for layer in idleLayers { capture.formUnion(TokenCutLoss.requiredActivations(layer: layer)) } }
+        if cutLoss { capture.formUnion(TokenCutLoss.requiredActivations(layers: idleLayers)) }
         let outputs: [String: Activation]
         do {
             let interpreter = try Interpreter(graph: prepared.graph, threads: threads)
@@ -79,12 +79,7 @@ struct Run: ParsableCommand {
             }
         }
         let kept = (prepared.schedule?.kept ?? []).map { $0.map(JSONValue.int) ?? .null }
-        var losses: [(Int, [TokenCutLoss.Value])] = []
-        if cutLoss {
-            for layer in idleLayers {
-                if let values = TokenCutLoss.compute(graph: prepared.graph, activations: outputs, layer: layer) { losses.append((layer, values)) }
-            }
-        }
+        let losses = cutLoss ? TokenCutLoss.compute(graph: prepared.graph, activations: outputs, layers: idleLayers) : []
         if model.json {
             var pairs: [(key: String, value: JSONValue)] = [("images", .array(images)), ("kept_tokens", .array(kept))]
             if cutLoss {

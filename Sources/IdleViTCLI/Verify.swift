@@ -48,7 +48,7 @@ struct Verify: ParsableCommand {
         var outputs: [String: Activation]
         let idleLayers = prepared.schedule?.effective.idleLayers ?? []
         var capture = Set(references.names)
-        if cutLoss { for layer in idleLayers { capture.formUnion(TokenCutLoss.requiredActivations(layer: layer)) } }
+        if cutLoss { capture.formUnion(TokenCutLoss.requiredActivations(layers: idleLayers)) }
         do {
             let interpreter = try Interpreter(graph: prepared.graph, threads: threads)
             outputs = try interpreter.run(["pixel_values": pixels], capture: .names(capture))
@@ -56,10 +56,8 @@ struct Verify: ParsableCommand {
             throw CLIError.invalid("\(displayName(input)): \(error)")
         }
         if cutLoss {
-            for layer in idleLayers {
-                if let values = TokenCutLoss.compute(graph: prepared.graph, activations: outputs, layer: layer) {
-                    outputs.merge(TokenCutLoss.activations(layer: layer, values)) { $1 }
-                }
+            for (layer, values) in TokenCutLoss.compute(graph: prepared.graph, activations: outputs, layers: idleLayers) {
+                outputs.merge(TokenCutLoss.activations(layer: layer, values)) { $1 }
             }
         }
         let checkCutLoss = cutLoss

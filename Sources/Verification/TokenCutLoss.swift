@@ -15,9 +15,14 @@ public enum TokenCutLoss {
         public var total: Double { inter + intra }
     }
 
-    /// The activations a run must capture for layer `layer`.
-    public static func requiredActivations(layer: Int) -> [String] {
-        ["blocks.\(layer).norm1", "blocks.\(layer).selected"]
+    /// The activations a run must capture for these idle layers.
+    public static func requiredActivations(layers: [Int]) -> Set<String> {
+        Set(layers.flatMap { ["blocks.\($0).norm1", "blocks.\($0).selected"] })
+    }
+
+    /// Cut loss of each idle layer, in layer order, skipping layers that are not idle.
+    public static func compute(graph: Graph, activations: [String: Activation], layers: [Int]) -> [(layer: Int, values: [Value])] {
+        layers.compactMap { layer in compute(graph: graph, activations: activations, layer: layer).map { (layer, $0) } }
     }
 
     /// Cut loss of one idle layer for every image, or nil when the layer is not idle.
