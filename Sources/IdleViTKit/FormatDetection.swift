@@ -1,23 +1,27 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import HDF5Importer
+import IR
 import Importers
 
 /// Detects a model file's kind from its first bytes, never from its extension.
 public enum FormatDetection {
-    static let hdf5Signature: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]
-
     public static func detect(path: String) throws(ImportError) -> ModelFormat {
         let file = displayName(path)
-        let head = try readPrefix(path: path, count: 1024 + 8)
+        // Mapping costs nothing until pages are touched, and checks for a regular file.
+        let storage: TensorStorage
+        do { storage = try TensorStorage.map(path: path) } catch { throw .unreadable(file: file, reason: error.message) }
+        let bytes = storage.bytes(0..<storage.byteCount)
+        let head = Array(bytes.prefix(1024 + 8))
         guard !head.isEmpty else { throw .invalidFile(file: file, format: "model file", rule: "the file is empty") }
         if head.starts(with: Array("version https://git-lfs".utf8)) {
             throw .invalidFile(file: file, format: "model file",
                                rule: "this is a Git LFS pointer file, not the weights: run `git lfs pull` to fetch the real file")
         }
-        // HDF5: the signature at 0 or after a user block of 512, 1024, ... bytes.
-        for offset in [0, 512, 1024] where head.count >= offset + 8 {
-            if Array(head[offset..<offset + 8]) == hdf5Signature { return .hdf5 }
+        // HDF5: the signature where libhdf5 looks for it, at 0 or after a user block of 512,
+        // 1024, 2048, ... bytes.
+        var offset = 0
+        while offset + 8 <= bytes.count {
+            if bytes[offset..<offset + 8].elementsEqual(HDF5Superblock.signature) { return .hdf5 }
+            offset = offset == 0 ? 512 : offset * 2
         }
         // safetensors: a little-endian u64 header length, then '{'.
         if head.count >= 9 {
@@ -41,19 +45,5 @@ public enum FormatDetection {
     static func isBundle(head: [UInt8]) -> Bool {
         let text = String(decoding: head.dropFirst(8), as: UTF8.self)
         return text.hasPrefix("{\"__metadata__\":{") && text.contains("\"format\":\"idlevit-bundle\"")
-    }
-
-    static func readPrefix(path: String, count: Int) throws(ImportError) -> [UInt8] {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw .unreadable(file: displayName(path), reason: String(cString: strerror(errno))) }
-        defer { close(fd) }
-        var info = stat()
-        if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
-            throw .unreadable(file: displayName(path), reason: "is a folder, not a model file")
-        }
-        var buffer = [UInt8](repeating: 0, count: count)
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, count) }
-        guard n >= 0 else { throw .unreadable(file: displayName(path), reason: String(cString: strerror(errno))) }
-        return Array(buffer.prefix(n))
     }
 }
