@@ -119,8 +119,10 @@ public enum BundleReader {
 
     /// The stored graph must be exactly the one rebuilt from the tensors (`dense`, built by the
     /// loader from the recognised weights) and the stored schedule: a bundle whose graph says
-    /// something its weights and schedule do not is refused rather than half-trusted.
-    public static func checkRebuilt(_ info: BundleInfo, file: String, recognized: DeiTArchitecture, dense: Graph) throws(ImportError) {
+    /// something its weights and schedule do not is refused rather than half-trusted. Returns
+    /// the rebuilt graph (equal to the stored one) for callers that go on to run it.
+    @discardableResult
+    public static func checkRebuilt(_ info: BundleInfo, file: String, recognized: DeiTArchitecture, dense: Graph) throws(ImportError) -> Graph {
         func bad(_ key: String, _ rule: String) -> ImportError {
             .invalidFile(file: displayName(file), format: BundleFormat.displayName, rule: "metadata '\(key)' \(rule)")
         }
@@ -133,7 +135,7 @@ public enum BundleReader {
         } catch {
             throw bad(BundleKey.idle, "cannot be applied: \(error.message)")
         }
-        guard BundleGraph.text(rebuilt) != info.graphText else { return }
+        guard BundleGraph.text(rebuilt) != info.graphText else { return rebuilt }
         throw bad(BundleKey.graph, "differs from the graph rebuilt from the tensors and schedule: " + firstDifference(info.graph, rebuilt))
     }
 
@@ -146,8 +148,7 @@ public enum BundleReader {
         do { dense = try DeiTGraphBuilder.build(recognized) } catch {
             throw .architecture(file: displayName(path), problems: ["cannot build the graph: \(error)"])
         }
-        try checkRebuilt(info, file: path, recognized: recognized.architecture, dense: dense)
-        let graph = (try? BundleGraph.canonical(dense: dense, schedule: info.schedule)) ?? dense
+        let graph = try checkRebuilt(info, file: path, recognized: recognized.architecture, dense: dense)
         return (info, recognized, graph)
     }
 
