@@ -1,4 +1,3 @@
-import Exporters
 import IR
 import Importers
 import Passes
@@ -40,15 +39,6 @@ public struct BundleSource: Sendable, Equatable {
         self.file = file
         self.format = format
         self.sha256 = sha256
-    }
-
-    /// Describes a model file, hashing it (streamed through a memory map).
-    public static func describing(path: String, format: ModelFormat) throws(ExportError) -> BundleSource {
-        do {
-            return BundleSource(file: displayName(path), format: format.rawValue, sha256: try SHA256.hex(ofFileAt: path))
-        } catch {
-            throw .cannotWrite(file: displayName(path), reason: "cannot hash the source for the bundle's provenance: \(error.message)")
-        }
     }
 
     public var json: JSONValue {

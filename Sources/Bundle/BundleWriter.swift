@@ -65,16 +65,7 @@ public enum BundleWriter {
         }
     }
 
-    /// The metadata pairs in `BundleKey.all` order (sources already known, tests and tools).
-    public static func metadata(_ contents: BundleContents) throws(ExportError) -> [(String, String)] {
-        let source: BundleSource
-        switch contents.source {
-        case .recorded(let recorded): source = recorded
-        case .hashing(let path, let format): source = try BundleSource.describing(path: path, format: format)
-        }
-        return metadata(contents, source: source, graph: BundleGraph.text(try canonicalGraph(contents)))
-    }
-
+    /// The metadata pairs in `BundleKey.all` order.
     static func metadata(_ contents: BundleContents, source: BundleSource, graph: String) -> [(String, String)] {
         let a = contents.architecture
         return [
