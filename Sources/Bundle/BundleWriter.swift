@@ -48,7 +48,7 @@ public enum BundleWriter {
     public static func write(_ contents: BundleContents, to path: String) throws(ExportError) {
         let ordered = try orderedTensors(contents)
         let items = ordered.map { SafetensorsWriter.Item(name: $0.name, tensor: $0.tensor, dtype: contents.dtype) }
-        let graph = BundleGraph.text(try canonicalGraph(contents))
+        let graph = BundleGraph.text(try canonicalGraph(contents, ordered: ordered))
         switch contents.source {
         case .recorded(let source):
             try SafetensorsWriter.write(items, metadata: metadata(contents, source: source, graph: graph), to: path)
@@ -100,11 +100,12 @@ public enum BundleWriter {
 
     /// The graph the reader will rebuild from the written tensors: recognised from the timm
     /// names exactly as a reader recognises them, with the bundle's dtype as source dtype.
-    static func canonicalGraph(_ contents: BundleContents) throws(ExportError) -> Graph {
+    /// `ordered` is `orderedTensors(contents)`.
+    static func canonicalGraph(_ contents: BundleContents, ordered: [(name: String, tensor: FloatTensor)]) throws(ExportError) -> Graph {
         let a = contents.architecture
         var weights = WeightSet(file: "bundle", format: .bundle,
                                 metadata: [BundleKey.architecture: JSONWriter.write(GraphJSON.encode(a))])
-        for (name, tensor) in try orderedTensors(contents) {
+        for (name, tensor) in ordered {
             weights.append(Weight(name: name, tensor: tensor, sourceType: contents.dtype.elementType))
         }
         do {
