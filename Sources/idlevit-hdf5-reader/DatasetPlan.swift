@@ -8,10 +8,7 @@ import IR
 /// One dataset, inspected before any of its data is read: type, shape, storage, filters and
 /// where its bytes are. Everything that would make libhdf5 read past the file, allocate a
 /// forged size, load a plugin or open another file is refused here.
-struct DatasetPlan {
-    var info: HDF5DatasetInfo
-    var path: String
-
+enum DatasetPlan {
     /// No real compressor shrinks float weights 1000x (gzip's best is ~1030x on zeros, and a
     /// state dict is not all zeros), so a larger claim is a forged header.
     static let compressionLimit = 1000
@@ -27,7 +24,7 @@ struct DatasetPlan {
         H5Z_FILTER_SZIP: "szip", H5Z_FILTER_NBIT: "nbit", H5Z_FILTER_SCALEOFFSET: "scale-offset",
     ]
 
-    static func inspect(file: hid_t, path: String, name: String, fileSize: Int) throws(ReaderFailure) -> DatasetPlan {
+    static func inspect(file: hid_t, path: String, name: String, fileSize: Int) throws(ReaderFailure) -> HDF5DatasetInfo {
         func reject(_ rule: String) -> ReaderFailure { .rejected(dataset: name, rule: rule) }
         let dataset = H5Dopen2(file, path, idlevit_h5p_default())
         guard dataset >= 0 else { throw .library("cannot open the dataset", dataset: name) }
@@ -88,9 +85,8 @@ struct DatasetPlan {
                 throw reject("its data (\(stored) bytes at \(offset)) lies beyond the end of the file (\(fileSize) bytes): the file is truncated")
             }
         }
-        let info = HDF5DatasetInfo(name: name, path: path, sourceType: sourceType, shape: shape, storage: storage,
-                                   filters: filters, storedBytes: Int(stored))
-        return DatasetPlan(info: info, path: path)
+        return HDF5DatasetInfo(name: name, path: path, sourceType: sourceType, shape: shape, storage: storage,
+                               filters: filters, storedBytes: Int(stored))
     }
 
     /// f16, f32 or f64; anything else is named in the error.

@@ -7,7 +7,6 @@ import HDF5Importer
 /// An open HDF5 file and the walk of its groups. Only hard links are followed: soft links
 /// could make a tensor appear twice and external links would open other files.
 final class HDF5File {
-    let path: String
     let fileSize: Int
     private let handle: hid_t
 
@@ -17,7 +16,6 @@ final class HDF5File {
     static let maximumNameBytes = 4096
 
     init(path: String) throws(ReaderFailure) {
-        self.path = path
         var info = stat()
         guard stat(path, &info) == 0 else {
             throw .rejected(dataset: nil, rule: "cannot read it: " + String(cString: strerror(errno)))
@@ -31,7 +29,7 @@ final class HDF5File {
     func close() { H5Fclose(handle) }
 
     /// Everything the output needs, checked before any tensor data is read.
-    func plan() throws(ReaderFailure) -> ReadPlan {
+    func plan() throws(ReaderFailure) -> HDF5Description {
         let rootLinks = try members(of: handle, path: [])
         // One top-level group wrapping everything (`state_dict/...`) is not part of the names.
         var topGroup: String?
@@ -42,7 +40,7 @@ final class HDF5File {
         var visited = 0
         try walk(group: handle, path: [], ancestors: [], links: rootLinks, into: &found, visited: &visited)
 
-        var datasets: [DatasetPlan] = []
+        var datasets: [HDF5DatasetInfo] = []
         var names: [String: String] = [:]
         var totalBytes = 0
         for components in found {
@@ -54,7 +52,7 @@ final class HDF5File {
             }
             names[name] = path
             let dataset = try DatasetPlan.inspect(file: handle, path: path, name: name, fileSize: fileSize)
-            totalBytes += dataset.info.logicalBytes
+            totalBytes += dataset.logicalBytes
             guard totalBytes <= DatasetPlan.compressionLimit * max(fileSize, 1) else {
                 throw .rejected(dataset: nil, rule: "its datasets claim more than \(DatasetPlan.compressionLimit) times the file's \(fileSize) bytes: the file is corrupt")
             }
@@ -71,9 +69,8 @@ final class HDF5File {
             defer { H5Gclose(group) }
             try attributes.read(from: group, owner: topGroup)
         }
-        let description = HDF5Description(topGroup: topGroup, datasets: datasets.map(\.info), attributes: attributes.found,
-                                          skippedAttributes: attributes.skipped, library: Self.libraryVersion())
-        return ReadPlan(description: description, datasets: datasets)
+        return HDF5Description(topGroup: topGroup, datasets: datasets, attributes: attributes.found,
+                               skippedAttributes: attributes.skipped, library: Self.libraryVersion())
     }
 
     func openDataset(_ path: String) throws(ReaderFailure) -> hid_t {
@@ -169,12 +166,6 @@ final class HDF5File {
         H5get_libversion(&major, &minor, &release)
         return "libhdf5 \(major).\(minor).\(release)"
     }
-}
-
-/// What the output writer needs: the description and each dataset's read plan.
-struct ReadPlan {
-    var description: HDF5Description
-    var datasets: [DatasetPlan]
 }
 
 /// Orders names with digit runs compared as numbers, so nested block indices sort 0, 1, 2, 10.

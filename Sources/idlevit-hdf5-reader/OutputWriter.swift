@@ -14,12 +14,12 @@ import IR
 /// neither renamed into place nor fsynced (fsync cost ~1 s on a DeiT-B); idlevit removes it,
 /// complete or partial.
 enum OutputWriter {
-    static func write(_ plan: ReadPlan, from file: HDF5File, to path: String) throws(ReaderFailure) {
-        let ordered = plan.datasets.filter { $0.info.sourceType != .f16 } + plan.datasets.filter { $0.info.sourceType == .f16 }
+    static func write(_ description: HDF5Description, from file: HDF5File, to path: String) throws(ReaderFailure) {
+        let ordered = description.datasets.filter { $0.sourceType != .f16 } + description.datasets.filter { $0.sourceType == .f16 }
         let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
         guard descriptor >= 0 else { throw .cannotWrite("\(path): " + String(cString: strerror(errno))) }
         defer { close(descriptor) }
-        let header = header(ordered, description: plan.description)
+        let header = header(ordered, description: description)
         // withUnsafeBytes only rethrows untyped errors, so the failure is carried out by hand.
         let headerFailure: ReaderFailure? = header.withUnsafeBytes { bytes in
             do throws(ReaderFailure) { try writeAll(bytes, to: descriptor, path: path) } catch { return error }
@@ -46,12 +46,12 @@ enum OutputWriter {
     }
 
     /// The whole dataset in the output's element type.
-    static func read(_ dataset: DatasetPlan, from file: HDF5File) throws(ReaderFailure) -> UnsafeMutableRawBufferPointer {
-        let name = dataset.info.name
+    static func read(_ dataset: HDF5DatasetInfo, from file: HDF5File) throws(ReaderFailure) -> UnsafeMutableRawBufferPointer {
+        let name = dataset.name
         let handle = try file.openDataset(dataset.path)
         defer { H5Dclose(handle) }
-        let count = dataset.info.shape.reduce(1, *)
-        let isHalf = dataset.info.sourceType == .f16
+        let count = dataset.shape.reduce(1, *)
+        let isHalf = dataset.sourceType == .f16
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count * (isHalf ? 2 : 4), 1), alignment: 64)
         let memoryType: hid_t
         if isHalf {
@@ -75,17 +75,17 @@ enum OutputWriter {
 
     /// Length prefix and JSON header (description in `__metadata__`), padded with spaces so
     /// the data section starts on a 64-byte boundary.
-    static func header(_ datasets: [DatasetPlan], description: HDF5Description) -> [UInt8] {
+    static func header(_ datasets: [HDF5DatasetInfo], description: HDF5Description) -> [UInt8] {
         var pairs: [(key: String, value: JSONValue)] = [
             ("__metadata__", .object([(HDF5ReaderProtocol.descriptionKey, .string(JSONWriter.write(description.json)))])),
         ]
         var offset = 0
         for dataset in datasets {
-            let isHalf = dataset.info.sourceType == .f16
-            let bytes = dataset.info.shape.reduce(1, *) * (isHalf ? 2 : 4)
-            pairs.append((dataset.info.name, .object([
+            let isHalf = dataset.sourceType == .f16
+            let bytes = dataset.shape.reduce(1, *) * (isHalf ? 2 : 4)
+            pairs.append((dataset.name, .object([
                 ("dtype", .string(isHalf ? "F16" : "F32")),
-                ("shape", .array(dataset.info.shape.map(JSONValue.int))),
+                ("shape", .array(dataset.shape.map(JSONValue.int))),
                 ("data_offsets", .array([.int(offset), .int(offset + bytes)])),
             ])))
             offset += bytes

@@ -21,9 +21,9 @@ guard arguments.count == 3 else {
 
 do throws(ReaderFailure) {
     let file = try HDF5File(path: arguments[1])
-    let plan = try file.plan()
+    let description = try file.plan()
     ReaderProgress.markPlanned(output: arguments[2])
-    try OutputWriter.write(plan, from: file, to: arguments[2])
+    try OutputWriter.write(description, from: file, to: arguments[2])
     file.close()
     exit(0)
 } catch {
