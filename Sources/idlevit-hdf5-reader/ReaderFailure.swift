@@ -55,15 +55,7 @@ enum LibraryErrors {
         }
         H5Eclear2(idlevit_h5e_default())
         guard let innermost = descriptions.last else { return "no description" }
-        let trimmed = innermost.replacingOccurrences(of: "\n", with: " ")
+        let trimmed = String(innermost.map { $0 == "\n" ? " " : $0 })
         return trimmed.count > 300 ? String(trimmed.prefix(300)) + "..." : trimmed
-    }
-}
-
-extension String {
-    func replacingOccurrences(of target: Character, with replacement: String) -> String {
-        var result = ""
-        for character in self { if character == target { result += replacement } else { result.append(character) } }
-        return result
     }
 }
