@@ -60,12 +60,11 @@ final class BundleTests: XCTestCase {
 
     func testLayoutMetadataFirstAndDataAligned() throws {
         let bundle = try convert(TestPaths.fixture("micro/model.safetensors"), to: "m.idlevit.safetensors", ["--keep-ratio", "0.7"])
-        let data = try bytes(bundle)
-        let headerLength = data.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
-        XCTAssertEqual((8 + headerLength) % 64, 0, "data section starts on a 64-byte boundary")
-        let header = String(decoding: data[8..<8 + headerLength], as: UTF8.self)
+        let parts = try safetensorsParts(try bytes(bundle))
+        XCTAssertEqual(parts.dataStart % 64, 0, "data section starts on a 64-byte boundary")
+        let header = String(decoding: parts.headerText, as: UTF8.self)
         XCTAssertTrue(header.hasPrefix("{\"__metadata__\":{\"format\":\"idlevit-bundle\",\"format_version\":\"1\""), header.prefix(80) + "")
-        let json = try JSONParser.parse(header.trimmingCharacters(in: .whitespaces))
+        let json = parts.header
         let metadata = try XCTUnwrap(json["__metadata__"])
         XCTAssertEqual(metadata.objectPairs?.map(\.key), BundleKey.all)
         let idle = try JSONParser.parse(try XCTUnwrap(metadata["idle"]?.stringValue))
@@ -141,13 +140,11 @@ final class BundleTests: XCTestCase {
 
     /// Metadata by key, and everything after `__metadata__`: tensor entries and data bytes.
     func split(_ bundle: String) throws -> ([String: String], Data) {
-        let data = try bytes(bundle)
-        let length = data.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
-        let json = try JSONParser.parse(Array(data[8..<8 + length]))
+        let parts = try safetensorsParts(try bytes(bundle))
         var metadata: [String: String] = [:]
-        for pair in json["__metadata__"]?.objectPairs ?? [] { metadata[pair.key] = pair.value.stringValue }
-        let entries = JSONWriter.write(.object(Array(json.objectPairs!.dropFirst())))
-        return (metadata, Data(entries.utf8) + data[(8 + length)...])
+        for pair in parts.header["__metadata__"]?.objectPairs ?? [] { metadata[pair.key] = pair.value.stringValue }
+        let entries = JSONWriter.write(.object(Array(parts.header.objectPairs!.dropFirst())))
+        return (metadata, Data(entries.utf8) + parts.data)
     }
 
     // MARK: running
@@ -197,4 +194,12 @@ final class BundleTests: XCTestCase {
         XCTAssertEqual(opened.graph.nodes.filter { $0.op == .tokenSelect }.count, 3)
         XCTAssertEqual(BundleGraph.text(opened.graph), opened.info.graphText)
     }
+}
+
+/// A safetensors file taken apart by hand (the tests look at its exact bytes): the header's
+/// text (padding included) and JSON, where the data section starts, and the data section.
+func safetensorsParts(_ file: Data) throws -> (headerText: Data, header: JSONValue, dataStart: Int, data: Data) {
+    let length = file.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+    let text = file[8..<8 + length]
+    return (text, try JSONParser.parse(Array(text)), 8 + length, file[(8 + length)...])
 }

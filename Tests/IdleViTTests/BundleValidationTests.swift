@@ -22,9 +22,8 @@ final class BundleValidationTests: XCTestCase {
     /// A copy of the good bundle with its header rewritten: `edit` changes the metadata (by
     /// key) and the tensor entries; the data section is kept and the header re-padded.
     func tampered(_ name: String, _ edit: (inout [(key: String, value: String)], inout [(key: String, value: JSONValue)]) throws -> Void) throws -> String {
-        let data = try Data(contentsOf: URL(fileURLWithPath: good))
-        let length = data.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
-        let json = try JSONParser.parse(Array(data[8..<8 + length]))
+        let parts = try safetensorsParts(try Data(contentsOf: URL(fileURLWithPath: good)))
+        let json = parts.header
         var metadata = json["__metadata__"]!.objectPairs!.map { (key: $0.key, value: $0.value.stringValue!) }
         var entries = Array(json.objectPairs!.dropFirst())
         try edit(&metadata, &entries)
@@ -34,7 +33,7 @@ final class BundleValidationTests: XCTestCase {
         var bytes: [UInt8] = (0..<8).map { UInt8(truncatingIfNeeded: header.count >> (8 * $0)) }
         bytes += header
         let path = folder.appendingPathComponent(name).path
-        try (Data(bytes) + data[(8 + length)...]).write(to: URL(fileURLWithPath: path))
+        try (Data(bytes) + parts.data).write(to: URL(fileURLWithPath: path))
         return path
     }
 
