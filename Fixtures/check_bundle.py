@@ -34,10 +34,10 @@ import sys
 import numpy as np
 from safetensors import safe_open
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 from bundle_metadata import Failure, check_metadata  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 NP_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F64": np.float64,
              "I64": np.int64, "I32": np.int32}
 
@@ -46,7 +46,7 @@ NP_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F64": np.
 # raw safetensors reading (numpy has no bfloat16, so BF16 is kept as its uint16 bits)
 
 def read_safetensors(path):
-    """(header dict, data offset, {name: numpy array}); BF16 arrays hold the raw uint16 bits."""
+    """(header text, header dict, data offset, {name: numpy array}); BF16 arrays hold the raw uint16 bits."""
     with open(path, "rb") as f:
         blob = f.read()
     (length,) = struct.unpack("<Q", blob[:8])
@@ -190,7 +190,6 @@ def build_timm_model(a):
 
 
 def single_tensor(path, preferred):
-    import torch
     from safetensors.torch import load_file
     tensors = load_file(path)
     if preferred in tensors:
@@ -231,8 +230,7 @@ def torch_checks(args, bundle_path, a, idle, report):
     if args.idle_reference:
         import idlevit_reference
         result = idlevit_reference.idle_forward(model, pixels, idle["kept"], with_cut_loss=False)
-        from safetensors.torch import load_file as load
-        ref = load(args.idle_reference)
+        ref = load_file(args.idle_reference)
         compare_logits(result.logits, ref["logits"], args.atol, "IdleViT logits")
         for layer, selected in result.selected.items():
             key = f"blocks.{layer}.selected"
