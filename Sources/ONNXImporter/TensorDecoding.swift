@@ -54,11 +54,8 @@ struct TensorDecoder {
             guard t.raw_data.len == byteCount else {
                 throw fail("raw_data holds \(t.raw_data.len) bytes but dims \(shapeText(t)) of \(type.shortName) need \(byteCount)")
             }
-            guard let data = t.raw_data.data else {
-                if count == 0 { return try empty(name, type, shape, "raw_data") }
-                throw fail("raw_data is missing")
-            }
-            let bytes = UnsafeRawBufferPointer(start: data, count: byteCount)
+            guard t.raw_data.data != nil || count == 0 else { throw fail("raw_data is missing") }
+            let bytes = UnsafeRawBufferPointer(start: t.raw_data.data, count: byteCount)
             return ONNXTensor(name: name, dataType: type, shape: shape,
                               values: try values(from: bytes, type: type, shape: shape, storage: nil, fail: fail),
                               storedBytes: byteCount, storage: "raw_data")
@@ -72,26 +69,22 @@ struct TensorDecoder {
         func check(_ n: Int, _ field: String) throws(ImportError) {
             guard n == count else { throw fail("\(field) holds \(n) values but dims \(shapeText(t)) need \(count)") }
         }
+        // Typed float fields convert like raw_data (float16 / bfloat16 bit patterns arrive widened
+        // to int32 words), into owned memory in one copy.
         switch type {
         case .float:
             try check(t.n_float_data, "float_data")
-            let floats = Array(UnsafeBufferPointer(start: t.float_data, count: count))
-            return ONNXTensor(name: name, dataType: type, shape: shape, values: .floats(FloatTensor(shape: shape, values: floats)),
-                              storedBytes: count * 4, storage: "float_data")
+            let tensor = floats(from: UnsafeRawBufferPointer(start: t.float_data, count: count * 4), type: .f32, shape: shape)
+            return ONNXTensor(name: name, dataType: type, shape: shape, values: .floats(tensor), storedBytes: count * 4, storage: "float_data")
         case .float16, .bfloat16:
             try check(t.n_int32_data, "int32_data")
-            let bits = UnsafeBufferPointer(start: t.int32_data, count: count)
-            let floats: [Float] = bits.map { word in
-                let half = UInt16(truncatingIfNeeded: word)
-                return type == .float16 ? Float(Float16(bitPattern: half)) : Float(bitPattern: UInt32(half) << 16)
-            }
-            return ONNXTensor(name: name, dataType: type, shape: shape, values: .floats(FloatTensor(shape: shape, values: floats)),
-                              storedBytes: count * 4, storage: "int32_data")
+            let halves = UnsafeBufferPointer(start: t.int32_data, count: count).map { UInt16(truncatingIfNeeded: $0) }
+            let tensor = halves.withUnsafeBytes { floats(from: $0, type: type == .float16 ? .f16 : .bf16, shape: shape) }
+            return ONNXTensor(name: name, dataType: type, shape: shape, values: .floats(tensor), storedBytes: count * 4, storage: "int32_data")
         case .double:
             try check(t.n_double_data, "double_data")
-            let floats = UnsafeBufferPointer(start: t.double_data, count: count).map { Float($0) }
-            return ONNXTensor(name: name, dataType: type, shape: shape, values: .floats(FloatTensor(shape: shape, values: floats)),
-                              storedBytes: count * 8, storage: "double_data")
+            let tensor = floats(from: UnsafeRawBufferPointer(start: t.double_data, count: count * 8), type: .f64, shape: shape)
+            return ONNXTensor(name: name, dataType: type, shape: shape, values: .floats(tensor), storedBytes: count * 8, storage: "double_data")
         case .int64:
             try check(t.n_int64_data, "int64_data")
             return ONNXTensor(name: name, dataType: type, shape: shape,
@@ -110,21 +103,11 @@ struct TensorDecoder {
         }
     }
 
-    /// Values from little-endian bytes. Aligned Float32 bytes inside a mapped external file are
-    /// used in place (no copy); everything else is converted into owned memory, because the
-    /// unpacked protobuf holding raw_data is freed right after decoding.
+    /// Values from little-endian bytes.
     private func values(from bytes: UnsafeRawBufferPointer, type: ONNXDataType, shape: [Int], storage: TensorStorage?,
                         fail: (String) -> ImportError) throws(ImportError) -> ONNXTensor.Values {
+        if let floatType = type.floatElementType { return .floats(floats(from: bytes, type: floatType, shape: shape, storage: storage)) }
         let count = shape.elementCount
-        if let floatType = type.floatElementType {
-            if floatType == .f32, let storage, let base = bytes.baseAddress, Int(bitPattern: base) % 4 == 0 {
-                return .floats(FloatTensor(shape: shape, storage: storage, pointer: base.assumingMemoryBound(to: Float.self)))
-            }
-            let (owned, memory) = TensorStorage.allocate(byteCount: count * 4)
-            let out = memory.bindMemory(to: Float.self, capacity: max(count, 1))
-            if count > 0 { NumericConversion.toFloat32(from: bytes, type: floatType, count: count, into: out) }
-            return .floats(FloatTensor(shape: shape, storage: owned, pointer: UnsafePointer(out)))
-        }
         var ints = [Int](repeating: 0, count: count)
         for i in 0..<count {
             switch type {
@@ -142,9 +125,18 @@ struct TensorDecoder {
         return .integers(ints)
     }
 
-    private func empty(_ name: String, _ type: ONNXDataType, _ shape: [Int], _ storage: String) throws(ImportError) -> ONNXTensor {
-        let values: ONNXTensor.Values = type.floatElementType != nil ? .floats(FloatTensor(shape: shape, values: [])) : .integers([])
-        return ONNXTensor(name: name, dataType: type, shape: shape, values: values, storedBytes: 0, storage: storage)
+    /// Float32 from little-endian floats of `type`. Aligned Float32 bytes inside a mapped
+    /// external file are used in place (no copy); everything else is converted into owned
+    /// memory, because the unpacked protobuf holding raw_data is freed right after decoding.
+    private func floats(from bytes: UnsafeRawBufferPointer, type: ElementType, shape: [Int], storage: TensorStorage? = nil) -> FloatTensor {
+        if type == .f32, let storage, let base = bytes.baseAddress, Int(bitPattern: base) % 4 == 0 {
+            return FloatTensor(shape: shape, storage: storage, pointer: base.assumingMemoryBound(to: Float.self))
+        }
+        let count = shape.elementCount
+        let (owned, memory) = TensorStorage.allocate(byteCount: count * 4)
+        let out = memory.bindMemory(to: Float.self, capacity: max(count, 1))
+        if count > 0 { NumericConversion.toFloat32(from: bytes, type: type, count: count, into: out) }
+        return FloatTensor(shape: shape, storage: owned, pointer: UnsafePointer(out))
     }
 
     private func entries(_ t: Onnx__TensorProto) -> [String: String] {
