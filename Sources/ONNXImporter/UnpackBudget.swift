@@ -50,61 +50,34 @@ enum UnpackBudget {
     /// Estimated bytes protobuf-c allocates for this ModelProto; nil when the wire format is
     /// broken (protobuf-c then refuses the file and says so).
     static func estimate(_ bytes: UnsafeRawBufferPointer) -> Int? {
-        walk(bytes, as: .model)
+        try? walk(bytes, 0..<bytes.count, as: .model)
     }
 
     /// Per-allocation overhead: malloc bookkeeping plus the pointer in a repeated field.
     private static let overhead = 48
     private static let messageSize = 192
 
-    private static func walk(_ bytes: UnsafeRawBufferPointer, as message: Message) -> Int? {
+    private static func walk(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, as message: Message) throws(WireLayout.Problem) -> Int {
         var total = messageSize
-        var position = 0
-        while position < bytes.count {
-            guard let key = varint(bytes, &position) else { return nil }
-            let number = key >> 3
+        try WireLayout.forEachField(bytes, in: range) { (number, wireType, _, payload) throws(WireLayout.Problem) in
             let known = message.field(number)
-            switch key & 7 {
-            case 0:
-                guard varint(bytes, &position) != nil else { return nil }
-                total += known == nil ? overhead : 8
-            case 1, 5:
-                let width = key & 7 == 1 ? 8 : 4
-                guard bytes.count - position >= width else { return nil }
-                position += width
-                total += known == nil ? overhead + width : 8
-            case 2:
-                guard let length = varint(bytes, &position), length <= UInt64(bytes.count - position) else { return nil }
-                let payload = UnsafeRawBufferPointer(rebasing: bytes[position..<(position + Int(length))])
-                position += Int(length)
+            if let payload {
                 switch known {
                 case .message(let inner)?:
-                    guard let cost = walk(payload, as: inner) else { return nil }
-                    total += cost + overhead
+                    total += try walk(bytes, payload, as: inner) + overhead
                 case .scalars?:
                     // Packed: every element may be one byte on the wire and 8 once unpacked.
                     total += payload.count * 8 + overhead
                 case .bytes?, nil:
                     total += payload.count + overhead
                 }
-            default:
-                return nil  // groups: protobuf-c refuses them too
+            } else {
+                // A varint or a fixed 64- or 32-bit value; unknown ones are kept as raw bytes.
+                let width = wireType == 1 ? 8 : wireType == 5 ? 4 : 0
+                total += known == nil ? overhead + width : 8
             }
-            guard total < Int.max / 4 else { return nil }
+            guard total < Int.max / 4 else { throw .malformed }
         }
         return total
-    }
-
-    private static func varint(_ bytes: UnsafeRawBufferPointer, _ position: inout Int) -> UInt64? {
-        var value: UInt64 = 0
-        var shift: UInt64 = 0
-        while position < bytes.count, shift < 64 {
-            let byte = bytes[position]
-            position += 1
-            value |= UInt64(byte & 0x7F) << shift
-            if byte & 0x80 == 0 { return value }
-            shift += 7
-        }
-        return nil
     }
 }

@@ -22,7 +22,7 @@ struct WireLayout {
     static func split(_ bytes: UnsafeRawBufferPointer) throws(Problem) -> WireLayout {
         var layout = WireLayout()
         var graphRange: Range<Int>?
-        try forEachField(bytes, in: 0..<bytes.count) { (number, whole, payload) throws(Problem) in
+        try forEachField(bytes, in: 0..<bytes.count) { (number, _, whole, payload) throws(Problem) in
             if number == 7, let payload {
                 guard graphRange == nil else { throw .severalGraphs }
                 graphRange = payload
@@ -31,7 +31,7 @@ struct WireLayout {
             }
         }
         guard let graphRange else { throw .noGraph }
-        try forEachField(bytes, in: graphRange) { (number, whole, payload) throws(Problem) in
+        try forEachField(bytes, in: graphRange) { (number, _, whole, payload) throws(Problem) in
             if number == 5, let payload {
                 layout.initializers.append(payload)
             } else {
@@ -41,10 +41,11 @@ struct WireLayout {
         return layout
     }
 
-    /// Calls `body` with each field's number, its whole byte range (key included) and, for
-    /// length-delimited fields, its payload range.
-    private static func forEachField(_ bytes: UnsafeRawBufferPointer, in range: Range<Int>,
-                                     _ body: (UInt64, Range<Int>, Range<Int>?) throws(Problem) -> Void) throws(Problem) {
+    /// Calls `body` with each field's number, its wire type, its whole byte range (key
+    /// included) and, for length-delimited fields, its payload range. Groups and unknown wire
+    /// types are malformed (protobuf-c refuses them too).
+    static func forEachField(_ bytes: UnsafeRawBufferPointer, in range: Range<Int>,
+                             _ body: (_ number: UInt64, _ wireType: UInt64, _ whole: Range<Int>, _ payload: Range<Int>?) throws(Problem) -> Void) throws(Problem) {
         var position = range.lowerBound
         while position < range.upperBound {
             let start = position
@@ -64,7 +65,7 @@ struct WireLayout {
             default:
                 throw .malformed
             }
-            try body(key >> 3, start..<position, payload)
+            try body(key >> 3, key & 7, start..<position, payload)
         }
     }
 
