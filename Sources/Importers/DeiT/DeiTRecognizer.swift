@@ -101,25 +101,23 @@ public enum DeiTRecognizer {
         if depth == 0 { problems.append("no transformer blocks ('blocks.{i}.*') found") }
         if classes == 0 { problems.append("needs 'head.weight' of shape [classes, \(dim)]") }
 
+        // What weights cannot tell, by precedence: the user's option, config.json, the file's
+        // own metadata, then the DeiT default.
         var notes: [String] = ["naming: \(scheme.name)"]
-        var heads = dim % 64 == 0 ? dim / 64 : 0
-        var headsSource = "dim / 64 (DeiT head size)"
-        if let value = source.metadata["num_heads"].flatMap(Int.init) { heads = value; headsSource = "file metadata" }
-        if let architectureJSON = source.metadata["architecture"], let json = try? JSONParser.parse(architectureJSON),
-           let value = json["num_heads"]?.intValue { heads = value; headsSource = "file metadata" }
-        if let value = config?.heads { heads = value; headsSource = "config.json" }
-        if let value = options.heads { heads = value; headsSource = options.headsSource }
+        let stored = source.metadata["architecture"].flatMap { try? JSONParser.parse($0) }
+        let (heads, headsSource) = firstGiven([
+            (options.heads, options.headsSource), (config?.heads, "config.json"),
+            (stored?["num_heads"]?.intValue ?? source.metadata["num_heads"].flatMap(Int.init), "file metadata"),
+        ], otherwise: (dim % 64 == 0 ? dim / 64 : 0, "dim / 64 (DeiT head size)"))
         if heads <= 0 || dim % max(heads, 1) != 0 {
             problems.append(heads <= 0 ? "cannot infer attention heads for dim \(dim) (not a multiple of 64): pass --heads"
                                        : "\(heads) heads do not divide dim \(dim)")
         }
         notes.append("heads: \(heads) from \(headsSource)")
-        var eps = 1e-6
-        var epsSource = "timm default"
-        if let architectureJSON = source.metadata["architecture"], let json = try? JSONParser.parse(architectureJSON),
-           let value = json["layer_norm_eps"]?.doubleValue { eps = value; epsSource = "file metadata" }
-        if let value = config?.layerNormEps { eps = value; epsSource = "config.json" }
-        if let value = options.layerNormEps { eps = value; epsSource = options.layerNormEpsSource }
+        let (eps, epsSource) = firstGiven([
+            (options.layerNormEps, options.layerNormEpsSource), (config?.layerNormEps, "config.json"),
+            (stored?["layer_norm_eps"]?.doubleValue, "file metadata"),
+        ], otherwise: (1e-6, "timm default"))
         notes.append("layer norm eps: \(eps) from \(epsSource)")
         if let config {
             if let hidden = config.hiddenSize, hidden != dim { problems.append("config.json hidden_size \(hidden) but weights have dim \(dim)") }
@@ -175,6 +173,12 @@ public enum DeiTRecognizer {
         list += [("norm.weight", [c]), ("norm.bias", [c]), ("head.weight", [a.classes, c]), ("head.bias", [a.classes])]
         if a.distilled { list += [("head_dist.weight", [a.classes, c]), ("head_dist.bias", [a.classes])] }
         return list
+    }
+
+    /// The first value present, with where it came from.
+    private static func firstGiven<T>(_ candidates: [(T?, String)], otherwise fallback: (T, String)) -> (T, String) {
+        for case let (value?, source) in candidates { return (value, source) }
+        return fallback
     }
 
     private static func count(_ set: WeightSet, _ scheme: NamingScheme) -> Int {
