@@ -14,8 +14,6 @@ struct DeiTMatcher {
         var weights: [(name: String, weight: CanonicalWeight)]
         var heads: Int
         var layerNormEps: Double
-        var depth: Int
-        var distilled: Bool
     }
 
     let analysis: GraphAnalysis
@@ -102,7 +100,7 @@ struct DeiTMatcher {
         guard let eps = epsValues.first, epsValues.allSatisfy({ $0 == eps }) else {
             throw fail(nil, "layer norms use different epsilons \(Set(epsValues).sorted())")
         }
-        return Result(weights: weights, heads: heads, layerNormEps: eps, depth: depth, distilled: prefixTokens == 2)
+        return Result(weights: weights, heads: heads, layerNormEps: eps)
     }
 
     private func expect(_ linear: MatchedLinear, _ shape: [Int], at node: ONNXNode) throws(MatchFailure) {

@@ -26,7 +26,6 @@ struct ValueFact {
 /// a DeiT's structure, and torch's fixed-shape exports bake in batch 1 anyway.
 struct GraphAnalysis {
     let model: ONNXModel
-    let file: String
     private(set) var facts: [String: ValueFact] = [:]
     private(set) var consumers: [String: [Int]] = [:]
     /// Nodes folded away (constants, shape arithmetic, Identity aliases).
@@ -45,7 +44,6 @@ struct GraphAnalysis {
 
     init(model: ONNXModel, file: String) throws(ImportError) {
         self.model = model
-        self.file = file
         for tensor in model.graph.initializers {
             guard facts[tensor.name] == nil else {
                 throw .invalidFile(file: file, format: "ONNX", rule: "initializer '\(tensor.name)' is defined twice")
@@ -121,11 +119,6 @@ struct GraphAnalysis {
             return SmallTensor(shape: tensor.shape, values: tensor.doubles, isInteger: tensor.dataType.isInteger)
         default: return nil
         }
-    }
-
-    func scalar(_ value: String) -> Double? {
-        guard let small = constant(value), small.count == 1 else { return nil }
-        return small.values[0]
     }
 
     /// The value as weights: an initializer, a large Constant, or a small float constant.

@@ -7,17 +7,13 @@ struct ONNXModel {
     var irVersion: Int
     /// `producer_name producer_version`, e.g. "pytorch 2.15.0".
     var producer: String
-    /// Operator set versions by domain; "" is the default (ai.onnx) domain.
-    var opsets: [String: Int]
+    /// The default-domain (ai.onnx) opset, which decides the semantics of every standard op.
+    var opset: Int
     var metadata: [String: String]
     var graph: ONNXGraph
-
-    /// The default-domain opset, which decides the semantics of every standard op.
-    var opset: Int { opsets[""] ?? 0 }
 }
 
 struct ONNXGraph {
-    var name: String
     var inputs: [ONNXValueInfo]
     var outputs: [ONNXValueInfo]
     var initializers: [ONNXTensor]

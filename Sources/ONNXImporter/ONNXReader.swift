@@ -106,7 +106,7 @@ struct ProtoConverter {
         var producer = text(m.producer_name)
         let version = text(m.producer_version)
         if !version.isEmpty { producer += (producer.isEmpty ? "" : " ") + version }
-        return ONNXModel(irVersion: Int(m.ir_version), producer: producer, opsets: opsets,
+        return ONNXModel(irVersion: Int(m.ir_version), producer: producer, opset: opset,
                          metadata: entries(m.metadata_props, m.n_metadata_props), graph: graph)
     }
 
@@ -125,7 +125,7 @@ struct ProtoConverter {
             guard let proto = g.node?[i]?.pointee else { throw invalid("node \(i) is missing") }
             nodes.append(try node(proto, index: i))
         }
-        return ONNXGraph(name: text(g.name), inputs: valueInfos(g.input, g.n_input), outputs: valueInfos(g.output, g.n_output),
+        return ONNXGraph(inputs: valueInfos(g.input, g.n_input), outputs: valueInfos(g.output, g.n_output),
                          initializers: initializers, nodes: nodes)
     }
 

@@ -16,8 +16,8 @@ struct SmallTensor: Equatable {
         self.isInteger = isInteger
     }
 
-    init(ints: [Int], shape: [Int]? = nil) {
-        self.init(shape: shape ?? [ints.count], values: ints.map(Double.init), isInteger: true)
+    init(ints: [Int]) {
+        self.init(shape: [ints.count], values: ints.map(Double.init), isInteger: true)
     }
 
     var count: Int { values.count }
