@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import IR
 import Importers
 
 /// The part of an HDF5 superblock idlevit checks itself before any libhdf5 code sees the
@@ -23,31 +19,31 @@ public struct HDF5Superblock: Sendable, Equatable {
     /// Reads and checks the superblock of the file at `path`.
     public static func check(path: String) throws(ImportError) -> HDF5Superblock {
         let file = displayName(path)
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw .unreadable(file: file, reason: String(cString: strerror(errno))) }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw .unreadable(file: file, reason: String(cString: strerror(errno))) }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw .unreadable(file: file, reason: "not a regular file") }
-        let fileSize = Int(info.st_size)
-        // The signature is searched where libhdf5 searches: 0 and powers of two from 512.
-        var offset = 0
-        var candidate = [UInt8](repeating: 0, count: 8)
-        while offset + 8 <= fileSize {
-            guard readBytes(fd, at: offset, into: &candidate) else { break }
-            if candidate == signature { return try parse(fd: fd, file: file, offset: offset, fileSize: fileSize) }
-            offset = offset == 0 ? 512 : offset * 2
+        let storage: TensorStorage
+        do { storage = try TensorStorage.map(path: path) } catch { throw .unreadable(file: file, reason: error.message) }
+        let bytes = storage.bytes(0..<storage.byteCount)
+        guard let offset = signatureOffset(in: bytes) else {
+            throw .invalidFile(file: file, format: "HDF5", rule: "no HDF5 signature at byte 0 or after a user block")
         }
-        throw .invalidFile(file: file, format: "HDF5", rule: "no HDF5 signature at byte 0 or after a user block")
+        return try parse(bytes, file: file, offset: offset)
     }
 
-    static func parse(fd: Int32, file: String, offset: Int, fileSize: Int) throws(ImportError) -> HDF5Superblock {
+    /// Where the signature is, searched where libhdf5 searches: 0 and powers of two from 512.
+    public static func signatureOffset(in bytes: UnsafeRawBufferPointer) -> Int? {
+        var offset = 0
+        while offset + 8 <= bytes.count {
+            if bytes[offset..<offset + 8].elementsEqual(signature) { return offset }
+            offset = offset == 0 ? 512 : offset * 2
+        }
+        return nil
+    }
+
+    static func parse(_ bytes: UnsafeRawBufferPointer, file: String, offset: Int) throws(ImportError) -> HDF5Superblock {
         func invalid(_ rule: String) -> ImportError { .invalidFile(file: file, format: "HDF5", rule: rule) }
+        let fileSize = bytes.count
         // The largest fixed part we read: version 0/1 with 8-byte addresses, up to the root entry.
-        var head = [UInt8](repeating: 0, count: 96)
-        let available = min(head.count, fileSize - offset)
-        head = Array(head.prefix(available))
-        guard readBytes(fd, at: offset, into: &head), head.count > 15 else {
+        let head = Array(bytes[offset..<min(offset + 96, fileSize)])
+        guard head.count > 15 else {
             throw invalid("the file ends inside the superblock (\(fileSize) bytes): it is truncated")
         }
         let version = Int(head[8])
@@ -103,11 +99,5 @@ public struct HDF5Superblock: Sendable, Equatable {
         }
         return HDF5Superblock(offset: offset, version: version, offsetSize: offsetSize, lengthSize: lengthSize,
                               recordedEnd: recordedEnd, fileSize: fileSize)
-    }
-
-    private static func readBytes(_ fd: Int32, at offset: Int, into buffer: inout [UInt8]) -> Bool {
-        let wanted = buffer.count
-        let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, wanted, off_t(offset)) }
-        return count == wanted
     }
 }

@@ -16,13 +16,8 @@ public enum FormatDetection {
             throw .invalidFile(file: file, format: "model file",
                                rule: "this is a Git LFS pointer file, not the weights: run `git lfs pull` to fetch the real file")
         }
-        // HDF5: the signature where libhdf5 looks for it, at 0 or after a user block of 512,
-        // 1024, 2048, ... bytes.
-        var offset = 0
-        while offset + 8 <= bytes.count {
-            if bytes[offset..<offset + 8].elementsEqual(HDF5Superblock.signature) { return .hdf5 }
-            offset = offset == 0 ? 512 : offset * 2
-        }
+        // HDF5: the signature where libhdf5 looks for it, at 0 or after a user block.
+        if HDF5Superblock.signatureOffset(in: bytes) != nil { return .hdf5 }
         // safetensors: a little-endian u64 header length, then '{'.
         if head.count >= 9 {
             var length: UInt64 = 0
