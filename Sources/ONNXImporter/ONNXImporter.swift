@@ -30,35 +30,19 @@ public struct ONNXImport: Sendable {
 /// is recognised and `ONNXReader` for how the protobuf is read.
 public enum ONNXImporter {
     public static func load(path: String) throws(ImportError) -> ONNXImport {
-        var recognised = try recognise(path: path)
+        var (imported, pending) = try recognise(path: path)
         // The graph is gone: only the matched weights hold the decoded initializers now, so
         // each MatMul weight's [in, out] original is freed as soon as its transpose exists.
-        var pending = recognised.weights
-        recognised.weights = []
         pending.reverse()
-        var weights = WeightSet(file: path, format: .onnx, metadata: recognised.metadata)
         while let (name, weight) = pending.popLast() {
-            weights.append(Weight(name: name, tensor: weight.canonicalTensor, sourceType: weight.sourceType))
+            imported.weights.append(Weight(name: name, tensor: weight.canonicalTensor, sourceType: weight.sourceType))
         }
-        return ONNXImport(weights: weights, options: recognised.options, opset: recognised.opset, irVersion: recognised.irVersion,
-                          producer: recognised.producer, opHistogram: recognised.opHistogram, initializers: recognised.initializers,
-                          nodeCount: recognised.nodeCount)
+        return imported
     }
 
-    /// What survives the graph: matched weights (not yet transposed) and facts for `inspect`.
-    private struct Recognised {
-        var weights: [(name: String, weight: CanonicalWeight)]
-        var metadata: [String: String]
-        var options: RecognitionOptions
-        var opset: Int
-        var irVersion: Int
-        var producer: String
-        var opHistogram: [(op: String, count: Int)]
-        var initializers: [ONNXInitializer]
-        var nodeCount: Int
-    }
-
-    private static func recognise(path: String) throws(ImportError) -> Recognised {
+    /// What survives the graph: the import without its weights, and the matched weights (not
+    /// yet transposed) to fill it with.
+    private static func recognise(path: String) throws(ImportError) -> (ONNXImport, [(name: String, weight: CanonicalWeight)]) {
         let file = displayName(path)
         let model = try ONNXReader.read(path: path)
         let analysis = try GraphAnalysis(model: model, file: file)
@@ -84,11 +68,12 @@ public enum ONNXImporter {
         let initializers = model.graph.initializers.map {
             ONNXInitializer(name: $0.name, dtype: $0.dataType.shortName, shape: $0.shape, bytes: $0.storedBytes, storage: $0.storage)
         }
-        return Recognised(weights: result.weights, metadata: model.metadata,
-                          options: RecognitionOptions(heads: result.heads, layerNormEps: shortestDecimal(result.layerNormEps)),
-                          opset: model.opset, irVersion: model.irVersion, producer: model.producer,
-                          opHistogram: histogram.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { ($0.key, $0.value) },
-                          initializers: initializers, nodeCount: model.graph.nodes.count)
+        let imported = ONNXImport(weights: WeightSet(file: path, format: .onnx, metadata: model.metadata),
+                                  options: RecognitionOptions(heads: result.heads, layerNormEps: shortestDecimal(result.layerNormEps)),
+                                  opset: model.opset, irVersion: model.irVersion, producer: model.producer,
+                                  opHistogram: histogram.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { ($0.key, $0.value) },
+                                  initializers: initializers, nodeCount: model.graph.nodes.count)
+        return (imported, result.weights)
     }
 
     /// The epsilon as written in the model's source: ONNX stores it as a Float32, so 1e-6
