@@ -123,13 +123,7 @@ final class ONNXHostileTests: XCTestCase {
         ]
         for (name, from, to, fragment) in mutations {
             var data = original
-            var searchRange = data.startIndex..<data.endIndex
-            var replaced = 0
-            while let found = data.range(of: floatBytes(from), in: searchRange) {
-                data.replaceSubrange(found, with: floatBytes(to))
-                searchRange = found.upperBound..<data.endIndex
-                replaced += 1
-            }
+            let replaced = replaceAll(floatBytes(from), with: floatBytes(to), in: &data)
             XCTAssertGreaterThan(replaced, 0, name)
             let path = folder.appendingPathComponent("\(name).onnx").path
             try data.write(to: URL(fileURLWithPath: path))
@@ -145,11 +139,7 @@ final class ONNXHostileTests: XCTestCase {
         var data = try Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture(Self.source)))
         // Same-length renames keep the protobuf framing: Erf -> Elu, Softmax -> Sigmoid.
         for (from, to) in [("Erf", "Elu"), ("Softmax", "Sigmoid")] {
-            var searchRange = data.startIndex..<data.endIndex
-            while let found = data.range(of: Data(from.utf8), in: searchRange) {
-                data.replaceSubrange(found, with: Data(to.utf8))
-                searchRange = found.upperBound..<data.endIndex
-            }
+            replaceAll(Data(from.utf8), with: Data(to.utf8), in: &data)
         }
         let path = folder.appendingPathComponent("unsupported.onnx").path
         try data.write(to: URL(fileURLWithPath: path))
@@ -220,11 +210,7 @@ final class ONNXHostileTests: XCTestCase {
         var model = try Data(contentsOf: source.appendingPathComponent("model.onnx"))
         let original = Data("model.onnx.data".utf8)
         precondition(location.utf8.count == original.count)
-        var searchRange = model.startIndex..<model.endIndex
-        while let found = model.range(of: original, in: searchRange) {
-            model.replaceSubrange(found, with: Data(location.utf8))
-            searchRange = found.upperBound..<model.endIndex
-        }
+        replaceAll(original, with: Data(location.utf8), in: &model)
         let path = folder.appendingPathComponent("model.onnx").path
         try model.write(to: URL(fileURLWithPath: path))
         return path
@@ -272,6 +258,20 @@ final class ONNXHostileTests: XCTestCase {
         expectRejected(path, mentioning: "past the end")
         try expectExit2(path)
     }
+}
+
+/// Replaces every occurrence of `pattern` in `data` by `replacement` (of the same length, so
+/// that a protobuf's framing stays valid); returns how many were replaced.
+@discardableResult
+private func replaceAll(_ pattern: Data, with replacement: Data, in data: inout Data) -> Int {
+    var searchRange = data.startIndex..<data.endIndex
+    var replaced = 0
+    while let found = data.range(of: pattern, in: searchRange) {
+        data.replaceSubrange(found, with: replacement)
+        searchRange = found.upperBound..<data.endIndex
+        replaced += 1
+    }
+    return replaced
 }
 
 /// Just enough protobuf encoding to write hostile models by hand.
