@@ -9,9 +9,15 @@ extension Interpreter {
         let outShape = instruction.outputShape
         func f(_ i: Int) -> UnsafePointer<Float> { inputs[i].assumingMemoryBound(to: Float.self) }
         let y = output.assumingMemoryBound(to: Float.self)
+        let epilogue: LinearEpilogue
+        switch instruction.fusion {
+        case .none: epilogue = .bias
+        case .gelu: epilogue = .gelu
+        case .residual: epilogue = .residual(residual!)
+        }
 
         if let limit = instruction.rowLimit,
-           executeRows(limit, node, instruction, f, inputs: inputs, residual: residual, y: y, scratch: scratch) {
+           executeRows(limit, node, instruction, f, inputs: inputs, epilogue: epilogue, y: y, scratch: scratch) {
             return
         }
 
@@ -41,12 +47,6 @@ extension Interpreter {
             let inFeatures = shapes[0].last!
             let rows = shapes[0].elementCount / inFeatures
             let start = node.attributes.ints("rows")?[0] ?? 0
-            let epilogue: LinearEpilogue
-            switch instruction.fusion {
-            case .none: epilogue = .bias
-            case .gelu: epilogue = .gelu
-            case .residual: epilogue = .residual(residual!)
-            }
             LinearKernel.run(x: f(0), rows: rows, inFeatures: inFeatures, weight: f(1) + start * inFeatures, bias: f(2) + start,
                              outFeatures: outShape.last!, epilogue: epilogue, y: y, threads: threads)
 
@@ -90,7 +90,7 @@ extension Interpreter {
     /// The ops that can compute only the first `limit` rows of every image (`RowDemand`);
     /// false for the others, which then compute every row.
     private func executeRows(_ limit: Int, _ node: Node, _ instruction: Program.Instruction, _ f: (Int) -> UnsafePointer<Float>,
-                             inputs: [UnsafeRawPointer], residual: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
+                             inputs: [UnsafeRawPointer], epilogue: LinearEpilogue, y: UnsafeMutablePointer<Float>,
                              scratch: UnsafeMutableRawPointer) -> Bool {
         let shape = instruction.outputShape
         let (batch, tokens, channels) = (shape[0], shape[1], shape[2])
@@ -100,14 +100,9 @@ extension Interpreter {
             let start = node.attributes.ints("rows")?[0] ?? 0
             // One call per demanded token row, over the images (row stride N x features).
             for r in 0..<limit {
-                let epilogue: LinearEpilogue
-                switch instruction.fusion {
-                case .none: epilogue = .bias
-                case .gelu: epilogue = .gelu
-                case .residual: epilogue = .residual(residual! + r * channels)
-                }
                 LinearKernel.run(x: f(0) + r * inFeatures, rows: batch, inFeatures: inFeatures, weight: f(1) + start * inFeatures,
-                                 bias: f(2) + start, outFeatures: channels, epilogue: epilogue, y: y + r * channels,
+                                 bias: f(2) + start, outFeatures: channels, epilogue: epilogue.advanced(by: r * channels),
+                                 y: y + r * channels,
                                  threads: 1, xStride: tokens * inFeatures, yStride: tokens * channels)
             }
         case .layerNorm:

@@ -9,6 +9,12 @@ enum LinearEpilogue {
     case gelu
     /// y = r + (x W^T + b): attn.proj / mlp.fc2 with their residual add; `r` may be `y`.
     case residual(UnsafePointer<Float>)
+
+    /// The same epilogue for output rows starting `offset` elements further on.
+    func advanced(by offset: Int) -> LinearEpilogue {
+        if case .residual(let r) = self { return .residual(r + offset) }
+        return self
+    }
 }
 
 /// `y[m, o] = x[m, :] . W[o, :] + b[o]`, then the epilogue.
@@ -39,7 +45,7 @@ enum LinearKernel {
         if xStride != inFeatures || yStride != outFeatures {
             // Strided rows (row demand): few rows, one thread, one call.
             slice(x: x, xStride: xStride, rows: rows, inFeatures: inFeatures, weight: weight, bias: bias,
-                  yStride: yStride, columns: 0..<outFeatures, epilogue: epilogue, rowOffset: 0, y: y)
+                  yStride: yStride, columns: 0..<outFeatures, epilogue: epilogue, y: y)
             return
         }
         let work = rows * outFeatures * inFeatures
@@ -68,7 +74,8 @@ enum LinearKernel {
             while m < lastRow {
                 let count = min(maxBlockRows, lastRow - m)
                 slice(x: x + m * inFeatures, xStride: inFeatures, rows: count, inFeatures: inFeatures, weight: weight, bias: bias,
-                      yStride: outFeatures, columns: start..<end, epilogue: epilogue, rowOffset: m, y: y + m * outFeatures)
+                      yStride: outFeatures, columns: start..<end, epilogue: epilogue.advanced(by: m * outFeatures),
+                      y: y + m * outFeatures)
                 m += count
             }
         }
@@ -81,43 +88,53 @@ enum LinearKernel {
     private static func runThreadedBLAS(x: UnsafePointer<Float>, rows: Int, inFeatures: Int, weight: UnsafePointer<Float>,
                                         bias: UnsafePointer<Float>, outFeatures: Int, epilogue: LinearEpilogue,
                                         y: UnsafeMutablePointer<Float>, threads: Int) {
+        let columns = 0..<outFeatures
         parallelChunks(rows, threads: threads, grain: 16) { range in
-            for m in range {
-                let out = y + m * outFeatures
-                switch epilogue {
-                case .bias, .gelu:
-                    out.update(from: bias, count: outFeatures)
-                case .residual(let r):
-                    ElementwiseKernel.addRange(r + m * outFeatures, bias, count: outFeatures, y: out)
-                }
-            }
+            start(range, columns: columns, bias: bias, epilogue: epilogue, yStride: outFeatures, y: y)
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(outFeatures), Int32(inFeatures),
                     1, x, Int32(inFeatures), weight, Int32(inFeatures), 1, y, Int32(outFeatures))
         if case .gelu = epilogue {
             parallelChunks(rows, threads: threads, grain: 16) { range in
-                for m in range { GELUKernel.apply(y + m * outFeatures, count: outFeatures, y: y + m * outFeatures) }
+                finishGELU(range, columns: columns, yStride: outFeatures, y: y)
             }
+        }
+    }
+
+    /// Output rows `rows` (columns `columns`) set to the bias, plus the residual: sgemm then
+    /// accumulates onto them (beta = 1); with beta = 0 OpenBLAS would spend the same pass
+    /// zeroing the output.
+    @inline(__always)
+    private static func start(_ rows: Range<Int>, columns: Range<Int>, bias: UnsafePointer<Float>, epilogue: LinearEpilogue,
+                              yStride: Int, y: UnsafeMutablePointer<Float>) {
+        let (o, n) = (columns.lowerBound, columns.count)
+        for m in rows {
+            let out = y + m * yStride + o
+            switch epilogue {
+            case .bias, .gelu:
+                out.update(from: bias + o, count: n)
+            case .residual(let r):
+                ElementwiseKernel.addRange(r + m * yStride + o, bias + o, count: n, y: out)
+            }
+        }
+    }
+
+    /// GELU over output rows `rows` (columns `columns`) in place, after the product.
+    @inline(__always)
+    private static func finishGELU(_ rows: Range<Int>, columns: Range<Int>, yStride: Int, y: UnsafeMutablePointer<Float>) {
+        for m in rows {
+            let out = y + m * yStride + columns.lowerBound
+            GELUKernel.apply(out, count: columns.count, y: out)
         }
     }
 
     @inline(__always)
     private static func slice(x: UnsafePointer<Float>, xStride: Int, rows: Int, inFeatures: Int, weight: UnsafePointer<Float>,
                               bias: UnsafePointer<Float>, yStride: Int, columns: Range<Int>, epilogue: LinearEpilogue,
-                              rowOffset: Int, y: UnsafeMutablePointer<Float>) {
+                              y: UnsafeMutablePointer<Float>) {
         let o = columns.lowerBound
         let n = columns.count
-        // Start from the bias (plus the residual), and let sgemm accumulate onto it (beta = 1):
-        // with beta = 0 OpenBLAS would spend the same pass zeroing the output.
-        for m in 0..<rows {
-            let out = y + m * yStride + o
-            switch epilogue {
-            case .bias, .gelu:
-                out.update(from: bias + o, count: n)
-            case .residual(let r):
-                ElementwiseKernel.addRange(r + (rowOffset + m) * yStride + o, bias + o, count: n, y: out)
-            }
-        }
+        start(0..<rows, columns: columns, bias: bias, epilogue: epilogue, yStride: yStride, y: y)
         if rows == 1 {
             // A single row (the class token of one image): sgemm would first pack all of W;
             // sgemv streams it once.
@@ -127,11 +144,6 @@ enum LinearKernel {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(inFeatures),
                         1, x, Int32(xStride), weight + o * inFeatures, Int32(inFeatures), 1, y + o, Int32(yStride))
         }
-        if case .gelu = epilogue {
-            for m in 0..<rows {
-                let out = y + m * yStride + o
-                GELUKernel.apply(out, count: n, y: out)
-            }
-        }
+        if case .gelu = epilogue { finishGELU(0..<rows, columns: columns, yStride: yStride, y: y) }
     }
 }
