@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "ONNXImporter", dependencies: ["IR", "Importers", "COnnx"]),
         // HDF5 state dicts: checks in idlevit, libhdf5 only in the reader process below.
         .target(name: "HDF5Importer", dependencies: ["IR", "Importers"]),
-        .executableTarget(name: "idlevit-hdf5-reader", dependencies: ["CHDF5", "HDF5Importer", "IR"]),
+        .executableTarget(name: "idlevit-hdf5-reader", dependencies: ["CHDF5", "HDF5Importer", "Exporters", "IR"]),
         // IR and weights -> files: safetensors checkpoints, atomic output.
         .target(name: "Exporters", dependencies: ["IR", "Importers"]),
         // Graph -> graph rewrites (the IdleViT rewrite lives here).

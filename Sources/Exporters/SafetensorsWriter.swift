@@ -82,16 +82,34 @@ public enum SafetensorsWriter {
 
     /// Length prefix plus the JSON header, padded with spaces to a 64-byte boundary.
     static func headerBytes(_ items: [Item], metadata: [(String, String)]) -> [UInt8] {
+        headerBytes(items.map { HeaderEntry(name: $0.name, dtype: $0.dtype.elementType, shape: $0.tensor.shape) }, metadata: metadata)
+    }
+
+    /// One tensor's header entry; tensors are laid out in the order given, back to back.
+    public struct HeaderEntry {
+        public var name: String
+        public var dtype: ElementType
+        public var shape: [Int]
+
+        public init(name: String, dtype: ElementType, shape: [Int]) {
+            self.name = name
+            self.dtype = dtype
+            self.shape = shape
+        }
+    }
+
+    /// The header for tensors whose bytes a caller streams itself, in this order.
+    public static func headerBytes(_ entries: [HeaderEntry], metadata: [(String, String)]) -> [UInt8] {
         var pairs: [(key: String, value: JSONValue)] = []
         if !metadata.isEmpty {
             pairs.append(("__metadata__", .object(metadata.map { ($0.0, .string($0.1)) })))
         }
         var offset = 0
-        for item in items {
-            let bytes = item.tensor.count * item.dtype.elementType.size
-            pairs.append((item.name, .object([
-                ("dtype", .string(item.dtype.elementType.safetensorsName)),
-                ("shape", .array(item.tensor.shape.map(JSONValue.int))),
+        for entry in entries {
+            let bytes = entry.shape.elementCount * entry.dtype.size
+            pairs.append((entry.name, .object([
+                ("dtype", .string(entry.dtype.safetensorsName)),
+                ("shape", .array(entry.shape.map(JSONValue.int))),
                 ("data_offsets", .array([.int(offset), .int(offset + bytes)])),
             ])))
             offset += bytes

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CHDF5
+import Exporters
 import HDF5Importer
 import IR
 
@@ -73,31 +74,10 @@ enum OutputWriter {
         return UnsafeMutableRawBufferPointer(start: buffer.baseAddress, count: count * (isHalf ? 2 : 4))
     }
 
-    /// Length prefix and JSON header (description in `__metadata__`), padded with spaces so
-    /// the data section starts on a 64-byte boundary.
+    /// The safetensors header, with the description in `__metadata__`.
     static func header(_ datasets: [HDF5DatasetInfo], description: HDF5Description) -> [UInt8] {
-        var pairs: [(key: String, value: JSONValue)] = [
-            ("__metadata__", .object([(HDF5ReaderProtocol.descriptionKey, .string(JSONWriter.write(description.json)))])),
-        ]
-        var offset = 0
-        for dataset in datasets {
-            let isHalf = dataset.sourceType == .f16
-            let bytes = dataset.shape.reduce(1, *) * (isHalf ? 2 : 4)
-            pairs.append((dataset.name, .object([
-                ("dtype", .string(isHalf ? "F16" : "F32")),
-                ("shape", .array(dataset.shape.map(JSONValue.int))),
-                ("data_offsets", .array([.int(offset), .int(offset + bytes)])),
-            ])))
-            offset += bytes
-        }
-        var json = Array(JSONWriter.write(.object(pairs)).utf8)
-        json += [UInt8](repeating: UInt8(ascii: " "), count: (64 - (8 + json.count) % 64) % 64)
-        var length = UInt64(json.count)
-        var prefix: [UInt8] = []
-        for _ in 0..<8 {
-            prefix.append(UInt8(truncatingIfNeeded: length))
-            length >>= 8
-        }
-        return prefix + json
+        SafetensorsWriter.headerBytes(
+            datasets.map { SafetensorsWriter.HeaderEntry(name: $0.name, dtype: $0.sourceType == .f16 ? .f16 : .f32, shape: $0.shape) },
+            metadata: [(HDF5ReaderProtocol.descriptionKey, JSONWriter.write(description.json))])
     }
 }
