@@ -133,11 +133,6 @@ struct GraphAnalysis {
         }
     }
 
-    func isComputed(_ value: String) -> Bool {
-        if case .computed? = facts[value]?.kind { return true }
-        return false
-    }
-
     private static func inputShape(_ input: ONNXValueInfo, file: String) throws(ImportError) -> [Int] {
         guard input.elementType == 1 || input.elementType == 0 else {
             throw .invalidFile(file: file, format: "ONNX", rule: "graph input '\(input.name)' is \(ONNXDataType.describe(input.elementType)), not float")

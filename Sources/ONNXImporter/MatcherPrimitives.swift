@@ -81,7 +81,7 @@ extension DeiTMatcher {
 
     /// A scalar constant operand, or nil.
     func scalarOperand(_ value: String) -> Double? {
-        guard let small = analysis.constant(value), small.count == 1, !analysis.isComputed(value) else { return nil }
+        guard let small = analysis.constant(value), small.count == 1 else { return nil }
         return small.values[0]
     }
 
