@@ -186,8 +186,7 @@ struct DeiTMatcher {
             throw fail(concat, "token '\(value)' is not a constant [1, 1, \(dim)] tensor")
         }
         // A folded Expand repeats the token per batch item; its first row is the token.
-        return CanonicalWeight(tensor: FloatTensor(shape: [1, 1, dim], storage: floats.storage, pointer: floats.pointer),
-                               sourceType: type, origin: tensor.name)
+        return CanonicalWeight(tensor: floats.rows(0..<1), sourceType: type, origin: tensor.name)
     }
 
     /// Token 0 (and 1) of the final norm -> head (and head_dist) -> logits.
