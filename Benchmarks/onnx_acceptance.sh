@@ -125,7 +125,7 @@ sources = [os.path.join(fixtures, p) for p in ("micro/model-opset13.onnx", "micr
 rng = random.Random(7)
 outcomes = Counter()
 target = os.path.join(WORK, "corrupt.onnx")
-for i in range(int(os.environ["CORPUS"]) if sources else 0):
+for i in range(int(os.environ["CORPUS"])):
     data = bytearray(open(rng.choice(sources), "rb").read())
     kind = rng.choice(["flip", "flip", "bytes", "truncate", "insert"])
     head = min(len(data), 120_000)  # torch writes the nodes first: corrupt the structure mostly
