@@ -57,11 +57,7 @@ struct Run: ParsableCommand {
         var images: [JSONValue] = []
         for b in 0..<batch {
             let row = Array(UnsafeBufferPointer(start: logits.pointer + b * classes, count: classes))
-            let maximum = row.max() ?? 0
-            let exps = row.map { Foundation.exp(Double($0 - maximum)) }
-            let total = exps.reduce(0, +)
-            let ranked = row.indices.sorted { row[$0] != row[$1] ? row[$0] > row[$1] : $0 < $1 }.prefix(top)
-            let entries = ranked.map { (index: $0, logit: row[$0], probability: exps[$0] / total, label: names?[safe: $0]) }
+            let entries = rankClasses(row, top: top, names: names)
             if model.json {
                 let file: [(key: String, value: JSONValue)] = files.map { [("file", .string($0[b]))] } ?? []
                 images.append(.object(file + [
@@ -103,6 +99,24 @@ struct Run: ParsableCommand {
             }
         }
     }
+}
+
+/// One class of a logits row: its logit, softmax probability and name.
+struct ClassScore {
+    var index: Int
+    var logit: Float
+    var probability: Double
+    var label: String?
+}
+
+/// The `top` highest-scoring classes of `row`, best first (ties: the lower class index), with
+/// softmax probabilities over the whole row.
+func rankClasses(_ row: [Float], top: Int, names: [String]?) -> [ClassScore] {
+    let maximum = row.max() ?? 0
+    let exps = row.map { Foundation.exp(Double($0 - maximum)) }
+    let total = exps.reduce(0, +)
+    let ranked = row.indices.sorted { row[$0] != row[$1] ? row[$0] > row[$1] : $0 < $1 }.prefix(top)
+    return ranked.map { ClassScore(index: $0, logit: row[$0], probability: exps[$0] / total, label: names?[safe: $0]) }
 }
 
 extension Array {

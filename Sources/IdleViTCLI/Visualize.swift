@@ -123,13 +123,8 @@ struct Visualize: ParsableCommand {
 
     /// The highest-scoring class and its softmax probability.
     private func topClass(_ logits: FloatTensor?, names: [String]?) -> (index: Int, label: String?, probability: Double, text: String) {
-        guard let logits, logits.count > 0 else { return (0, nil, 0, "?") }
-        let row = Array(logits.buffer)
-        let best = row.indices.max { row[$0] != row[$1] ? row[$0] < row[$1] : $0 > $1 }!
-        let total = row.reduce(0.0) { $0 + exp(Double($1 - row[best])) }
-        let probability = 1 / total
-        let label = names?[safe: best]
-        let name = label.map { String($0.split(separator: ",").first ?? Substring($0)) } ?? "CLASS \(best)"
-        return (best, label, probability, "\(name) (\(String(format: "%.1f", probability * 100))%)")
+        guard let logits, let best = rankClasses(Array(logits.buffer), top: 1, names: names).first else { return (0, nil, 0, "?") }
+        let name = best.label.map { String($0.split(separator: ",").first ?? Substring($0)) } ?? "CLASS \(best.index)"
+        return (best.index, best.label, best.probability, "\(name) (\(String(format: "%.1f", best.probability * 100))%)")
     }
 }
