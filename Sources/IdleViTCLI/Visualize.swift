@@ -4,6 +4,7 @@ import Foundation
 import IR
 import IdleViTKit
 import Images
+import Importers
 import Interpreter
 
 /// `idlevit visualize`: which patches each idle layer computes on one image, as a PNG.
@@ -73,7 +74,7 @@ struct Visualize: ParsableCommand {
         var panels = [SelectionPicture.Panel(title: "INPUT \(size)X\(size)", selectedPatches: nil)]
         panels += layers.map { SelectionPicture.Panel(title: "LAYER \($0.layer): \($0.kept)/\(patches)", selectedPatches: Set($0.patches)) }
         let ratio = schedule.keepRatio.map { "KEEP RATIO \(formatRatio($0))   " } ?? ""
-        let header = "\(displayFileName(paths[0]))   \(ratio)OUTLINED: COMPUTED   DIM: IDLE   TOP-1: \(top.text)"
+        let header = "\(displayName(paths[0]))   \(ratio)OUTLINED: COMPUTED   DIM: IDLE   TOP-1: \(top.text)"
         let picture = SelectionPicture(crop: batch.crops[0], patchSize: architecture.patchSize, header: header,
                                        panels: panels, columns: columns)
         let png: [UInt8]
@@ -115,10 +116,6 @@ struct Visualize: ParsableCommand {
         while text.hasSuffix("0") { text.removeLast() }
         if text.hasSuffix(".") { text.removeLast() }
         return text
-    }
-
-    private func displayFileName(_ path: String) -> String {
-        path.split(separator: "/").last.map(String.init) ?? path
     }
 
     /// The highest-scoring class and its softmax probability.
