@@ -40,11 +40,12 @@ public enum ImageDecoder {
         defer { icc_free(raw.pixels) }
         let count = Int(raw.width) * Int(raw.height)
         let samples = UnsafeBufferPointer(start: raw.pixels, count: count * Int(raw.channels))
-        var rgb = [UInt8](repeating: 0, count: count * 3)
+        var rgb: [UInt8]
         let kind: String
         switch Int32(raw.layout) {
         case Int32(ICC_GRAY):
             kind = "grayscale"
+            rgb = [UInt8](repeating: 0, count: count * 3)
             for i in 0..<count { rgb[3 * i] = samples[i]; rgb[3 * i + 1] = samples[i]; rgb[3 * i + 2] = samples[i] }
         case Int32(ICC_RGB):
             kind = "RGB"
@@ -54,6 +55,7 @@ public enum ImageDecoder {
             // converts with R = (255 - K) - C (255 - K) / 255 in integer arithmetic.
             kind = raw.adobe_marker != 0 ? "CMYK (Adobe)" : "CMYK"
             // Stored samples are 255 - ink, so the "not black" factor 255 - K is the stored K.
+            rgb = [UInt8](repeating: 0, count: count * 3)
             for i in 0..<count {
                 let notBlack = Int(samples[4 * i + 3])
                 for c in 0..<3 {
