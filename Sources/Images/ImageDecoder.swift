@@ -3,10 +3,7 @@ import CImageCodecs
 /// A file decoded and converted to RGB the way `PIL.Image.open(path).convert('RGB')` does,
 /// because that is what timm's eval transform (and so every published DeiT accuracy) sees.
 public struct DecodedImage: Sendable {
-    public enum Format: String, Sendable { case jpeg = "JPEG", png = "PNG" }
-
     public var image: RGBImage
-    public var format: Format
     /// How the file stores its pixels, e.g. "JPEG progressive, CMYK" or "PNG 16-bit gray".
     public var storage: String
     /// Lossy conversions the user should know about (e.g. 16-bit gray clipped at 255).
@@ -68,7 +65,7 @@ public enum ImageDecoder {
         }
         let storage = "JPEG \(raw.progressive != 0 ? "progressive" : "baseline"), \(kind)"
         return DecodedImage(image: RGBImage(width: Int(raw.width), height: Int(raw.height), pixels: rgb),
-                            format: .jpeg, storage: storage, notes: [])
+                            storage: storage, notes: [])
     }
 
     // MARK: PNG
@@ -118,7 +115,7 @@ public enum ImageDecoder {
         if raw.interlaced != 0 { storage += ", interlaced" }
         if channels == 2 || channels == 4 { storage += " (alpha dropped)" }
         return DecodedImage(image: RGBImage(width: Int(raw.width), height: Int(raw.height), pixels: rgb),
-                            format: .png, storage: storage, notes: notes)
+                            storage: storage, notes: notes)
     }
 
     // MARK: helpers
