@@ -15,15 +15,13 @@ public enum BicubicResample {
     public static func resize(_ image: RGBImage, width: Int, height: Int) -> RGBImage {
         precondition(width > 0 && height > 0)
         var current = image
-        // Pillow computes the vertical footprints first so the horizontal pass can skip rows
-        // the vertical pass never reads; the values are the same as resampling every row.
-        let vertical = Coefficients(inSize: image.height, outSize: height)
+        // (Pillow's horizontal pass skips rows the vertical footprints never read; resampling
+        // every row gives the same values.)
         if width != image.width {
-            let horizontal = Coefficients(inSize: image.width, outSize: width)
-            current = resampleRows(current, horizontal)
+            current = resampleRows(current, Coefficients(inSize: image.width, outSize: width))
         }
         if height != image.height {
-            current = resampleColumns(current, vertical)
+            current = resampleColumns(current, Coefficients(inSize: image.height, outSize: height))
         }
         return current
     }
