@@ -17,7 +17,7 @@ extension Interpreter {
         }
 
         if let limit = instruction.rowLimit,
-           executeRows(limit, node, instruction, f, inputs: inputs, epilogue: epilogue, y: y, scratch: scratch) {
+           executeRows(limit, node, instruction, f, inputs: inputs, epilogue: epilogue, y: y) {
             return
         }
 
@@ -59,7 +59,8 @@ extension Interpreter {
             AttentionKernel.run(q: f(0), k: packed ? f(0) + channels : f(1), v: packed ? f(0) + 2 * channels : f(2),
                                 rowStride: packed ? 3 * channels : channels, batch: outShape[0], tokens: outShape[1],
                                 channels: channels, heads: node.attributes.int("heads")!,
-                                scratch: scratch.assumingMemoryBound(to: Float.self), y: y, threads: threads)
+                                scratch: scratch.assumingMemoryBound(to: Float.self), y: y, threads: threads,
+                                queries: instruction.rowLimit ?? outShape[1])
 
         case .tokenSelect:
             let x = shapes[0]
@@ -87,11 +88,11 @@ extension Interpreter {
         }
     }
 
-    /// The ops that can compute only the first `limit` rows of every image (`RowDemand`);
-    /// false for the others, which then compute every row.
+    /// The row-wise ops computing only the first `limit` rows of every image (`RowDemand`);
+    /// false for the others, which then compute every row (attention takes the limit as its
+    /// number of queries in `execute`).
     private func executeRows(_ limit: Int, _ node: Node, _ instruction: Program.Instruction, _ f: (Int) -> UnsafePointer<Float>,
-                             inputs: [UnsafeRawPointer], epilogue: LinearEpilogue, y: UnsafeMutablePointer<Float>,
-                             scratch: UnsafeMutableRawPointer) -> Bool {
+                             inputs: [UnsafeRawPointer], epilogue: LinearEpilogue, y: UnsafeMutablePointer<Float>) -> Bool {
         let shape = instruction.outputShape
         let (batch, tokens, channels) = (shape[0], shape[1], shape[2])
         switch node.op {
@@ -124,22 +125,10 @@ extension Interpreter {
                 let offset = b * tokens * channels
                 ElementwiseKernel.addRange(f(0) + offset, f(1) + (broadcast ? 0 : offset), count: limit * channels, y: y + offset)
             }
-        case .attention:
-            let packed = inputs.count == 1
-            AttentionKernel.run(q: f(0), k: packed ? f(0) + channels : f(1), v: packed ? f(0) + 2 * channels : f(2),
-                                rowStride: packed ? 3 * channels : channels, batch: batch, tokens: tokens,
-                                channels: channels, heads: node.attributes.int("heads")!,
-                                scratch: scratch.assumingMemoryBound(to: Float.self), y: y, threads: threads, queries: limit)
         case .gatherTokens:
             let x = instruction.inputShapes[0]
-            let selected = instruction.inputShapes[1][1]
-            let index = inputs[1].assumingMemoryBound(to: Int32.self)
-            for b in 0..<batch {
-                for s in 0..<limit {
-                    let t = Int(index[b * selected + s])
-                    (y + (b * tokens + s) * channels).update(from: f(0) + (b * x[1] + t) * channels, count: channels)
-                }
-            }
+            TokenKernels.gather(f(0), batch: batch, tokens: x[1], channels: channels,
+                                index: inputs[1].assumingMemoryBound(to: Int32.self), selected: tokens, rows: limit, y: y)
         case .scatterTokens:
             // Demanded rows are prefix tokens, selected at the same positions: rows[b, p] -> y[b, p].
             let selected = instruction.inputShapes[1][1]

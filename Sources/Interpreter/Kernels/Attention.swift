@@ -14,10 +14,9 @@ enum AttentionKernel {
 
     static func run(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, rowStride: Int,
                     batch: Int, tokens: Int, channels: Int, heads: Int,
-                    scratch: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int, queries: Int? = nil) {
-        // `queries`: only the first rows of each image attend (row demand); keys and values
-        // are still every token.
-        let queries = queries ?? tokens
+                    scratch: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int, queries: Int) {
+        // `queries`: the first rows of each image that attend (all `tokens`, or fewer under
+        // row demand); keys and values are still every token.
         let d = channels / heads
         let scale = 1 / Float(d).squareRoot()
         let pairs = batch * heads

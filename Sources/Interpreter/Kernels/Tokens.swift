@@ -16,10 +16,11 @@ enum TokenKernels {
         for b in 0..<batch { (y + b * channels).update(from: x + (b * tokens + index) * channels, count: channels) }
     }
 
+    /// `y[b, s] = x[b, index[b, s]]`; with `rows`, only for the first `rows` of the `selected`.
     static func gather(_ x: UnsafePointer<Float>, batch: Int, tokens: Int, channels: Int,
-                       index: UnsafePointer<Int32>, selected: Int, y: UnsafeMutablePointer<Float>) {
+                       index: UnsafePointer<Int32>, selected: Int, rows: Int? = nil, y: UnsafeMutablePointer<Float>) {
         for b in 0..<batch {
-            for s in 0..<selected {
+            for s in 0..<(rows ?? selected) {
                 let t = Int(index[b * selected + s])
                 (y + (b * selected + s) * channels).update(from: x + (b * tokens + t) * channels, count: channels)
             }
