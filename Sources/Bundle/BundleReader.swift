@@ -204,10 +204,7 @@ public enum BundleReader {
             guard rate == nil else { throw bad("gives a 'base_rate' but no idle layers") }
             return nil
         }
-        let schedule = IdleSchedule(kept: counts, patchCount: a.patchCount, keepRatio: rate)
-        // Session.prepare re-reads `idle` with IdleMetadata; it must agree with this reading.
-        guard (try? IdleMetadata.decode(text, depth: a.depth)) == schedule else { throw bad("is not readable as an idle schedule") }
-        return schedule
+        return IdleSchedule(kept: counts, patchCount: a.patchCount, keepRatio: rate)
     }
 
     /// Each layer the schedule makes idle has one `token_select` keeping its K tokens after

@@ -2,6 +2,7 @@ import Bundle
 import IR
 import HDF5Importer
 import Importers
+import Passes
 import ONNXImporter
 
 /// A model file turned into the canonical IR, with what `inspect` needs to describe it.
@@ -15,6 +16,8 @@ public struct LoadedModel: Sendable {
     public var graph: Graph
     /// Format-specific facts (`ONNX opset`, op histogram, HDF5 layout...), printed by `inspect`.
     public var details: [(String, String)]
+    /// The schedule a file carries (a bundle), validated, with the graph it rewrites to.
+    public var storedIdle: (schedule: IdleSchedule, graph: Graph)?
 }
 
 public struct TensorSummary: Sendable {
@@ -86,11 +89,13 @@ public enum ModelLoader {
         } catch {
             throw .architecture(file: file, problems: ["cannot build the graph: \(error)"])
         }
+        var storedIdle: (schedule: IdleSchedule, graph: Graph)?
         if let bundle {
-            try BundleReader.checkRebuilt(bundle, file: path, recognized: recognized.architecture, dense: graph)
+            let rewritten = try BundleReader.checkRebuilt(bundle, file: path, recognized: recognized.architecture, dense: graph)
+            if let schedule = bundle.schedule { storedIdle = (schedule, rewritten) }
             details += bundle.details
         }
         return LoadedModel(path: path, format: format, sourceTensors: summaries, sourceMetadata: weights.metadata,
-                           recognized: recognized, graph: graph, details: details)
+                           recognized: recognized, graph: graph, details: details, storedIdle: storedIdle)
     }
 }

@@ -70,11 +70,6 @@ public enum Session {
                     throw ScheduleError.notADeiTGraph("--idle-layers needs --keep-ratio")
                 }
                 schedule = try IdleSchedule.standard(depth: a.depth, patchCount: a.patchCount, keepRatio: r, idleLayers: request.idleLayers)
-            } else if let stored = loaded.sourceMetadata["idle"] {
-                // A bundle carries its schedule; flags override it. A dense bundle's schedule
-                // (every layer null) is no schedule at all.
-                let decoded = try IdleMetadata.decode(stored, depth: a.depth)
-                schedule = decoded.idleLayers.isEmpty ? nil : decoded
             }
         } catch let error as ScheduleError {
             throw .schedule(error)
@@ -82,7 +77,10 @@ public enum Session {
             throw .pass("\(error)")
         }
         var graph = loaded.graph
-        if let schedule {
+        if schedule == nil, let stored = loaded.storedIdle {
+            // A bundle's own schedule, already validated and applied by the loader; flags override it.
+            (schedule, graph) = stored
+        } else if let schedule {
             do {
                 graph = try PassPipeline([IdleBlockRewrite(schedule: schedule)]).run(graph)
             } catch let error as ScheduleError {

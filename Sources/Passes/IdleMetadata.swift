@@ -12,20 +12,4 @@ public enum IdleMetadata {
             ("kept", .array(schedule.kept.map { $0.map(JSONValue.int) ?? .null })),
         ]))
     }
-
-    public static func decode(_ text: String, depth: Int) throws(ScheduleError) -> IdleSchedule {
-        guard let json = try? JSONParser.parse(text), let patchCount = json["patch_count"]?.intValue,
-              let kept = json["kept"]?.arrayValue else {
-            throw .notADeiTGraph("'idle' metadata is not {\"patch_count\", \"kept\": [...]}")
-        }
-        var list: [Int?] = []
-        for entry in kept {
-            if entry == .null { list.append(nil); continue }
-            guard let k = entry.intValue else { throw .notADeiTGraph("'idle' kept entries must be integers or null") }
-            list.append(k)
-        }
-        var schedule = try IdleSchedule.explicit(list, depth: depth, patchCount: patchCount)
-        schedule.keepRatio = json["base_rate"]?.doubleValue
-        return schedule
-    }
 }
