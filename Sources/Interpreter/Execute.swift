@@ -2,7 +2,8 @@ import IR
 
 extension Interpreter {
     /// Dispatches one instruction to its kernel with the program's concrete extents.
-    func execute(_ step: Step, _ instruction: Program.Instruction, inputs: [UnsafeRawPointer], residual: UnsafePointer<Float>?,
+    func execute(_ step: Step, _ instruction: Program.Instruction, inputs: UnsafeBufferPointer<UnsafeRawPointer>,
+                 residual: UnsafePointer<Float>?,
                  output: UnsafeMutableRawPointer, scratch: UnsafeMutableRawPointer) {
         let node = step.node
         let shapes = instruction.inputShapes
@@ -92,7 +93,7 @@ extension Interpreter {
     /// false for the others, which then compute every row (attention takes the limit as its
     /// number of queries in `execute`).
     private func executeRows(_ limit: Int, _ node: Node, _ instruction: Program.Instruction, _ f: (Int) -> UnsafePointer<Float>,
-                             inputs: [UnsafeRawPointer], epilogue: LinearEpilogue, y: UnsafeMutablePointer<Float>) -> Bool {
+                             inputs: UnsafeBufferPointer<UnsafeRawPointer>, epilogue: LinearEpilogue, y: UnsafeMutablePointer<Float>) -> Bool {
         let shape = instruction.outputShape
         let (batch, tokens, channels) = (shape[0], shape[1], shape[2])
         switch node.op {

@@ -54,6 +54,7 @@ public final class Interpreter: @unchecked Sendable {
     public let threads: Int
     private let steps: [Step]
     private var programs: [PlanKey: PreparedProgram] = [:]
+    private let outputNames: Set<String>
     private let profile: Profile?
     private let fuse: Bool
     private let limitRows: Bool
@@ -67,6 +68,7 @@ public final class Interpreter: @unchecked Sendable {
             throw .invalidGraph(error.description)
         }
         self.graph = graph
+        outputNames = Set(graph.outputs)
         let available = Interpreter.availableCores()
         self.threads = max(1, min(threads ?? available, 64))
         // Kernels thread their own BLAS calls; OpenBLAS threads on top would fight them.
@@ -117,7 +119,7 @@ public final class Interpreter: @unchecked Sendable {
 
     /// Runs the graph on `inputs` (by input name; the first input's leading extent is the batch).
     public func run(_ inputs: [String: FloatTensor], capture: Capture = .outputs) throws(InterpreterError) -> [String: Activation] {
-        var inputPointers: [UnsafePointer<Float>] = []
+        var inputPointers: [UnsafeRawPointer] = []
         var batch = -1
         for input in graph.inputs {
             guard let tensor = inputs[input.name] else { throw .badInput("missing input '\(input.name)'") }
@@ -128,11 +130,11 @@ public final class Interpreter: @unchecked Sendable {
             guard tensor.shape == input.type.concreteShape(batch: batch) else {
                 throw .badInput("'\(input.name)' has shape \(describeShape(tensor.shape)), expected \(describeShape(input.type.concreteShape(batch: batch)))")
             }
-            inputPointers.append(tensor.pointer)
+            inputPointers.append(UnsafeRawPointer(tensor.pointer))
         }
         let captured: Set<String>
         switch capture {
-        case .outputs: captured = Set(graph.outputs)
+        case .outputs: captured = outputNames
         case .all: captured = Set(graph.nodes.map(\.name))
         case .names(let names): captured = names.union(graph.outputs)
         }
@@ -141,26 +143,22 @@ public final class Interpreter: @unchecked Sendable {
         let arena = prepared.arena
         let offsets = program.layout.valueOffsets
 
-        func pointer(_ operand: Operand) -> UnsafeRawPointer {
-            switch operand {
-            case .input(let position): return UnsafeRawPointer(inputPointers[position])
-            case .constant(let pointer): return UnsafeRawPointer(pointer)
-            case .node(let index): return UnsafeRawPointer(arena + offsets[index])
+        for (slot, position) in prepared.inputSlots { prepared.pointers[slot] = inputPointers[position] }
+        prepared.pointers.withUnsafeBufferPointer { pointers in
+            for (p, instruction) in program.instructions.enumerated() {
+                let mark = profile?.start()
+                let residual = prepared.residualSlots[p].map { pointers[$0].assumingMemoryBound(to: Float.self) }
+                execute(steps[instruction.step], instruction, inputs: UnsafeBufferPointer(rebasing: pointers[prepared.operandSlots[p]]),
+                        residual: residual, output: arena + offsets[instruction.output],
+                        scratch: arena + program.layout.scratchOffsets[p])
+                if let mark { profile?.add(instruction.label, since: mark, flops: instruction.flops) }
             }
-        }
-        for (p, instruction) in program.instructions.enumerated() {
-            let step = steps[instruction.step]
-            let mark = profile?.start()
-            var residual: UnsafePointer<Float>?
-            if case .residual(let operand) = instruction.fusion { residual = pointer(operand).assumingMemoryBound(to: Float.self) }
-            execute(step, instruction, inputs: step.operands.map(pointer), residual: residual,
-                    output: arena + offsets[instruction.output], scratch: arena + program.layout.scratchOffsets[p])
-            if let mark { profile?.add(instruction.label, since: mark, flops: instruction.flops) }
         }
         profile?.finishRun()
 
         var result: [String: Activation] = [:]
-        for (i, step) in steps.enumerated() where captured.contains(step.node.name) {
+        for i in program.captured {
+            let step = steps[i]
             let shape = step.node.type.concreteShape(batch: batch)
             let source = arena + offsets[i]
             if step.node.type.elementType == .i32 {
@@ -186,12 +184,44 @@ public final class Interpreter: @unchecked Sendable {
         var captured: Set<String>
     }
 
+    /// A program with its arena and every instruction's operand pointers, resolved once:
+    /// arena offsets and weights are fixed for the program, so a run only fills in the
+    /// graph inputs' slots.
     private final class PreparedProgram {
         let program: Program
         let arena: UnsafeMutableRawPointer
-        init(program: Program) {
+        /// Each instruction's operands (`operandSlots[p]`), then its residual when fused.
+        var pointers: [UnsafeRawPointer] = []
+        private(set) var operandSlots: [Range<Int>] = []
+        private(set) var residualSlots: [Int?] = []
+        /// Slots holding a graph input (slot, input position), filled in per run.
+        private(set) var inputSlots: [(slot: Int, input: Int)] = []
+
+        init(program: Program, steps: [Step]) {
             self.program = program
             arena = UnsafeMutableRawPointer.allocate(byteCount: program.layout.arenaBytes, alignment: MemoryPlan.alignment)
+            func append(_ operand: Operand) {
+                switch operand {
+                case .input(let position):
+                    inputSlots.append((pointers.count, position))
+                    pointers.append(UnsafeRawPointer(arena))
+                case .constant(let pointer):
+                    pointers.append(UnsafeRawPointer(pointer))
+                case .node(let index):
+                    pointers.append(UnsafeRawPointer(arena + program.layout.valueOffsets[index]))
+                }
+            }
+            for instruction in program.instructions {
+                let start = pointers.count
+                steps[instruction.step].operands.forEach(append)
+                operandSlots.append(start..<pointers.count)
+                if case .residual(let operand) = instruction.fusion {
+                    residualSlots.append(pointers.count)
+                    append(operand)
+                } else {
+                    residualSlots.append(nil)
+                }
+            }
         }
         deinit { arena.deallocate() }
     }
@@ -200,7 +230,7 @@ public final class Interpreter: @unchecked Sendable {
         let key = PlanKey(batch: batch, captured: captured)
         if let prepared = programs[key] { return prepared }
         let prepared = PreparedProgram(program: Program(steps: steps, batch: batch, captured: captured, threads: threads,
-                                                        fuse: fuse, limitRows: limitRows))
+                                                        fuse: fuse, limitRows: limitRows), steps: steps)
         programs[key] = prepared
         return prepared
     }

@@ -39,6 +39,8 @@ struct Program {
 
     let instructions: [Instruction]
     let layout: MemoryPlan
+    /// Steps whose values are captured (copied out after a run), in order.
+    let captured: [Int]
 
     init(steps: [Step], batch: Int, captured: Set<String>, threads: Int, fuse: Bool, limitRows: Bool) {
         var consumers = [[Int]](repeating: [], count: steps.count)
@@ -99,6 +101,7 @@ struct Program {
                                                scratchBytes: Program.scratchBytes(steps[instruction.step], batch: batch, threads: threads)))
         }
         self.instructions = instructions
+        self.captured = steps.indices.filter { isCaptured[$0] }
         self.layout = MemoryPlan.make(values: steps.count, requests: requests)
     }
 
