@@ -69,8 +69,7 @@ public final class Interpreter: @unchecked Sendable {
         }
         self.graph = graph
         outputNames = Set(graph.outputs)
-        let available = Interpreter.availableCores()
-        self.threads = max(1, min(threads ?? available, 64))
+        self.threads = max(1, min(threads ?? onlineCoreCount(), 64))
         // Kernels thread their own BLAS calls; OpenBLAS threads on top would fight them.
         openblas_set_num_threads(LinearKernel.blasThreading ? Int32(self.threads) : 1)
         profile = environmentFlag("IDLEVIT_PROFILE") == true ? Profile() : nil
@@ -112,10 +111,6 @@ public final class Interpreter: @unchecked Sendable {
     }
 
     deinit { profile?.report() }
-
-    static func availableCores() -> Int {
-        onlineCoreCount()
-    }
 
     /// Runs the graph on `inputs` (by input name; the first input's leading extent is the batch).
     public func run(_ inputs: [String: FloatTensor], capture: Capture = .outputs) throws(InterpreterError) -> [String: Activation] {

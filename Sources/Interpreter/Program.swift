@@ -61,8 +61,7 @@ struct Program {
                 let consumer = steps[j]
                 if consumer.node.op == .gelu {
                     (output, fusion, label) = (j, .gelu, "linear+gelu")
-                } else if consumer.node.op == .add, consumer.operands.count == 2,
-                          let residual = Program.residual(of: consumer, linear: i, before: i),
+                } else if consumer.node.op == .add, let residual = Program.residual(of: consumer, linear: i),
                           consumer.inputTypes[0] == consumer.inputTypes[1] {
                     (output, fusion, label) = (j, .residual(residual), "linear+add")
                 }
@@ -106,7 +105,7 @@ struct Program {
     }
 
     /// The add's operand that is not the linear, if it is available before the linear runs.
-    private static func residual(of add: Step, linear: Int, before position: Int) -> Operand? {
+    private static func residual(of add: Step, linear: Int) -> Operand? {
         guard add.operands.count == 2 else { return nil }
         let other: Operand
         switch (add.operands[0], add.operands[1]) {
@@ -114,7 +113,7 @@ struct Program {
         case (let a, .node(let b)) where b == linear: other = a
         default: return nil
         }
-        if case .node(let index) = other, index >= position { return nil }
+        if case .node(let index) = other, index >= linear { return nil }
         return other
     }
 
