@@ -39,7 +39,6 @@ LABEL = {"ti": "DeiT-Ti", "s": "DeiT-S", "b": "DeiT-B"}
 def export(args):
     import torch
     import timm
-    import numpy as np
     from safetensors.torch import save_file
 
     os.makedirs(args.work, exist_ok=True)
@@ -68,7 +67,6 @@ def export(args):
 # one round of the Python contenders
 
 def python_bench(args):
-    import numpy as np
     import torch
     import timm
     import onnxruntime as ort
@@ -331,12 +329,11 @@ def main():
     b = sub.add_parser("python-bench")
     b.add_argument("--work", required=True)
     b.add_argument("--model", required=True, choices=list(MODELS))
-    for q in (b,):
-        q.add_argument("--batch", type=int, default=1)
-        q.add_argument("--threads", type=int, default=2)
-        q.add_argument("--runs", type=int, default=5)
-        q.add_argument("--warmup", type=int, default=2)
-        q.add_argument("--ratios", nargs="+", type=float, default=[0.7, 0.5])
+    b.add_argument("--batch", type=int, default=1)
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--runs", type=int, default=5)
+    b.add_argument("--warmup", type=int, default=2)
+    b.add_argument("--ratios", nargs="+", type=float, default=[0.7, 0.5])
     lo = sub.add_parser("py-load")
     lo.add_argument("kind")
     lo.add_argument("file")

@@ -11,9 +11,9 @@
 #
 # OPENBLAS_CORETYPE: the machines this project is developed on export OPENBLAS_CORETYPE=Haswell,
 # which makes OpenBLAS use its AVX2 kernels (about half the speed on an AVX-512 CPU). A user's
-# machine does not set it, so every contender runs with it removed from the environment
-# (`env -u`), and the output says so. HASWELL_TOO=1 also reruns idlevit with the variable as the
-# environment had it, for comparison.
+# machine does not set it, so compare.py removes it from the environment of every contender it
+# starts and records what the launching environment had (--keep-coretype leaves it set).
+# HASWELL_TOO=1 also reruns idlevit with the variable as the environment had it, for comparison.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -37,7 +37,8 @@ else
 fi
 
 echo "== environment: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>}; benchmarking with it unset" >&2
-env -u OPENBLAS_CORETYPE "$PYTHON" "$HERE/compare.py" run --idlevit "$IDLEVIT" "$@"
+# Not `env -u` here: compare.py needs to see the variable to record it and to honour --keep-coretype.
+"$PYTHON" "$HERE/compare.py" run --idlevit "$IDLEVIT" "$@"
 
 if [ "${HASWELL_TOO:-0}" = 1 ] && [ -n "${OPENBLAS_CORETYPE:-}" ]; then
     echo "== idlevit again with OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE (as this environment sets it)" >&2
