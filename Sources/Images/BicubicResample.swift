@@ -13,38 +13,56 @@ public enum BicubicResample {
     /// Resamples `image` to `width` x `height`. Returns the image unchanged when the size is
     /// the same (PIL copies it).
     public static func resize(_ image: RGBImage, width: Int, height: Int) -> RGBImage {
-        precondition(width > 0 && height > 0)
-        var current = image
-        // (Pillow's horizontal pass skips rows the vertical footprints never read; resampling
-        // every row gives the same values.)
-        if width != image.width {
-            current = resampleRows(current, Coefficients(inSize: image.width, outSize: width))
-        }
+        resize(image, width: width, height: height, columns: 0..<width, rows: 0..<height)
+    }
+
+    /// The output columns `columns` and rows `rows` of the resize to `width` x `height`: the
+    /// same bytes as resizing and then cropping, without computing the pixels the crop drops.
+    /// An axis whose size does not change is only cropped.
+    public static func resize(_ image: RGBImage, width: Int, height: Int, columns: Range<Int>, rows: Range<Int>) -> RGBImage {
+        precondition(width > 0 && height > 0 && columns.lowerBound >= 0 && columns.upperBound <= width
+                     && rows.lowerBound >= 0 && rows.upperBound <= height)
+        // Like Pillow, the horizontal pass covers only the source rows the vertical pass reads.
+        var vertical: Coefficients?
+        var sourceRows = rows
         if height != image.height {
-            current = resampleColumns(current, Coefficients(inSize: image.height, outSize: height))
+            let k = Coefficients(inSize: image.height, outSize: height, outputs: rows)
+            sourceRows = k.sourceSpan
+            vertical = k
+        }
+        var current: RGBImage
+        if width != image.width {
+            current = resampleRows(image, Coefficients(inSize: image.width, outSize: width, outputs: columns), rows: sourceRows)
+        } else if columns == 0..<image.width && sourceRows == 0..<image.height {
+            current = image
+        } else {
+            current = image.cropped(x: columns.lowerBound, y: sourceRows.lowerBound, width: columns.count, height: sourceRows.count)
+        }
+        if let vertical {
+            current = resampleColumns(current, vertical, firstRow: sourceRows.lowerBound)
         }
         return current
     }
 
-    /// For each output position: the first source index, how many follow, and their weights in
-    /// fixed point (`taps` per position, unused ones zero).
+    /// For each output position in `outputs`: the first source index, how many follow, and
+    /// their weights in fixed point (`taps` per position, unused ones zero).
     struct Coefficients {
         var first: [Int] = []
         var count: [Int] = []
         var taps = 0
         var weights: [Int] = []
 
-        init(inSize: Int, outSize: Int) {
+        init(inSize: Int, outSize: Int, outputs: Range<Int>) {
             // Pillow derives the scale from a float box (0, 0, w, h) divided in double.
             let scale = Double(Float(inSize)) / Double(outSize)
             let filterScale = max(scale, 1.0)
             let support = 2.0 * filterScale
             taps = Int(support.rounded(.up)) * 2 + 1
-            weights = [Int](repeating: 0, count: outSize * taps)
+            weights = [Int](repeating: 0, count: outputs.count * taps)
             var raw = [Double](repeating: 0, count: taps)
             // Multiplying by the reciprocal (not dividing) matters for the last bit.
             let inverseScale = 1.0 / filterScale
-            for out in 0..<outSize {
+            for (position, out) in outputs.enumerated() {
                 let center = (Double(out) + 0.5) * scale
                 // C's (int) cast truncates toward zero; the clamp makes negative values 0 anyway.
                 let low = max(Int(center - support + 0.5), 0)
@@ -59,11 +77,17 @@ public enum BicubicResample {
                 for i in 0..<n {
                     let normalised = total != 0 ? raw[i] / total : raw[i]
                     let scaled = normalised * Double(1 << BicubicResample.precisionBits)
-                    weights[out * taps + i] = Int(normalised < 0 ? scaled - 0.5 : scaled + 0.5)
+                    weights[position * taps + i] = Int(normalised < 0 ? scaled - 0.5 : scaled + 0.5)
                 }
                 first.append(low)
                 count.append(n)
             }
+        }
+
+        /// The source indices the positions read.
+        var sourceSpan: Range<Int> {
+            guard let low = first.min() else { return 0..<0 }
+            return low..<zip(first, count).map { $0 + $1 }.max()!
         }
     }
 
@@ -83,14 +107,15 @@ public enum BicubicResample {
         return v < 0 ? 0 : (v > 255 ? 255 : UInt8(v))
     }
 
-    static func resampleRows(_ image: RGBImage, _ k: Coefficients) -> RGBImage {
+    /// The horizontal pass over the source rows `rows`.
+    static func resampleRows(_ image: RGBImage, _ k: Coefficients, rows: Range<Int>) -> RGBImage {
         let outWidth = k.first.count
-        var out = [UInt8](repeating: 0, count: outWidth * image.height * 3)
+        var out = [UInt8](repeating: 0, count: outWidth * rows.count * 3)
         let bias = 1 << (precisionBits - 1)
         image.pixels.withUnsafeBufferPointer { src in
             k.weights.withUnsafeBufferPointer { w in
                 out.withUnsafeMutableBufferPointer { dst in
-                    for y in 0..<image.height {
+                    for (outRow, y) in rows.enumerated() {
                         let row = y * image.width * 3
                         for x in 0..<outWidth {
                             var r = bias, g = bias, b = bias
@@ -102,7 +127,7 @@ public enum BicubicResample {
                                 g += Int(src[base + 3 * i + 1]) * weight
                                 b += Int(src[base + 3 * i + 2]) * weight
                             }
-                            let o = (y * outWidth + x) * 3
+                            let o = (outRow * outWidth + x) * 3
                             dst[o] = clip(r)
                             dst[o + 1] = clip(g)
                             dst[o + 2] = clip(b)
@@ -111,10 +136,11 @@ public enum BicubicResample {
                 }
             }
         }
-        return RGBImage(width: outWidth, height: image.height, pixels: out)
+        return RGBImage(width: outWidth, height: rows.count, pixels: out)
     }
 
-    static func resampleColumns(_ image: RGBImage, _ k: Coefficients) -> RGBImage {
+    /// The vertical pass over `image`, whose first row is source row `firstRow`.
+    static func resampleColumns(_ image: RGBImage, _ k: Coefficients, firstRow: Int) -> RGBImage {
         let outHeight = k.first.count
         let stride = image.width * 3
         var out = [UInt8](repeating: 0, count: stride * outHeight)
@@ -124,7 +150,7 @@ public enum BicubicResample {
                 out.withUnsafeMutableBufferPointer { dst in
                     for y in 0..<outHeight {
                         let taps = y * k.taps
-                        let first = k.first[y] * stride
+                        let first = (k.first[y] - firstRow) * stride
                         for c in 0..<stride {
                             var sum = bias
                             for i in 0..<k.count[y] {

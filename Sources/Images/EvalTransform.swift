@@ -42,12 +42,12 @@ public struct EvalTransform: Sendable {
     /// Resize and centre-crop: the `imageSize` x `imageSize` RGB the model sees.
     public func crop(_ image: RGBImage) -> RGBImage {
         let target = resizedSize(width: image.width, height: image.height)
-        // torchvision returns the image untouched when it already has the target size.
-        let resized = (target.width == image.width && target.height == image.height)
-            ? image : BicubicResample.resize(image, width: target.width, height: target.height)
-        let left = EvalTransform.cropOffset(size: resized.width, crop: imageSize)
-        let top = EvalTransform.cropOffset(size: resized.height, crop: imageSize)
-        return resized.cropped(x: left, y: top, width: imageSize, height: imageSize)
+        let left = EvalTransform.cropOffset(size: target.width, crop: imageSize)
+        let top = EvalTransform.cropOffset(size: target.height, crop: imageSize)
+        // Only the crop is resampled. (torchvision returns the image untouched when it already
+        // has the target size; resize leaves an unchanged axis alone too.)
+        return BicubicResample.resize(image, width: target.width, height: target.height,
+                                      columns: left..<(left + imageSize), rows: top..<(top + imageSize))
     }
 
     /// ToTensor + Normalize of a crop: [3, S, S] channel-major floats, appended to `values`.
