@@ -1,4 +1,5 @@
 import IR
+import Importers
 
 /// What `idlevit-hdf5-reader` found in an HDF5 file, passed back to idlevit as JSON in the
 /// `__metadata__` of the safetensors file it writes. Shared by both sides so the protocol
@@ -89,34 +90,8 @@ public enum HDF5ReaderProtocol {
 
     /// The reader's one-line error: `file<TAB>rule` or `dataset<TAB>name<TAB>rule`.
     public static func rejectionLine(dataset: String?, rule: String) -> String {
-        if let dataset { return "dataset\t\(dataset.escapingControlCharacters)\t\(rule.escapingControlCharacters)" }
-        return "file\t\(rule.escapingControlCharacters)"
-    }
-}
-
-extension String {
-    /// Control characters and line or paragraph separators written as `\u{..}`, so text from
-    /// a hostile file (a dataset name with a newline) cannot break a one-line message.
-    public var escapingControlCharacters: String {
-        guard unicodeScalars.contains(where: \.isLineBreakingOrControl) else { return self }
-        var result = ""
-        for scalar in unicodeScalars {
-            if scalar.isLineBreakingOrControl {
-                result += "\\u{" + String(scalar.value, radix: 16) + "}"
-            } else {
-                result.unicodeScalars.append(scalar)
-            }
-        }
-        return result
-    }
-}
-
-extension Unicode.Scalar {
-    var isLineBreakingOrControl: Bool {
-        switch properties.generalCategory {
-        case .control, .lineSeparator, .paragraphSeparator, .format: return true
-        default: return false
-        }
+        if let dataset { return "dataset\t\(dataset.escapedForMessage)\t\(rule.escapedForMessage)" }
+        return "file\t\(rule.escapedForMessage)"
     }
 }
 

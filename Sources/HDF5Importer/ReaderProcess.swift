@@ -67,14 +67,14 @@ struct ReaderProcess {
         switch code {
         case 0: return .finished
         case HDF5ReaderProtocol.exitRejected:
+            // The reader escaped the fields of its rejection line (HDF5ReaderProtocol.rejectionLine);
+            // anything else it printed is escaped here, once.
             let fields = message.split(separator: "\t", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
-            if fields.count == 3, fields[0] == "dataset" {
-                return .rejected(dataset: fields[1].escapingControlCharacters, rule: fields[2].escapingControlCharacters)
-            }
-            if fields.count == 2, fields[0] == "file" { return .rejected(dataset: nil, rule: fields[1].escapingControlCharacters) }
-            return .rejected(dataset: nil, rule: message.isEmpty ? "rejected without a reason" : message)
-        case HDF5ReaderProtocol.exitCannotWrite: return .cannotWrite(message.escapingControlCharacters)
-        default: return .exited(code, message.escapingControlCharacters)
+            if fields.count == 3, fields[0] == "dataset" { return .rejected(dataset: fields[1], rule: fields[2]) }
+            if fields.count == 2, fields[0] == "file" { return .rejected(dataset: nil, rule: fields[1]) }
+            return .rejected(dataset: nil, rule: message.isEmpty ? "rejected without a reason" : message.escapedForMessage)
+        case HDF5ReaderProtocol.exitCannotWrite: return .cannotWrite(message.escapedForMessage)
+        default: return .exited(code, message.escapedForMessage)
         }
     }
 

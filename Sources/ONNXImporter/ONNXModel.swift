@@ -174,24 +174,3 @@ struct ONNXTensor {
         }
     }
 }
-
-/// A string from the file made safe for one-line messages: control characters (newlines
-/// included) and Unicode line separators become `\u{XX}` escapes. Every name passes through
-/// here, consistently, so the dataflow between escaped names is unchanged.
-func printableText(_ text: String) -> String {
-    guard text.unicodeScalars.contains(where: needsEscape) else { return text }
-    var result = ""
-    for scalar in text.unicodeScalars {
-        if needsEscape(scalar) {
-            result += "\\u{" + String(scalar.value, radix: 16) + "}"
-        } else {
-            result.unicodeScalars.append(scalar)
-        }
-    }
-    return result
-}
-
-private func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
-    scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029
-        || scalar.value == 0x5C
-}

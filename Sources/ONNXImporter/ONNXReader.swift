@@ -215,11 +215,11 @@ struct ProtoConverter {
     }
 
     func text(_ pointer: UnsafeMutablePointer<CChar>?) -> String {
-        pointer.map { printableText(String(cString: $0)) } ?? ""
+        pointer.map { String(cString: $0).escapedForMessage } ?? ""
     }
 
     func bytesText(_ data: ProtobufCBinaryData) -> String {
         guard let bytes = data.data, data.len > 0 else { return "" }
-        return printableText(String(decoding: UnsafeBufferPointer(start: bytes, count: data.len), as: UTF8.self))
+        return String(decoding: UnsafeBufferPointer(start: bytes, count: data.len), as: UTF8.self).escapedForMessage
     }
 }

@@ -13,7 +13,7 @@ struct TensorDecoder {
     /// "attribute 'value' of node X").
     func decode(_ proto: UnsafePointer<Onnx__TensorProto>, context: String) throws(ImportError) -> ONNXTensor {
         let t = proto.pointee
-        let name = t.name.map { printableText(String(cString: $0)) } ?? ""
+        let name = t.name.map { String(cString: $0).escapedForMessage } ?? ""
         let label = name.isEmpty ? context : name
         func fail(_ rule: String) -> ImportError { .invalidTensor(file: file, tensor: label, rule: rule) }
 
@@ -143,7 +143,7 @@ struct TensorDecoder {
         var result: [String: String] = [:]
         for i in 0..<t.n_external_data {
             guard let entry = t.external_data?[i]?.pointee, let key = entry.key else { continue }
-            result[printableText(String(cString: key))] = entry.value.map { printableText(String(cString: $0)) } ?? ""
+            result[String(cString: key).escapedForMessage] = entry.value.map { String(cString: $0).escapedForMessage } ?? ""
         }
         return result
     }

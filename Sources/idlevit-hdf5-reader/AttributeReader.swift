@@ -1,3 +1,4 @@
+import Importers
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -29,8 +30,8 @@ struct AttributeReader {
             guard attribute >= 0 else { throw .library("cannot open attribute \(index) of '\(owner)'") }
             defer { H5Aclose(attribute) }
             let name = try Self.name(of: attribute, owner: owner)
-            guard name == name.escapingControlCharacters else {
-                skipped.append(name.escapingControlCharacters)
+            guard !name.unicodeScalars.contains(where: \.isUnprintable) else {
+                skipped.append(name.escapedForMessage)
                 continue
             }
             if let value = try Self.value(of: attribute, label: "attribute '\(name)' of '\(owner)'") {

@@ -109,7 +109,8 @@ final class HDF5File {
             // unsafe to echo in messages.
             guard let name = String(validating: bytes, as: UTF8.self),
                   !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-                let shown = String(decoding: bytes, as: UTF8.self).escapingControlCharacters
+                // Escaped once, with the whole rule, by HDF5ReaderProtocol.rejectionLine.
+                let shown = String(decoding: bytes, as: UTF8.self)
                 throw .rejected(dataset: nil, rule: "member \(index) of group '\(where_)' has a name that is not printable UTF-8 ('\(shown)'): the file is corrupt")
             }
             let member = where_ == "/" ? "/" + name : where_ + "/" + name

@@ -1,0 +1,30 @@
+extension String {
+    /// Text from a file made safe for a one-line message: control and format characters, line
+    /// and paragraph separators become `\u{..}` escapes (a dataset name with a newline cannot
+    /// break the line, a bidi override cannot disguise it), and so does the backslash, which
+    /// keeps the escaping one-to-one: distinct names stay distinct after it.
+    public var escapedForMessage: String {
+        guard unicodeScalars.contains(where: \.needsMessageEscape) else { return self }
+        var result = ""
+        for scalar in unicodeScalars {
+            if scalar.needsMessageEscape {
+                result += "\\u{" + String(scalar.value, radix: 16) + "}"
+            } else {
+                result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+}
+
+extension Unicode.Scalar {
+    /// Control, format, line or paragraph separator characters: never shown as they are.
+    public var isUnprintable: Bool {
+        switch properties.generalCategory {
+        case .control, .lineSeparator, .paragraphSeparator, .format: return true
+        default: return false
+        }
+    }
+
+    fileprivate var needsMessageEscape: Bool { isUnprintable || value == 0x5C }
+}
