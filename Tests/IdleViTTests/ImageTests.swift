@@ -50,6 +50,14 @@ final class ImageTests: XCTestCase {
         let down = BicubicResample.resize(chelsea, width: 123, height: 82)
         XCTAssertEqual(down.pixels, try references.bytes("resize.down").values, "downscaling 451x300 -> 123x82")
         XCTAssertEqual(BicubicResample.resize(small, width: small.width, height: small.height), small)
+        // A window of a resize (what EvalTransform computes) is the resize cropped, byte for byte,
+        // also when one axis keeps its size.
+        XCTAssertEqual(BicubicResample.resize(chelsea, width: 123, height: 82, columns: 10..<70, rows: 5..<80),
+                       down.cropped(x: 10, y: 5, width: 60, height: 75))
+        XCTAssertEqual(BicubicResample.resize(small, width: 150, height: 100, columns: 0..<150, rows: 99..<100),
+                       up.cropped(x: 0, y: 99, width: 150, height: 1))
+        XCTAssertEqual(BicubicResample.resize(chelsea, width: 451, height: 82, columns: 3..<400, rows: 0..<40),
+                       BicubicResample.resize(chelsea, width: 451, height: 82).cropped(x: 3, y: 0, width: 397, height: 40))
     }
 
     func testPhotoCropsAndPixelValuesMatchTimm() throws {
