@@ -26,6 +26,8 @@ let package = Package(
         // JPEG decode, PNG decode/encode in C: the libraries' setjmp/longjmp errors stay in C.
         .target(name: "CImageCodecs", dependencies: ["CJPEG", "CPNG"]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+        // SHA-256 block compression with the x86 SHA instructions, picked at run time.
+        .target(name: "CSHA256"),
         // protoc-c output for Schemas/onnx.proto (regenerate with `make onnx-proto`).
         .target(name: "COnnx", dependencies: ["CProtobufC"]),
 
@@ -47,7 +49,7 @@ let package = Package(
         // Activation comparison against PyTorch references.
         .target(name: "Verification", dependencies: ["IR", "Importers", "Interpreter"]),
         // IdleViT weight bundles: one safetensors file with weights, graph, schedule, provenance.
-        .target(name: "Bundle", dependencies: ["IR", "Importers", "Exporters", "Passes"]),
+        .target(name: "Bundle", dependencies: ["IR", "Importers", "Exporters", "Passes", "CSHA256"]),
         // Images in (JPEG/PNG -> DeiT's eval preprocessing), pictures out (the selection PNG).
         .target(name: "Images", dependencies: ["CImageCodecs"]),
         // Facade: detect a file's format, import, rewrite, run.

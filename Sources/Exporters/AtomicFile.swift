@@ -14,6 +14,12 @@ public final class AtomicFile {
     public let temporaryPath: String
     private var descriptor: Int32
     private var committed = false
+    /// Bytes appended so far, and how many of them have been handed to writeback.
+    private var appended = 0
+    private var writebackStarted = 0
+    /// Writeback is started every this many bytes, so the disk works while later tensors are
+    /// still being copied and `commit()`'s fsync finds little left to do.
+    private static let writebackStride = 16 << 20
 
     /// Temporary files not yet committed, so a signal handler can remove them.
     private static let pending = Mutex<Set<String>>([])
@@ -49,6 +55,19 @@ public final class AtomicFile {
             }
             offset += written
         }
+        appended += bytes.count
+        if appended - writebackStarted >= AtomicFile.writebackStride { startWriteback() }
+    }
+
+    /// Asks the kernel to start writing the pages appended since the last call, without
+    /// waiting for them: a hint only, so a failure here is left for fsync to report. On Linux
+    /// POSIX_FADV_DONTNEED starts that writeback (WB_SYNC_NONE) and drops what is already
+    /// clean: sync_file_range would say it more exactly but is not visible from Swift.
+    private func startWriteback() {
+        #if os(Linux)
+        _ = posix_fadvise(descriptor, off_t(writebackStarted), off_t(appended - writebackStarted), POSIX_FADV_DONTNEED)
+        #endif
+        writebackStarted = appended
     }
 
     public func write(_ bytes: [UInt8]) throws(ExportError) {

@@ -26,26 +26,42 @@ final class BundleTests: XCTestCase {
 
     // MARK: SHA-256
 
-    func testSHA256MatchesFIPSVectors() throws {
-        XCTAssertEqual(SHA256.hex(of: []), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        XCTAssertEqual(SHA256.hex(of: Array("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        XCTAssertEqual(SHA256.hex(of: Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
-                       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
-        XCTAssertEqual(SHA256.hex(of: Array("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu".utf8)),
-                       "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1")
-        // One million 'a', fed in uneven pieces so partial blocks carry across updates.
-        let million = [UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000)
-        var hasher = SHA256()
-        let pieces = [1, 63, 64, 65, 127, 1000, 4096]
+    /// The kernels this CPU can run: the portable one always, the SHA-instruction one where present.
+    var shaKernels: [SHA256.Kernel] { SHA256.hardwareAvailable ? [.portable, .hardware] : [.portable] }
+
+    func sha256(_ bytes: [UInt8], kernel: SHA256.Kernel, pieces: [Int] = [.max]) -> String {
+        var hasher = SHA256(kernel: kernel)
         var offset = 0
         var turn = 0
-        while offset < million.count {
-            let end = min(offset + pieces[turn % pieces.count], million.count)
-            million[offset..<end].withUnsafeBytes { hasher.update($0) }
+        while offset < bytes.count {
+            let end = offset + min(pieces[turn % pieces.count], bytes.count - offset)
+            bytes[offset..<end].withUnsafeBytes { hasher.update($0) }
             offset = end
             turn += 1
         }
-        XCTAssertEqual(SHA256.hex(hasher.finalize()), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        return SHA256.hex(hasher.finalize())
+    }
+
+    func testSHA256MatchesFIPSVectors() throws {
+        let vectors: [(String, String)] = [
+            ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
+            ("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
+             "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"),
+        ]
+        // One million 'a', fed in uneven pieces so partial blocks carry across updates.
+        let million = [UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000)
+        for kernel in shaKernels {
+            for (message, digest) in vectors {
+                XCTAssertEqual(sha256(Array(message.utf8), kernel: kernel), digest, "\(kernel) \"\(message.prefix(8))\"")
+            }
+            XCTAssertEqual(sha256(million, kernel: kernel, pieces: [1, 63, 64, 65, 127, 1000, 4096]),
+                           "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0", "\(kernel) million a")
+            XCTAssertEqual(sha256([UInt8](repeating: 0, count: 64), kernel: kernel),
+                           "f5a5fd42d16a20302798ef6ed309979b43003d2320d9f0e8ea9831a92759fb4b", "\(kernel) 64 zeros")
+        }
         // Lengths around the padding boundary (55, 56, 64 bytes) against a one-shot digest of a file.
         for length in [55, 56, 57, 63, 64, 65, 119, 120] {
             let data = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 7) }
@@ -53,7 +69,23 @@ final class BundleTests: XCTestCase {
             try Data(data).write(to: URL(fileURLWithPath: file))
             XCTAssertEqual(try SHA256.hex(ofFileAt: file), SHA256.hex(of: data), "length \(length)")
         }
-        XCTAssertEqual(SHA256.hex(of: Array(repeating: 0, count: 64)), "f5a5fd42d16a20302798ef6ed309979b43003d2320d9f0e8ea9831a92759fb4b")
+    }
+
+    /// The SHA-instruction kernel is found wherever the CPU has it (so the comparison below
+    /// runs), and gives the portable kernel's digest for every length and split.
+    func testSHA256KernelsAgree() throws {
+        #if os(Linux) && arch(x86_64)
+        let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+        let flags = cpuinfo.split(separator: "\n").first { $0.hasPrefix("flags") }.map { $0.split(separator: " ") } ?? []
+        XCTAssertEqual(SHA256.hardwareAvailable, flags.contains("sha_ni"), "CPUID and /proc/cpuinfo disagree on the SHA extensions")
+        #endif
+        var generator = SystemRandomNumberGenerator()
+        let data = (0..<(3 << 20) + 17).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        for length in Array(0...200) + [4095, 4096, 1 << 20, data.count] {
+            let bytes = Array(data[..<length])
+            let digests = shaKernels.map { sha256(bytes, kernel: $0, pieces: [length % 97 + 1, 64, 1000]) }
+            XCTAssertEqual(Set(digests).count, 1, "length \(length): \(zip(shaKernels, digests).map { "\($0.0) \($0.1)" })")
+        }
     }
 
     // MARK: writing
