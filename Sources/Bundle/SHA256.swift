@@ -97,19 +97,19 @@ public struct SHA256: Sendable {
     }
 
     /// Hashes a whole file through a read-only memory map, a window at a time. Each window is
-    /// released (`MADV_DONTNEED`) once hashed, so hashing a 346 MB checkpoint adds only one
-    /// window to the resident set instead of the whole file.
+    /// evicted once hashed, so hashing a 346 MB checkpoint adds only one window to the
+    /// resident set instead of the whole file.
     public static func hex(ofFileAt path: String) throws(TensorStorage.MapError) -> String {
         let storage = try TensorStorage.map(path: path)
         var hasher = SHA256()
         let window = 8 << 20
         var offset = 0
         while offset < storage.byteCount {
-            let count = min(window, storage.byteCount - offset)
-            hasher.update(storage.bytes(offset..<offset + count))
-            // Page-aligned because the map is and the window is a multiple of the page size.
-            _ = madvise(UnsafeMutableRawPointer(mutating: storage.base + offset), count, MADV_DONTNEED)
-            offset += count
+            let part = storage.bytes(offset..<min(offset + window, storage.byteCount))
+            storage.prefault(part)
+            hasher.update(part)
+            storage.evict(part)
+            offset += part.count
         }
         return hex(hasher.finalize())
     }

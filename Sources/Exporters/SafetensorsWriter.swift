@@ -62,7 +62,18 @@ public enum SafetensorsWriter {
             let source = item.tensor.pointer
             let count = item.tensor.count
             if item.dtype == .f32 {
-                try file.write(UnsafeRawBufferPointer(start: source, count: count * 4))
+                // Straight from the mapped input, a window at a time: mapped in one call
+                // before the write, unmapped after it, so the input never becomes resident.
+                let bytes = UnsafeRawBufferPointer(start: source, count: count * 4)
+                let window = 8 << 20
+                var offset = 0
+                while offset < bytes.count {
+                    let part = UnsafeRawBufferPointer(rebasing: bytes[offset..<min(offset + window, bytes.count)])
+                    item.tensor.storage.prefault(part)
+                    try file.write(part)
+                    item.tensor.storage.evict(part)
+                    offset += part.count
+                }
                 continue
             }
             var start = 0

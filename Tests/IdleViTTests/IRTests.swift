@@ -39,4 +39,28 @@ final class IRTests: XCTestCase {
         XCTAssertThrowsError(try GraphValidator.validate(badOutput))
         XCTAssertThrowsError(try builder.add("bad", .linear, ["y", "w", "b"]), "3 features into an 8-feature weight")
     }
+
+    /// Prefetching and evicting pages of a file map keeps its contents; evicting owned memory
+    /// (converted tensors) is refused, since its pages cannot be read back.
+    func testStoragePrefaultAndEvictKeepContents() throws {
+        let folder = TestPaths.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let file = folder.appendingPathComponent("pages.bin").path
+        let bytes = (0..<(3 << 20) + 123).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 12) }
+        try Data(bytes).write(to: URL(fileURLWithPath: file))
+        let mapped = try TensorStorage.map(path: file)
+        XCTAssertTrue(mapped.isFileMap)
+        // Ranges that start and end inside pages, so the whole-page rounding is exercised.
+        for range in [0..<mapped.byteCount, 100..<5000, 4095..<(2 << 20) + 7, (3 << 20)..<mapped.byteCount] {
+            mapped.prefault(mapped.bytes(range))
+            XCTAssertEqual(Array(mapped.bytes(range)), Array(bytes[range]))
+            mapped.evict(mapped.bytes(range))
+            XCTAssertEqual(Array(mapped.bytes(range)), Array(bytes[range]), "read back after evicting \(range)")
+        }
+        let owned = TensorStorage.copying((0..<(1 << 20)).map { Float($0) })
+        XCTAssertFalse(owned.isFileMap)
+        owned.evict(owned.bytes(0..<owned.byteCount))
+        XCTAssertEqual(owned.base.assumingMemoryBound(to: Float.self)[(1 << 20) - 1], Float((1 << 20) - 1))
+        XCTAssertEqual(owned.base.assumingMemoryBound(to: Float.self)[12345], 12345)
+    }
 }
