@@ -58,7 +58,7 @@ final class IdleParityTests: XCTestCase {
             let (_, dense) = try run(model, ModelRequest(path: path))
             let (prepared, idle) = try run(model, ModelRequest(path: path, keepRatio: 1))
             XCTAssertEqual(prepared.schedule?.kept.compactMap { $0 }.allSatisfy { $0 == prepared.architecture.patchCount }, true)
-            for name in ["logits", "norm"] + (0..<prepared.architecture.depth).map { "blocks.\($0)" } {
+            for name in ["logits", "norm"] + (0..<prepared.architecture.depth).map({ "blocks.\($0)" }) {
                 let a = dense[name]!.floatTensor!.values, b = idle[name]!.floatTensor!.values
                 XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), "\(model) \(name)")
             }
