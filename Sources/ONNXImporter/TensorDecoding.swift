@@ -74,16 +74,16 @@ struct TensorDecoder {
         switch type {
         case .float:
             try check(t.n_float_data, "float_data")
-            let tensor = floats(from: UnsafeRawBufferPointer(start: t.float_data, count: count * 4), type: .f32, shape: shape)
+            let tensor = NumericConversion.floatTensor(UnsafeRawBufferPointer(start: t.float_data, count: count * 4), type: .f32, shape: shape, storage: nil)
             return ONNXTensor(name: name, dataType: type, shape: shape, values: .floats(tensor), storedBytes: count * 4, storage: "float_data")
         case .float16, .bfloat16:
             try check(t.n_int32_data, "int32_data")
             let halves = UnsafeBufferPointer(start: t.int32_data, count: count).map { UInt16(truncatingIfNeeded: $0) }
-            let tensor = halves.withUnsafeBytes { floats(from: $0, type: type == .float16 ? .f16 : .bf16, shape: shape) }
+            let tensor = halves.withUnsafeBytes { NumericConversion.floatTensor($0, type: type == .float16 ? .f16 : .bf16, shape: shape, storage: nil) }
             return ONNXTensor(name: name, dataType: type, shape: shape, values: .floats(tensor), storedBytes: count * 4, storage: "int32_data")
         case .double:
             try check(t.n_double_data, "double_data")
-            let tensor = floats(from: UnsafeRawBufferPointer(start: t.double_data, count: count * 8), type: .f64, shape: shape)
+            let tensor = NumericConversion.floatTensor(UnsafeRawBufferPointer(start: t.double_data, count: count * 8), type: .f64, shape: shape, storage: nil)
             return ONNXTensor(name: name, dataType: type, shape: shape, values: .floats(tensor), storedBytes: count * 8, storage: "double_data")
         case .int64:
             try check(t.n_int64_data, "int64_data")
@@ -106,7 +106,7 @@ struct TensorDecoder {
     /// Values from little-endian bytes.
     private func values(from bytes: UnsafeRawBufferPointer, type: ONNXDataType, shape: [Int], storage: TensorStorage?,
                         fail: (String) -> ImportError) throws(ImportError) -> ONNXTensor.Values {
-        if let floatType = type.floatElementType { return .floats(floats(from: bytes, type: floatType, shape: shape, storage: storage)) }
+        if let floatType = type.floatElementType { return .floats(NumericConversion.floatTensor(bytes, type: floatType, shape: shape, storage: storage)) }
         let count = shape.elementCount
         var ints = [Int](repeating: 0, count: count)
         for i in 0..<count {
@@ -128,17 +128,6 @@ struct TensorDecoder {
     /// Float32 from little-endian floats of `type`. Aligned Float32 bytes inside a mapped
     /// external file are used in place (no copy); everything else is converted into owned
     /// memory, because the unpacked protobuf holding raw_data is freed right after decoding.
-    private func floats(from bytes: UnsafeRawBufferPointer, type: ElementType, shape: [Int], storage: TensorStorage? = nil) -> FloatTensor {
-        if type == .f32, let storage, let base = bytes.baseAddress, Int(bitPattern: base) % 4 == 0 {
-            return FloatTensor(shape: shape, storage: storage, pointer: base.assumingMemoryBound(to: Float.self))
-        }
-        let count = shape.elementCount
-        let (owned, memory) = TensorStorage.allocate(byteCount: count * 4)
-        let out = memory.bindMemory(to: Float.self, capacity: max(count, 1))
-        if count > 0 { NumericConversion.toFloat32(from: bytes, type: type, count: count, into: out) }
-        return FloatTensor(shape: shape, storage: owned, pointer: UnsafePointer(out))
-    }
-
     private func entries(_ t: Onnx__TensorProto) -> [String: String] {
         var result: [String: String] = [:]
         for i in 0..<t.n_external_data {

@@ -31,14 +31,7 @@ public struct SafetensorsFile: Sendable {
                                  rule: "dtype \(entry.dtype.rawValue) cannot be read as weights (F32, F16 or BF16 expected)")
         }
         let bytes = storage.bytes(header.dataStart + entry.dataRange.lowerBound ..< header.dataStart + entry.dataRange.upperBound)
-        let count = entry.shape.elementCount
-        if source == .f32, let base = bytes.baseAddress, Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 {
-            return FloatTensor(shape: entry.shape, storage: storage, pointer: base.assumingMemoryBound(to: Float.self))
-        }
-        let (owned, memory) = TensorStorage.allocate(byteCount: count * 4)
-        let out = memory.bindMemory(to: Float.self, capacity: count)
-        NumericConversion.toFloat32(from: bytes, type: source, count: count, into: out)
-        return FloatTensor(shape: entry.shape, storage: owned, pointer: UnsafePointer(out))
+        return NumericConversion.floatTensor(bytes, type: source, shape: entry.shape, storage: storage)
     }
 
     /// An integer tensor (token indices in reference files) as Ints.
@@ -61,31 +54,5 @@ public struct SafetensorsFile: Sendable {
             set.append(Weight(name: entry.name, tensor: try floatTensor(entry), sourceType: entry.dtype.floatSource!))
         }
         return set
-    }
-}
-
-/// Conversions between the stored float formats and Float32.
-public enum NumericConversion {
-    public static func toFloat32(from bytes: UnsafeRawBufferPointer, type: ElementType, count: Int, into out: UnsafeMutablePointer<Float>) {
-        switch type {
-        case .f32:
-            for i in 0..<count { out[i] = bytes.loadUnaligned(fromByteOffset: i * 4, as: Float.self) }
-        case .f16:
-            for i in 0..<count { out[i] = Float(Float16(bitPattern: bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) }
-        case .bf16:
-            for i in 0..<count { out[i] = Float(bitPattern: UInt32(bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) << 16) }
-        case .f64:
-            for i in 0..<count { out[i] = Float(bytes.loadUnaligned(fromByteOffset: i * 8, as: Double.self)) }
-        case .i64, .i32:
-            preconditionFailure("integer tensors are not converted to floats")
-        }
-    }
-
-    /// Float32 to bfloat16 with round-to-nearest-even, as PyTorch rounds.
-    public static func bfloat16Bits(_ value: Float) -> UInt16 {
-        let bits = value.bitPattern
-        if value.isNaN { return UInt16(truncatingIfNeeded: bits >> 16) | 0x40 }
-        let rounding = UInt32(0x7FFF) + ((bits >> 16) & 1)
-        return UInt16(truncatingIfNeeded: (bits &+ rounding) >> 16)
     }
 }
