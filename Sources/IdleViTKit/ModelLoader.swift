@@ -57,8 +57,7 @@ public enum ModelLoader {
         case .onnx:
             let imported = try ONNXImporter.load(path: path)
             summaries = imported.initializers.map { TensorSummary(name: $0.name, dtype: $0.dtype, shape: $0.shape, bytes: $0.bytes) }
-            details.append(("ONNX", "opset \(imported.opset), IR version \(imported.irVersion), producer '\(imported.producer)', \(imported.nodeCount) nodes"))
-            details.append(("ONNX ops", imported.opHistogram.map { "\($0.op) \($0.count)" }.joined(separator: ", ")))
+            details += imported.details
             // The graph states heads and epsilon; the user's options still win.
             if recognition.heads == nil, let heads = imported.options.heads {
                 recognition.heads = heads
@@ -68,9 +67,6 @@ public enum ModelLoader {
                 recognition.layerNormEps = eps
                 recognition.layerNormEpsSource = "ONNX graph"
             }
-            details.append(("ONNX graph", "heads \(imported.options.heads ?? 0) (attention Reshape), layer norm eps \(imported.options.layerNormEps ?? 0)"))
-            let externalFiles = Set(imported.initializers.filter { $0.storage.hasPrefix("external ") }.map { String($0.storage.dropFirst(9)) })
-            if !externalFiles.isEmpty { details.append(("ONNX data", "external: " + externalFiles.sorted().joined(separator: ", "))) }
             weights = imported.weights
         case .hdf5:
             let imported = try HDF5Importer.load(path: path)

@@ -24,6 +24,19 @@ public struct ONNXImport: Sendable {
     public var opHistogram: [(op: String, count: Int)]
     public var initializers: [ONNXInitializer]
     public var nodeCount: Int
+
+    /// Format facts for `inspect`: versions, ops, what the graph states, where the bytes are.
+    public var details: [(String, String)] {
+        var details: [(String, String)] = [
+            ("ONNX", "opset \(opset), IR version \(irVersion), producer '\(producer)', \(nodeCount) nodes"),
+            ("ONNX ops", opHistogram.map { "\($0.op) \($0.count)" }.joined(separator: ", ")),
+            ("ONNX graph", "heads \(options.heads ?? 0) (attention Reshape), layer norm eps \(options.layerNormEps ?? 0)"),
+        ]
+        var storage: [String: Int] = [:]
+        for initializer in initializers { storage[initializer.storage, default: 0] += 1 }
+        details.append(("ONNX storage", storage.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }.joined(separator: ", ")))
+        return details
+    }
 }
 
 /// ONNX file -> DeiT weights under canonical names. See `DeiTMatcher` for how the structure
