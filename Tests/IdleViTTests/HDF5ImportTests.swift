@@ -112,7 +112,7 @@ final class HDF5ImportTests: XCTestCase {
         ]
         for (name, fragment) in expectations {
             let path = TestPaths.fixture("hostile/" + name)
-            let message = try expectImportError(path)
+            let message = expectLoadError(path)
             XCTAssertTrue(message.contains(fragment), "\(name): \(message)")
         }
         for name in ["wrong-shape.h5", "external-storage.h5"] {
@@ -126,7 +126,7 @@ final class HDF5ImportTests: XCTestCase {
                 let bytes = try Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture(fixture.h5)))
                 for length in [8, 40, 100, 1000, 4096, bytes.count / 3, bytes.count / 2, bytes.count - 100, bytes.count - 1] {
                     let path = try write(bytes.prefix(length), to: folder, named: "truncated-\(length).h5")
-                    let message = try expectImportError(path)
+                    let message = expectLoadError(path)
                     XCTAssertTrue(message.contains("truncated") || message.contains("superblock"), message)
                 }
             }
@@ -140,17 +140,17 @@ final class HDF5ImportTests: XCTestCase {
             let original = try Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture("micro-distilled/weights-flat.h5")))
             var zeroed = original
             zeroed.replaceSubrange(8..<96, with: Data(count: 88))
-            let zeroedMessage = try expectImportError(try write(zeroed, to: folder, named: "zeroed-superblock.h5"))
+            let zeroedMessage = expectLoadError(try write(zeroed, to: folder, named: "zeroed-superblock.h5"))
             XCTAssertTrue(zeroedMessage.contains("superblock"), zeroedMessage)
             var zeroedWhole = original
             zeroedWhole.replaceSubrange(0..<96, with: Data(count: 96))
-            _ = try expectImportError(try write(zeroedWhole, to: folder, named: "zeroed-with-signature.h5"))
+            _ = expectLoadError(try write(zeroedWhole, to: folder, named: "zeroed-with-signature.h5"))
 
             for seed: UInt64 in 1...4 {
                 var generator = SeededRandom(seed: seed)
                 var random = Data(original.prefix(8))
                 random.append(contentsOf: (0..<(seed == 1 ? 48 : 65_536)).map { _ in UInt8(truncatingIfNeeded: generator.next()) })
-                _ = try expectImportError(try write(random, to: folder, named: "random-\(seed).h5"))
+                _ = expectLoadError(try write(random, to: folder, named: "random-\(seed).h5"))
             }
             var random = Data(original.prefix(8))
             var generator = SeededRandom(seed: 99)
@@ -167,7 +167,7 @@ final class HDF5ImportTests: XCTestCase {
             let name = Data("head.bias".utf8)
             let position = try XCTUnwrap(bytes.range(of: name)).lowerBound
             bytes[position + 4] = UInt8(ascii: "\n")
-            let message = try expectImportError(try write(bytes, to: folder, named: "newline-name.h5"))
+            let message = expectLoadError(try write(bytes, to: folder, named: "newline-name.h5"))
             XCTAssertTrue(message.contains("'head\\u{a}bias'"), message)
             XCTAssertTrue(message.contains("not printable UTF-8"), message)
         }
@@ -232,7 +232,7 @@ final class HDF5ImportTests: XCTestCase {
                 chmod(reader.path, 0o755)
                 setenv(HDF5ReaderProtocol.executableVariable, reader.path, 1)
                 let start = Date()
-                let message = try expectImportError(model)
+                let message = expectLoadError(model)
                 XCTAssertTrue(message.contains(fragment), "\(name): \(message)")
                 XCTAssertLessThan(Date().timeIntervalSince(start), 10, "\(name) must be bounded by the timeout")
                 if name == "crash" { try expectExit2(model) }
@@ -250,38 +250,16 @@ final class HDF5ImportTests: XCTestCase {
     func testRealLibhdf5CrashAndHangAreContained() throws {
         setenv(HDF5ReaderProtocol.timeoutVariable, "2", 1)
         defer { unsetenv(HDF5ReaderProtocol.timeoutVariable) }
-        let crash = try expectImportError(TestPaths.fixture("hostile/heap-crash.h5"))
+        let crash = expectLoadError(TestPaths.fixture("hostile/heap-crash.h5"))
         XCTAssertTrue(crash.contains("libhdf5 crashed reading it (signal 11, SIGSEGV)") || crash.contains("(libhdf5: "), crash)
         let start = Date()
-        let loop = try expectImportError(TestPaths.fixture("hostile/heap-loop.h5"))
+        let loop = expectLoadError(TestPaths.fixture("hostile/heap-loop.h5"))
         XCTAssertTrue(loop.contains("did not finish reading its structure within 2 s") || loop.contains("(libhdf5: "), loop)
         XCTAssertLessThan(Date().timeIntervalSince(start), 10)
         try expectExit2(TestPaths.fixture("hostile/heap-crash.h5"))
     }
 
     // MARK: - Helpers
-
-    /// Loads `path`, expecting an ImportError whose message is one line naming the file.
-    @discardableResult
-    func expectImportError(_ path: String, line: UInt = #line) throws -> String {
-        do throws(ImportError) {
-            _ = try ModelLoader.load(path)
-            XCTFail("\(path) loaded but should not", line: line)
-            return ""
-        } catch {
-            let message = error.description
-            XCTAssertEqual(message.split(separator: "\n").count, 1, message, line: line)
-            XCTAssertTrue(message.hasPrefix(displayName(path) + ": "), message, line: line)
-            return message
-        }
-    }
-
-    func expectExit2(_ path: String, line: UInt = #line) throws {
-        let result = try runIdleViT(["inspect", path])
-        XCTAssertEqual(result.status, 2, result.stdout + result.stderr, line: line)
-        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr, line: line)
-        XCTAssertTrue(result.stderr.contains(displayName(path)), result.stderr, line: line)
-    }
 
     func write(_ bytes: Data, to folder: URL, named name: String) throws -> String {
         let url = folder.appendingPathComponent(name)

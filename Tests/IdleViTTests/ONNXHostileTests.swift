@@ -11,26 +11,6 @@ import IdleViTKit
 final class ONNXHostileTests: XCTestCase {
     static let source = "micro-distilled/model-opset17.onnx"
 
-    private func expectRejected(_ path: String, mentioning fragment: String? = nil, file: StaticString = #filePath,
-                                line: UInt = #line) {
-        do {
-            _ = try ModelLoader.load(path)
-            XCTFail("\(path) was accepted", file: file, line: line)
-        } catch {
-            XCTAssertEqual(error.description.split(separator: "\n").count, 1, error.description, file: file, line: line)
-            if let fragment {
-                XCTAssertTrue(error.description.contains(fragment), "'\(fragment)' not in: \(error.description)", file: file, line: line)
-            }
-        }
-    }
-
-    private func expectExit2(_ path: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let result = try runIdleViT(["inspect", path])
-        XCTAssertEqual(result.status, 2, result.stdout + result.stderr, file: file, line: line)
-        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr, file: file, line: line)
-        XCTAssertTrue(result.stderr.contains(URL(fileURLWithPath: path).lastPathComponent), result.stderr, file: file, line: line)
-    }
-
     func testTruncatedFilesAreRejected() throws {
         let folder = TestPaths.temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
@@ -38,7 +18,7 @@ final class ONNXHostileTests: XCTestCase {
         for cut in [1, 2, 7, 100, 4096, data.count / 3, data.count / 2, data.count - 7, data.count - 1] {
             let path = folder.appendingPathComponent("cut-\(cut).onnx").path
             try data.prefix(cut).write(to: URL(fileURLWithPath: path))
-            expectRejected(path)
+            expectLoadError(path)
         }
         try expectExit2(folder.appendingPathComponent("cut-\(data.count / 2).onnx").path)
         try expectExit2(folder.appendingPathComponent("cut-100.onnx").path)
@@ -83,7 +63,7 @@ final class ONNXHostileTests: XCTestCase {
         huge.tag(7, 2)
         huge.varint(1 << 40)
         huge.bytes += [0x0A, 0x00]
-        expectRejected(write("huge-graph.onnx", huge.bytes), mentioning: "malformed")
+        expectLoadError(write("huge-graph.onnx", huge.bytes), mentioning: "malformed")
 
         // Millions of empty nodes: a few MB on disk, gigabytes once protobuf-c unpacks them.
         var bomb = ONNXProtoWriter()
@@ -92,7 +72,7 @@ final class ONNXHostileTests: XCTestCase {
         let emptyNodes = 3_000_000
         bomb.varint(UInt64(emptyNodes * 2))
         bomb.bytes += [UInt8](repeating: 0, count: emptyNodes * 2).enumerated().map { $0.offset % 2 == 0 ? 0x0A : 0x00 }
-        expectRejected(write("node-bomb.onnx", bomb.bytes), mentioning: "expansion")
+        expectLoadError(write("node-bomb.onnx", bomb.bytes), mentioning: "expansion")
 
         let cases: [(String, (inout ONNXProtoWriter) -> Void, String)] = [
             ("overflowing-dims", { t in for _ in 0..<3 { t.int(1, Int64(Int32.max)) }; t.int(2, 1); t.bytes(9, [0, 0, 0, 0]) }, "overflow"),
@@ -103,7 +83,7 @@ final class ONNXHostileTests: XCTestCase {
             ("newline-name", { t in t.string(8, "evil\nname"); t.int(1, -1); t.int(2, 1) }, "evil\\u{a}name"),
         ]
         for (name, tensor, fragment) in cases {
-            expectRejected(write(name + ".onnx", Self.model(initializer: tensor)), mentioning: fragment)
+            expectLoadError(write(name + ".onnx", Self.model(initializer: tensor)), mentioning: fragment)
         }
         try expectExit2(folder.appendingPathComponent("huge-graph.onnx").path)
         try expectExit2(folder.appendingPathComponent("overflowing-dims.onnx").path)
@@ -127,7 +107,7 @@ final class ONNXHostileTests: XCTestCase {
             XCTAssertGreaterThan(replaced, 0, name)
             let path = folder.appendingPathComponent("\(name).onnx").path
             try data.write(to: URL(fileURLWithPath: path))
-            expectRejected(path, mentioning: fragment)
+            expectLoadError(path, mentioning: fragment)
         }
     }
 
@@ -223,18 +203,18 @@ final class ONNXHostileTests: XCTestCase {
 
         let absolute = root.appendingPathComponent("absolute")
         try FileManager.default.createDirectory(at: absolute, withIntermediateDirectories: true)
-        expectRejected(try externalCopy(location: "/etc/ld.so.conf", in: absolute), mentioning: "absolute path")
+        expectLoadError(try externalCopy(location: "/etc/ld.so.conf", in: absolute), mentioning: "absolute path")
 
         let parent = root.appendingPathComponent("parent")
         try FileManager.default.createDirectory(at: parent, withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: realData, to: root.appendingPathComponent("model.onnx.d"))
-        expectRejected(try externalCopy(location: "../model.onnx.d", in: parent), mentioning: "'..'")
+        expectLoadError(try externalCopy(location: "../model.onnx.d", in: parent), mentioning: "'..'")
 
         let symlink = root.appendingPathComponent("symlink")
         try FileManager.default.createDirectory(at: symlink, withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(at: symlink.appendingPathComponent("escape.onnx.dat"), withDestinationURL: realData)
         let escaping = try externalCopy(location: "escape.onnx.dat", in: symlink)
-        expectRejected(escaping, mentioning: "outside the model's folder")
+        expectLoadError(escaping, mentioning: "outside the model's folder")
         try expectExit2(escaping)
 
         // A symlink that stays inside the folder is fine.
@@ -246,7 +226,7 @@ final class ONNXHostileTests: XCTestCase {
 
         let missing = root.appendingPathComponent("missing")
         try FileManager.default.createDirectory(at: missing, withIntermediateDirectories: true)
-        expectRejected(try externalCopy(location: "model.onnx.data", in: missing), mentioning: "cannot be opened")
+        expectLoadError(try externalCopy(location: "model.onnx.data", in: missing), mentioning: "cannot be opened")
     }
 
     func testExternalDataPastTheEndOfItsFileIsRejected() throws {
@@ -255,7 +235,7 @@ final class ONNXHostileTests: XCTestCase {
         let path = try externalCopy(location: "model.onnx.data", in: folder)
         let data = try Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture("micro/external/model.onnx.data")))
         try data.prefix(data.count / 2).write(to: folder.appendingPathComponent("model.onnx.data"))
-        expectRejected(path, mentioning: "past the end")
+        expectLoadError(path, mentioning: "past the end")
         try expectExit2(path)
     }
 }

@@ -1,5 +1,7 @@
 import Foundation
 import XCTest
+import Importers
+import IdleViTKit
 
 /// Paths into the committed fixtures and the built `idlevit` binary.
 enum TestPaths {
@@ -88,5 +90,36 @@ struct SeededRandom: RandomNumberGenerator {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+/// How every importer must refuse a bad file: a one-line message that starts with the file's
+/// name, and from the CLI exit status 2.
+extension XCTestCase {
+    /// Loads `path`, expecting that message (containing `fragment` when given); returns it.
+    @discardableResult
+    func expectLoadError(_ path: String, mentioning fragment: String? = nil,
+                         file: StaticString = #filePath, line: UInt = #line) -> String {
+        do throws(ImportError) {
+            _ = try ModelLoader.load(path)
+            XCTFail("\(path) was accepted", file: file, line: line)
+            return ""
+        } catch {
+            let message = error.description
+            XCTAssertEqual(message.split(separator: "\n").count, 1, message, file: file, line: line)
+            XCTAssertTrue(message.hasPrefix(displayName(path) + ": "), message, file: file, line: line)
+            if let fragment {
+                XCTAssertTrue(message.contains(fragment), "'\(fragment)' not in: \(message)", file: file, line: line)
+            }
+            return message
+        }
+    }
+
+    /// `idlevit inspect path` exits 2 with one line on stderr naming the file.
+    func expectExit2(_ path: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let result = try runIdleViT(["inspect", path])
+        XCTAssertEqual(result.status, 2, result.stdout + result.stderr, file: file, line: line)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr, file: file, line: line)
+        XCTAssertTrue(result.stderr.contains(displayName(path)), result.stderr, file: file, line: line)
     }
 }
