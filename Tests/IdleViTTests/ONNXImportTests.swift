@@ -33,13 +33,7 @@ final class ONNXImportTests: XCTestCase {
         for fixture in Self.fixtures {
             let imported = try ONNXImporter.load(path: TestPaths.fixture(fixture.onnx))
             let expected = try SafetensorsFile(path: TestPaths.fixture(fixture.folder + "/model.safetensors")).weightSet()
-            XCTAssertEqual(Set(imported.weights.names), Set(expected.names), fixture.onnx)
-            for weight in expected.weights {
-                guard let ours = imported.weights[weight.name] else { continue }
-                XCTAssertEqual(ours.shape, weight.shape, "\(fixture.onnx): \(weight.name)")
-                XCTAssertTrue(ours.tensor.buffer.elementsEqual(weight.tensor.buffer) { $0.bitPattern == $1.bitPattern },
-                              "\(fixture.onnx): \(weight.name) differs")
-            }
+            assertSameWeights(imported.weights, expected, fixture.onnx)
         }
     }
 
@@ -87,10 +81,6 @@ final class ONNXImportTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.stderr)
         let written = try SafetensorsFile(path: out).weightSet()
         let expected = try SafetensorsFile(path: TestPaths.fixture("micro/model.safetensors")).weightSet()
-        XCTAssertEqual(Set(written.names), Set(expected.names))
-        for weight in expected.weights {
-            guard let ours = written[weight.name] else { continue }
-            XCTAssertTrue(ours.tensor.buffer.elementsEqual(weight.tensor.buffer) { $0.bitPattern == $1.bitPattern }, weight.name)
-        }
+        assertSameWeights(written, expected, "ONNX -> safetensors")
     }
 }

@@ -123,3 +123,15 @@ extension XCTestCase {
         XCTAssertTrue(result.stderr.contains(displayName(path)), result.stderr, file: file, line: line)
     }
 }
+
+/// `ours` holds exactly `expected`'s tensors: the same names and shapes, Float32 bit for bit.
+func assertSameWeights(_ ours: WeightSet, _ expected: WeightSet, _ label: String,
+                       file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(Set(ours.names), Set(expected.names), label, file: file, line: line)
+    for weight in expected.weights {
+        guard let mine = ours[weight.name] else { continue }
+        XCTAssertEqual(mine.shape, weight.shape, "\(label): \(weight.name)", file: file, line: line)
+        XCTAssertTrue(mine.tensor.buffer.elementsEqual(weight.tensor.buffer) { $0.bitPattern == $1.bitPattern },
+                      "\(label): \(weight.name) differs", file: file, line: line)
+    }
+}
