@@ -8,6 +8,17 @@ import IR
 /// The IdleViT rewrite against the Python reference (Fixtures/idlevit_reference.py), and the
 /// exactness properties the algorithm promises.
 final class IdleParityTests: XCTestCase {
+    /// The cut-loss tensors an idle reference carries are reported once, grouped, not compared.
+    func testUncomparedCutLossIsOneLine() throws {
+        let result = try runIdleViT(["verify", TestPaths.fixture("tiny12/model.safetensors"), "--keep-ratio", "0.7",
+                                     "--input", TestPaths.fixture("tiny12/input.safetensors"),
+                                     "--reference", TestPaths.fixture("tiny12/idle-0.7.safetensors")])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let lines = result.stdout.split(separator: "\n").filter { $0.hasPrefix("not compared:") }
+        XCTAssertEqual(lines.count, 1, result.stdout)
+        XCTAssertTrue(lines.first?.contains("27 tensors") == true && lines.first?.contains("--cut-loss") == true, result.stdout)
+    }
+
     func testSelectionsBlocksAndLogitsMatchReferenceAtEachRatio() throws {
         for model in ParityTests.models {
             for ratio in ["0.5", "0.7", "0.9"] {
