@@ -1,8 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import CSHA256
 import IR
 
@@ -102,15 +97,7 @@ public struct SHA256: Sendable {
     public static func hex(ofFileAt path: String) throws(TensorStorage.MapError) -> String {
         let storage = try TensorStorage.map(path: path)
         var hasher = SHA256()
-        let window = 8 << 20
-        var offset = 0
-        while offset < storage.byteCount {
-            let part = storage.bytes(offset..<min(offset + window, storage.byteCount))
-            storage.prefault(part)
-            hasher.update(part)
-            storage.evict(part)
-            offset += part.count
-        }
+        storage.forEachWindow(of: storage.bytes(0..<storage.byteCount)) { hasher.update($0) }
         return hex(hasher.finalize())
     }
 

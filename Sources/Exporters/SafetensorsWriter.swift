@@ -62,17 +62,9 @@ public enum SafetensorsWriter {
             let source = item.tensor.pointer
             let count = item.tensor.count
             if item.dtype == .f32 {
-                // Straight from the mapped input, a window at a time: mapped in one call
-                // before the write, unmapped after it, so the input never becomes resident.
-                let bytes = UnsafeRawBufferPointer(start: source, count: count * 4)
-                let window = 8 << 20
-                var offset = 0
-                while offset < bytes.count {
-                    let part = UnsafeRawBufferPointer(rebasing: bytes[offset..<min(offset + window, bytes.count)])
-                    item.tensor.storage.prefault(part)
+                // Straight from the mapped input, a window at a time, so it never becomes resident.
+                try item.tensor.storage.forEachWindow(of: UnsafeRawBufferPointer(start: source, count: count * 4)) { (part) throws(ExportError) in
                     try file.write(part)
-                    item.tensor.storage.evict(part)
-                    offset += part.count
                 }
                 continue
             }

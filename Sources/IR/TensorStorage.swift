@@ -82,6 +82,23 @@ public final class TensorStorage: @unchecked Sendable {
         _ = madvise(start, length, MADV_DONTNEED)
     }
 
+    /// Passes `bytes` (inside this storage) to `body` a window at a time, each window's file
+    /// pages mapped in one call before `body` reads them and unmapped after it: a pass over a
+    /// whole checkpoint (hashing it, writing it out) then keeps one window resident rather
+    /// than the file. Owned memory is only split into windows.
+    public func forEachWindow<E: Error>(of bytes: UnsafeRawBufferPointer,
+                                        _ body: (UnsafeRawBufferPointer) throws(E) -> Void) throws(E) {
+        let window = 8 << 20
+        var offset = 0
+        while offset < bytes.count {
+            let part = UnsafeRawBufferPointer(rebasing: bytes[offset..<min(offset + window, bytes.count)])
+            prefault(part)
+            try body(part)
+            evict(part)
+            offset += part.count
+        }
+    }
+
     /// The whole pages covering `bytes`, or (`inner`) only those entirely inside it, so that a
     /// neighbour's page still in use is never dropped.
     private func pageSpan(_ bytes: UnsafeRawBufferPointer, inner: Bool = false) -> (UnsafeMutableRawPointer, Int)? {
