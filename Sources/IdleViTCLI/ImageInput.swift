@@ -50,7 +50,9 @@ struct ImageOptions: ParsableArguments {
     /// Decodes and preprocesses `paths` into one `pixel_values` batch [B, 3, S, S].
     func load(_ paths: [String], for architecture: DeiTArchitecture) throws -> ImageBatch {
         let transform = try transform(for: architecture)
+        let size = architecture.imageSize
         var values: [Float] = []
+        values.reserveCapacity(paths.count * 3 * size * size)
         var crops: [RGBImage] = []
         for path in paths {
             let decoded: DecodedImage
@@ -60,7 +62,6 @@ struct ImageOptions: ParsableArguments {
             transform.normalise(crop, into: &values)
             crops.append(crop)
         }
-        let size = architecture.imageSize
         return ImageBatch(files: paths, crops: crops,
                           pixels: FloatTensor(shape: [paths.count, 3, size, size], values: values))
     }

@@ -51,10 +51,12 @@ public struct EvalTransform: Sendable {
     }
 
     /// ToTensor + Normalize of a crop: [3, S, S] channel-major floats, appended to `values`.
+    /// It does not reserve capacity itself: reserving `count + 3 S^2` on every call defeats the
+    /// array's geometric growth and copies the whole batch once per image. Callers appending a
+    /// batch reserve it once.
     public func normalise(_ crop: RGBImage, into values: inout [Float]) {
         precondition(crop.width == imageSize && crop.height == imageSize)
         let plane = imageSize * imageSize
-        values.reserveCapacity(values.count + 3 * plane)
         for c in 0..<3 {
             // torch turns the Python doubles into Float32 tensors before subtracting/dividing.
             let m = Float(mean[c]), s = Float(std[c])
@@ -68,6 +70,7 @@ public struct EvalTransform: Sendable {
     /// The whole transform: the `pixel_values` of one image, [3, S, S].
     public func pixelValues(_ image: RGBImage) -> [Float] {
         var values: [Float] = []
+        values.reserveCapacity(3 * imageSize * imageSize)
         normalise(crop(image), into: &values)
         return values
     }
