@@ -156,11 +156,7 @@ public enum ImageDecoder {
         if ascii.hasPrefix("BM") { return "a BMP image" }
         if bytes.starts(with: [0x49, 0x49, 0x2A, 0x00]) || bytes.starts(with: [0x4D, 0x4D, 0x00, 0x2A]) { return "a TIFF image" }
         if bytes.count >= 12, ascii.dropFirst(4).hasPrefix("ftyp") { return "an HEIF/AVIF image" }
-        return "not a JPEG or PNG file (it starts with " + bytes.prefix(4).map { String(format2hex($0)) }.joined(separator: " ") + ")"
-    }
-
-    private static func format2hex(_ byte: UInt8) -> String {
-        let digits = Array("0123456789abcdef")
-        return String([digits[Int(byte >> 4)], digits[Int(byte & 15)]])
+        let hex = bytes.prefix(4).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }
+        return "not a JPEG or PNG file (it starts with " + hex.joined(separator: " ") + ")"
     }
 }
