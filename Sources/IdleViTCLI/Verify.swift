@@ -40,9 +40,8 @@ struct Verify: ParsableCommand {
         do {
             pixels = try Session.loadInput(path: input, for: prepared.architecture)
             references = try ReferenceSet.load(path: reference)
-        } catch let error as SessionError {
-            throw CLIError.invalid(error.description)
         } catch {
+            // SessionError and ImportError both print their description.
             throw CLIError.invalid("\(error)")
         }
         var outputs: [String: Activation]
