@@ -59,7 +59,7 @@ public enum Session {
         }
         let a = loaded.recognized.architecture
         var schedule: IdleSchedule?
-        do {
+        do throws(ScheduleError) {
             if let kept = request.keptTokens {
                 guard request.keepRatio == nil, request.idleLayers == nil else {
                     throw ScheduleError.notADeiTGraph("--kept-tokens cannot be combined with --keep-ratio or --idle-layers")
@@ -71,10 +71,8 @@ public enum Session {
                 }
                 schedule = try IdleSchedule.standard(depth: a.depth, patchCount: a.patchCount, keepRatio: r, idleLayers: request.idleLayers)
             }
-        } catch let error as ScheduleError {
-            throw .schedule(error)
         } catch {
-            throw .pass("\(error)")
+            throw .schedule(error)
         }
         var graph = loaded.graph
         if schedule == nil, let stored = loaded.storedIdle {
