@@ -44,17 +44,7 @@ public final class AtomicFile {
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws(ExportError) {
-        var offset = 0
-        while offset < bytes.count {
-            let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
-            if written < 0 {
-                if errno == EINTR { continue }
-                let reason = String(cString: strerror(errno))
-                abandon()
-                throw .cannotWrite(file: destination, reason: reason)
-            }
-            offset += written
-        }
+        try writeAll(bytes, at: nil)
         appended += bytes.count
         if appended - writebackStarted >= AtomicFile.writebackStride { startWriteback() }
     }
@@ -71,17 +61,22 @@ public final class AtomicFile {
     }
 
     public func write(_ bytes: [UInt8]) throws(ExportError) {
-        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
-        defer { copy.deallocate() }
-        copy.copyBytes(from: bytes)
-        try write(UnsafeRawBufferPointer(copy))
+        // Array.withUnsafeBytes rethrows untyped errors: the typed one travels in a Result.
+        try bytes.withUnsafeBytes { buffer in Result { () throws(ExportError) in try write(buffer) } }.get()
     }
 
     /// Overwrites bytes already written (a header whose values were settled after the data).
     public func write(_ bytes: [UInt8], at offset: Int) throws(ExportError) {
+        try bytes.withUnsafeBytes { buffer in Result { () throws(ExportError) in try writeAll(buffer, at: offset) } }.get()
+    }
+
+    /// Writes all of `bytes`, appended (`offset` nil) or at `offset`, through short writes and
+    /// EINTR; any other failure abandons the file.
+    private func writeAll(_ bytes: UnsafeRawBufferPointer, at offset: Int?) throws(ExportError) {
         var done = 0
         while done < bytes.count {
-            let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress! + done, bytes.count - done, off_t(offset + done)) }
+            let start = bytes.baseAddress! + done, count = bytes.count - done
+            let written = if let offset { pwrite(descriptor, start, count, off_t(offset + done)) } else { Glibc.write(descriptor, start, count) }
             if written < 0 {
                 if errno == EINTR { continue }
                 let reason = String(cString: strerror(errno))
