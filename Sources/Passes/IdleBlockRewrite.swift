@@ -39,10 +39,12 @@ public struct IdleBlockRewrite: GraphPass {
         result.nodes = []
         var builder = GraphBuilder(result)
         var position = 0
+        var rewritten = Set<Int>()
         let nodes = graph.nodes
         while position < nodes.count {
             if let block = DenseBlock(nodes: nodes, at: position), let keep = effective.kept[safe: block.index] ?? nil {
                 try emitIdle(block, keep: keep, prefix: architecture.prefixTokens, into: &builder)
+                rewritten.insert(block.index)
                 position += DenseBlock.length
             } else {
                 let node = nodes[position]
@@ -51,8 +53,7 @@ public struct IdleBlockRewrite: GraphPass {
             }
         }
         result = builder.graph
-        let matched = Set(nodes.indices.compactMap { DenseBlock(nodes: nodes, at: $0)?.index })
-        for layer in effective.idleLayers where !matched.contains(layer) {
+        for layer in effective.idleLayers where !rewritten.contains(layer) {
             throw ScheduleError.notADeiTGraph("block \(layer) is not a dense DeiT block (already rewritten?)")
         }
         result.metadata["idle"] = IdleMetadata.encode(schedule)
