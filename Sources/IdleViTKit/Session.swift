@@ -37,6 +37,8 @@ public enum SessionError: Error, CustomStringConvertible {
     case schedule(ScheduleError)
     case pass(String)
     case input(String)
+    /// Options that contradict each other.
+    case options(String)
 
     public var description: String {
         switch self {
@@ -44,6 +46,7 @@ public enum SessionError: Error, CustomStringConvertible {
         case .schedule(let error): return error.description
         case .pass(let message): return message
         case .input(let message): return message
+        case .options(let message): return message
         }
     }
 }
@@ -51,6 +54,12 @@ public enum SessionError: Error, CustomStringConvertible {
 public enum Session {
     /// file -> importer -> IR -> (IdleBlockRewrite) -> graph to run.
     public static func prepare(_ request: ModelRequest) throws(SessionError) -> PreparedModel {
+        if request.keptTokens != nil, request.keepRatio != nil || request.idleLayers != nil {
+            throw .options("--kept-tokens cannot be combined with --keep-ratio or --idle-layers")
+        }
+        if request.keptTokens == nil, request.idleLayers != nil, request.keepRatio == nil {
+            throw .options("--idle-layers needs --keep-ratio")
+        }
         let loaded: LoadedModel
         do {
             loaded = try ModelLoader.load(request.path, options: LoadOptions(recognition: RecognitionOptions(heads: request.heads)))
@@ -61,14 +70,8 @@ public enum Session {
         var schedule: IdleSchedule?
         do throws(ScheduleError) {
             if let kept = request.keptTokens {
-                guard request.keepRatio == nil, request.idleLayers == nil else {
-                    throw ScheduleError.notADeiTGraph("--kept-tokens cannot be combined with --keep-ratio or --idle-layers")
-                }
                 schedule = try IdleSchedule.explicit(kept, depth: a.depth, patchCount: a.patchCount)
-            } else if request.keepRatio != nil || request.idleLayers != nil {
-                guard let r = request.keepRatio else {
-                    throw ScheduleError.notADeiTGraph("--idle-layers needs --keep-ratio")
-                }
+            } else if let r = request.keepRatio {
                 schedule = try IdleSchedule.standard(depth: a.depth, patchCount: a.patchCount, keepRatio: r, idleLayers: request.idleLayers)
             }
         } catch {

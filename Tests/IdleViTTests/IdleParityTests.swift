@@ -112,7 +112,9 @@ final class IdleParityTests: XCTestCase {
         for (arguments, phrase) in [(["--keep-ratio", "0"], "outside (0, 1]"), (["--keep-ratio", "1.5"], "outside (0, 1]"),
                                     (["--keep-ratio", "0.5", "--idle-layers", "2-4"], "outside the model's layers 0-3"),
                                     (["--kept-tokens", "dense,8,4"], "3 entries for 4 layers"),
-                                    (["--kept-tokens", "dense,8,4,17"], "keeps 17 tokens")] {
+                                    (["--kept-tokens", "dense,8,4,17"], "keeps 17 tokens"),
+                                    (["--kept-tokens", "dense,8,4,4", "--keep-ratio", "0.5"], "--kept-tokens cannot be combined"),
+                                    (["--idle-layers", "1-3"], "--idle-layers needs --keep-ratio")] {
             let result = try runIdleViT(["stats", path] + arguments)
             XCTAssertEqual(result.status, 2, "\(arguments): \(result.stderr)")
             XCTAssertTrue(result.stderr.contains(phrase), "\(arguments): \(result.stderr)")
