@@ -58,7 +58,7 @@ public struct SafetensorsHeader: Sendable {
     public var dataStart: Int
     public var dataLength: Int
 
-    /// Validates `header` for a file of `fileSize` bytes whose first bytes are `prefix`.
+    /// Reads and validates the header of a file of `fileSize` bytes, whose bytes `read` gives.
     public static func parse(file: String, fileSize: Int, read: (Range<Int>) -> UnsafeRawBufferPointer) throws(ImportError) -> SafetensorsHeader {
         func invalid(_ rule: String) -> ImportError { .invalidFile(file: file, format: "safetensors", rule: rule) }
         guard fileSize > 0 else { throw invalid("the file is empty") }

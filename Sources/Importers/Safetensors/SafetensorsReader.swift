@@ -30,13 +30,18 @@ public struct SafetensorsFile: Sendable {
             throw .invalidTensor(file: displayName(path), tensor: entry.name,
                                  rule: "dtype \(entry.dtype.rawValue) cannot be read as weights (F32, F16 or BF16 expected)")
         }
-        let bytes = storage.bytes(header.dataStart + entry.dataRange.lowerBound ..< header.dataStart + entry.dataRange.upperBound)
+        let bytes = self.bytes(of: entry)
         return NumericConversion.floatTensor(bytes, type: source, shape: entry.shape, storage: storage)
+    }
+
+    /// The entry's bytes in the map (no copy).
+    func bytes(of entry: SafetensorsEntry) -> UnsafeRawBufferPointer {
+        storage.bytes(header.dataStart + entry.dataRange.lowerBound ..< header.dataStart + entry.dataRange.upperBound)
     }
 
     /// An integer tensor (token indices in reference files) as Ints.
     public func integerValues(_ entry: SafetensorsEntry) throws(ImportError) -> [Int] {
-        let bytes = storage.bytes(header.dataStart + entry.dataRange.lowerBound ..< header.dataStart + entry.dataRange.upperBound)
+        let bytes = self.bytes(of: entry)
         let count = entry.shape.elementCount
         switch entry.dtype {
         case .I64: return (0..<count).map { Int(bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
