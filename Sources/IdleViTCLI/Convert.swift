@@ -27,14 +27,15 @@ struct Convert: ParsableCommand {
         guard let outputType = OutputDType(rawValue: dtype.lowercased()) else {
             throw CLIError.invalid("--dtype '\(dtype)' is not one of f32, f16, bf16")
         }
-        let prepared = try model.prepare(idle)
+        let request = try idle.request(path: model.model, heads: model.heads)
+        // A bundle's stored schedule is dropped by --to safetensors (the weights are the dense
+        // model's); only an idle schedule asked for on the command line is an error.
+        if to == .safetensors, request.asksForIdle {
+            throw CLIError.invalid("a plain safetensors checkpoint cannot hold an idle schedule: use --to bundle, or drop --keep-ratio")
+        }
+        let prepared = try model.prepare(request)
         switch to {
         case .safetensors:
-            // A bundle's stored schedule is dropped (the weights are the dense model's); only
-            // an idle schedule asked for on the command line is an error here.
-            if prepared.schedule != nil, idle.keepRatio != nil || idle.idleLayers != nil || idle.keptTokens != nil {
-                throw CLIError.invalid("a plain safetensors checkpoint cannot hold an idle schedule: use --to bundle, or drop --keep-ratio")
-            }
             try CheckpointExport.writeSafetensors(prepared, dtype: outputType, to: output)
         case .bundle:
             try CheckpointExport.writeBundle(prepared, dtype: outputType, to: output)
@@ -48,11 +49,13 @@ struct Convert: ParsableCommand {
 }
 
 enum CheckpointExport {
+    static let producer = "idlevit \(IdleViTVersion.string)"
+
     /// Canonical timm names in state-dict order, so `timm.create_model(...).load_state_dict`
     /// accepts the file with strict checking.
     static func writeSafetensors(_ prepared: PreparedModel, dtype: OutputDType, to path: String) throws {
         let items = prepared.graph.constants.map { SafetensorsWriter.Item(name: $0.name, tensor: $0.tensor!, dtype: dtype) }
-        var metadata: [(String, String)] = [("format", "pt"), ("producer", "idlevit \(IdleViTVersion.string)")]
+        var metadata: [(String, String)] = [("format", "pt"), ("producer", producer)]
         metadata.append(("architecture", JSONWriter.write(GraphJSON.encode(prepared.architecture))))
         do {
             try SafetensorsWriter.write(items, metadata: metadata, to: path)
@@ -63,7 +66,7 @@ enum CheckpointExport {
 
     static func writeBundle(_ prepared: PreparedModel, dtype: OutputDType, to path: String) throws {
         do {
-            try BundleExport.write(prepared, dtype: dtype, producer: "idlevit \(IdleViTVersion.string)", to: path)
+            try BundleExport.write(prepared, dtype: dtype, producer: producer, to: path)
         } catch {
             throw CLIError.invalid(error.description)
         }

@@ -52,7 +52,10 @@ struct IdleOptions: ParsableArguments {
 
 extension ModelOptions {
     func prepare(_ idle: IdleOptions) throws -> PreparedModel {
-        let request = try idle.request(path: model, heads: heads)
+        try prepare(try idle.request(path: model, heads: heads))
+    }
+
+    func prepare(_ request: ModelRequest) throws -> PreparedModel {
         do {
             return try Session.prepare(request)
         } catch {

@@ -123,4 +123,22 @@ final class IdleParityTests: XCTestCase {
         XCTAssertEqual(explicit.status, 0, explicit.stderr)
         XCTAssertTrue(explicit.stdout.contains("kept tokens per layer: 0:dense 1:8 2:4 3:0"), explicit.stdout)
     }
+
+    /// A plain checkpoint has no place for a schedule: asking for one is refused before any
+    /// loading or writing; a bundle's stored schedule is dropped without complaint.
+    func testConvertToSafetensorsRefusesAnIdleSchedule() throws {
+        let folder = TestPaths.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let plain = folder.appendingPathComponent("plain.safetensors").path
+        let refused = try runIdleViT(["convert", TestPaths.fixture("micro/model.safetensors"), "--to", "safetensors",
+                                      "--keep-ratio", "0.7", "-o", plain])
+        XCTAssertEqual(refused.status, 2, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("cannot hold an idle schedule"), refused.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: plain))
+        let bundle = folder.appendingPathComponent("b.idlevit.safetensors").path
+        XCTAssertEqual(try runIdleViT(["convert", TestPaths.fixture("micro/model.safetensors"), "--keep-ratio", "0.7", "-o", bundle]).status, 0)
+        let fromBundle = try runIdleViT(["convert", bundle, "--to", "safetensors", "-o", plain])
+        XCTAssertEqual(fromBundle.status, 0, fromBundle.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: plain))
+    }
 }
