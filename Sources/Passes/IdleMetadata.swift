@@ -1,7 +1,8 @@
 import IR
 
 /// The `idle` metadata entry (bundles, IR JSON): the schedule as JSON text,
-/// `{"base_rate": r | null, "patch_count": Np, "layers": [i...], "kept": [K or null per layer]}`.
+/// `{"base_rate": r | null, "patch_count": Np, "layers": [i...], "keep_ratios": [K / Np or null per layer],
+/// "kept": [K or null per layer]}`.
 public enum IdleMetadata {
     public static func encode(_ schedule: IdleSchedule) -> String {
         JSONWriter.write(.object([
