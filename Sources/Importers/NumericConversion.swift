@@ -18,7 +18,7 @@ public enum NumericConversion {
     public static func toFloat32(from bytes: UnsafeRawBufferPointer, type: ElementType, count: Int, into out: UnsafeMutablePointer<Float>) {
         switch type {
         case .f32:
-            for i in 0..<count { out[i] = bytes.loadUnaligned(fromByteOffset: i * 4, as: Float.self) }
+            if count > 0 { UnsafeMutableRawPointer(out).copyMemory(from: bytes.baseAddress!, byteCount: count * 4) }
         case .f16:
             for i in 0..<count { out[i] = Float(Float16(bitPattern: bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) }
         case .bf16:
