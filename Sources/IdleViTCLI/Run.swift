@@ -116,9 +116,8 @@ func rankClasses(_ row: [Float], top: Int, names: [String]?) -> [ClassScore] {
     let exps = row.map { Foundation.exp(Double($0 - maximum)) }
     let total = exps.reduce(0, +)
     let ranked = row.indices.sorted { row[$0] != row[$1] ? row[$0] > row[$1] : $0 < $1 }.prefix(top)
-    return ranked.map { ClassScore(index: $0, logit: row[$0], probability: exps[$0] / total, label: names?[safe: $0]) }
-}
-
-extension Array {
-    subscript(safe index: Int) -> Element? { indices.contains(index) ? self[index] : nil }
+    return ranked.map { index in
+        let label = names.flatMap { $0.indices.contains(index) ? $0[index] : nil }
+        return ClassScore(index: index, logit: row[index], probability: exps[index] / total, label: label)
+    }
 }

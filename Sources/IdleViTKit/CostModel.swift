@@ -38,7 +38,7 @@ public enum CostModel {
         for i in 0..<a.depth {
             let d = dense()
             denseTotal += d
-            if let k = schedule?.effective.kept[safe: i] ?? nil {
+            if let k = schedule?.idleKept(layer: i) {
                 let cost = idle(k)
                 layers.append(Layer(name: "blocks.\(i)", keptTokens: k, macs: cost, idle: true))
                 total += cost
@@ -50,8 +50,4 @@ public enum CostModel {
         layers.append(Layer(name: a.distilled ? "head+head_dist" : "head", keptTokens: a.prefixTokens, macs: head, idle: false))
         return Summary(layers: layers, macs: total, denseMacs: denseTotal)
     }
-}
-
-extension Array {
-    subscript(safe index: Int) -> Element? { indices.contains(index) ? self[index] : nil }
 }

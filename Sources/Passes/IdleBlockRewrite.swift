@@ -42,7 +42,7 @@ public struct IdleBlockRewrite: GraphPass {
         var rewritten = Set<Int>()
         let nodes = graph.nodes
         while position < nodes.count {
-            if let block = DenseBlock(nodes: nodes, at: position), let keep = effective.kept[safe: block.index] ?? nil {
+            if let block = DenseBlock(nodes: nodes, at: position), let keep = schedule.idleKept(layer: block.index) {
                 try emitIdle(block, keep: keep, prefix: architecture.prefixTokens, into: &builder)
                 rewritten.insert(block.index)
                 position += DenseBlock.length
@@ -103,8 +103,4 @@ struct DenseBlock {
         self.index = index
         self.input = x
     }
-}
-
-extension Array {
-    subscript(safe index: Int) -> Element? { indices.contains(index) ? self[index] : nil }
 }

@@ -58,6 +58,13 @@ public struct IdleSchedule: Equatable, Sendable, CustomStringConvertible {
         Int((Double(patchCount) * ratio).rounded(.down))
     }
 
+    /// The tokens layer `layer` computes as an idle-aware block; nil where it runs the dense
+    /// block (a dense entry, a K that keeps every patch, or no such layer).
+    public func idleKept(layer: Int) -> Int? {
+        guard kept.indices.contains(layer), let k = kept[layer], k != patchCount else { return nil }
+        return k
+    }
+
     /// The layers whose K keeps every patch compute exactly the dense block.
     public var effective: IdleSchedule {
         IdleSchedule(kept: kept.map { $0 == patchCount ? nil : $0 }, patchCount: patchCount, keepRatio: keepRatio)
