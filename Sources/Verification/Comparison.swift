@@ -56,7 +56,7 @@ public struct ReferenceSet: Sendable {
     public static func load(path: String) throws(ImportError) -> ReferenceSet {
         let file = try SafetensorsFile(path: path)
         var set = ReferenceSet()
-        for entry in file.entries.sorted(by: { $0.dataRange.lowerBound < $1.dataRange.lowerBound }) {
+        for entry in file.entriesInFileOrder {
             if entry.dtype.isInteger {
                 set.indices.append((entry.name, entry.shape, try file.integerValues(entry)))
             } else {

@@ -19,7 +19,10 @@ public struct SafetensorsFile: Sendable {
         header = try SafetensorsHeader.parse(file: file, fileSize: storage.byteCount) { storage.bytes($0) }
     }
 
+    /// Entries in header (JSON) order.
     public var entries: [SafetensorsEntry] { header.entries }
+    /// Entries in the order their bytes sit in the file: how state dicts and references are read.
+    public var entriesInFileOrder: [SafetensorsEntry] { header.entries.sorted { $0.dataRange.lowerBound < $1.dataRange.lowerBound } }
     public var metadata: [String: String] { header.metadata }
 
     public func entry(named name: String) -> SafetensorsEntry? { header.entries.first { $0.name == name } }
@@ -55,7 +58,7 @@ public struct SafetensorsFile: Sendable {
     /// Every tensor as a weight, in file order.
     public func weightSet(format: ModelFormat = .safetensors) throws(ImportError) -> WeightSet {
         var set = WeightSet(file: path, format: format, metadata: metadata)
-        for entry in header.entries.sorted(by: { $0.dataRange.lowerBound < $1.dataRange.lowerBound }) {
+        for entry in entriesInFileOrder {
             set.append(Weight(name: entry.name, tensor: try floatTensor(entry), sourceType: entry.dtype.floatSource!))
         }
         return set
