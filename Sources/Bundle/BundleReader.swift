@@ -43,11 +43,14 @@ public struct BundleInfo: Sendable {
 /// graph's `token_select` nodes); `checkRebuilt` compares the stored graph with the one
 /// rebuilt from the recognised weights and the stored schedule.
 public enum BundleReader {
+    /// The one shape of every metadata complaint: file, format, key, what is wrong.
+    static func badMetadata(_ file: String, _ key: String, _ rule: String) -> ImportError {
+        .invalidFile(file: file, format: BundleFormat.displayName, rule: "metadata '\(key)' \(rule)")
+    }
+
     public static func readMetadata(_ file: SafetensorsFile) throws(ImportError) -> BundleInfo {
         let name = displayName(file.path)
-        func bad(_ key: String, _ rule: String) -> ImportError {
-            .invalidFile(file: name, format: BundleFormat.displayName, rule: "metadata '\(key)' \(rule)")
-        }
+        func bad(_ key: String, _ rule: String) -> ImportError { badMetadata(name, key, rule) }
         let metadata = file.metadata
         for key in BundleKey.all where metadata[key] == nil { throw bad(key, "is missing") }
         let value = { (key: String) in metadata[key]! }
@@ -123,9 +126,7 @@ public enum BundleReader {
     /// the rebuilt graph (equal to the stored one) for callers that go on to run it.
     @discardableResult
     public static func checkRebuilt(_ info: BundleInfo, file: String, recognized: DeiTArchitecture, dense: Graph) throws(ImportError) -> Graph {
-        func bad(_ key: String, _ rule: String) -> ImportError {
-            .invalidFile(file: displayName(file), format: BundleFormat.displayName, rule: "metadata '\(key)' \(rule)")
-        }
+        func bad(_ key: String, _ rule: String) -> ImportError { badMetadata(displayName(file), key, rule) }
         guard recognized == info.architecture else {
             throw bad(BundleKey.architecture, "says \(info.architecture) but the tensors read as \(recognized)")
         }
