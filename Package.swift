@@ -40,6 +40,8 @@ let package = Package(
         // HDF5 state dicts: checks in idlevit, libhdf5 only in the reader process below.
         .target(name: "HDF5Importer", dependencies: ["IR", "Importers"]),
         .executableTarget(name: "idlevit-hdf5-reader", dependencies: ["CHDF5", "HDF5Importer", "Exporters", "IR"]),
+        // PyTorch torch.save files: zip or legacy stream -> a pickle machine that builds data only.
+        .target(name: "TorchImporter", dependencies: ["IR", "Importers"]),
         // IR and weights -> files: safetensors checkpoints, atomic output.
         .target(name: "Exporters", dependencies: ["IR", "Importers"]),
         // Graph -> graph rewrites (the IdleViT rewrite lives here).
@@ -53,10 +55,10 @@ let package = Package(
         // Images in (JPEG/PNG -> DeiT's eval preprocessing), pictures out (the selection PNG).
         .target(name: "Images", dependencies: ["CImageCodecs"]),
         // Facade: detect a file's format, import, rewrite, run.
-        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ONNXImporter", "HDF5Importer", "Exporters", "Passes", "Bundle", "Interpreter", "Verification"]),
+        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ONNXImporter", "HDF5Importer", "TorchImporter", "Exporters", "Passes", "Bundle", "Interpreter", "Verification"]),
         // The command line.
         .target(name: "IdleViTCLI", dependencies: [
-            "IdleViTKit", "Importers", "Exporters", "Interpreter", "Verification", "IR", "Images",
+            "IdleViTKit", "Importers", "TorchImporter", "Exporters", "Interpreter", "Verification", "IR", "Images",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Depending on the reader builds it next to idlevit; nothing of it is linked in.

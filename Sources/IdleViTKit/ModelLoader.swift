@@ -4,6 +4,7 @@ import HDF5Importer
 import Importers
 import Passes
 import ONNXImporter
+import TorchImporter
 
 /// A model file turned into the canonical IR, with what `inspect` needs to describe it.
 public struct LoadedModel: Sendable {
@@ -18,6 +19,8 @@ public struct LoadedModel: Sendable {
     public var details: [(String, String)]
     /// The schedule a file carries (a bundle), validated, with the graph it rewrites to.
     public var storedIdle: (schedule: IdleSchedule, graph: Graph)?
+    /// A PyTorch checkpoint's other contents (optimizer, args, ...), for `inspect`.
+    public var checkpoint: CheckpointContents?
 }
 
 public struct TensorSummary: Sendable {
@@ -29,9 +32,12 @@ public struct TensorSummary: Sendable {
 
 public struct LoadOptions: Sendable {
     public var recognition: RecognitionOptions
+    /// Which state dict of a PyTorch checkpoint to load (`--key`), when it holds several.
+    public var checkpointKey: String?
 
-    public init(recognition: RecognitionOptions = RecognitionOptions()) {
+    public init(recognition: RecognitionOptions = RecognitionOptions(), checkpointKey: String? = nil) {
         self.recognition = recognition
+        self.checkpointKey = checkpointKey
     }
 }
 
@@ -45,6 +51,7 @@ public enum ModelLoader {
         var details: [(String, String)] = []
         var recognition = options.recognition
         var bundle: BundleInfo?
+        var checkpoint: CheckpointContents?
         switch format {
         case .safetensors, .bundle:
             let reader = try SafetensorsFile(path: path)
@@ -75,6 +82,12 @@ public enum ModelLoader {
             }
             details += imported.details
             weights = imported.weights
+        case .pytorch:
+            let imported = try TorchImporter.load(path: path, key: options.checkpointKey)
+            summaries = imported.tensors.map { TensorSummary(name: $0.name, dtype: $0.dtype, shape: $0.shape, bytes: $0.bytes) }
+            details += imported.details
+            checkpoint = imported.contents
+            weights = imported.weights
         }
         let config = try HuggingFaceConfig.load(nextTo: path)
         if config != nil { details.append(("config.json", "found next to the weights")) }
@@ -92,6 +105,6 @@ public enum ModelLoader {
             details += bundle.details
         }
         return LoadedModel(path: path, format: format, sourceTensors: summaries, sourceMetadata: weights.metadata,
-                           recognized: recognized, graph: graph, details: details, storedIdle: storedIdle)
+                           recognized: recognized, graph: graph, details: details, storedIdle: storedIdle, checkpoint: checkpoint)
     }
 }
