@@ -343,6 +343,36 @@ def write_unit():
     (UNIT / "legacy-big-endian.pth").write_bytes(legacy.replace(flag, b"little_endianq\x02\x89"))
     # Same content, another top folder name and a zip writer with no alignment padding.
     rewrite_zip(UNIT / "views.pth", UNIT / "renamed-folder.pth", {}, folder="some folder name")
+    # Same content with zip64 fields everywhere, as a > 4 GB checkpoint has them.
+    zip64_everywhere(UNIT / "views.pth", UNIT / "zip64.pth")
+    for name in ("big-endian.pth", "renamed-folder.pth", "zip64.pth"):
+        with zipfile.ZipFile(UNIT / name) as z:
+            assert z.testzip() is None, name
+    back = torch.load(UNIT / "zip64.pth", weights_only=False)
+    assert all(torch.equal(back[k].detach(), v.detach()) for k, v in tensors.items())
+
+
+def zip64_everywhere(source, target):
+    """The entries of a torch zip written by hand with zip64 extra fields in every local and
+    central header (their 32-bit sizes and offsets 0xFFFFFFFF) and the zip64 end records."""
+    with zipfile.ZipFile(source) as z:
+        items = [(i.filename, z.read(i.filename)) for i in z.infolist()]
+    out, central = bytearray(), bytearray()
+    for name, data in items:
+        raw, offset, crc = name.encode(), len(out), zlib.crc32(data)
+        local_extra = struct.pack("<HHQQ", 1, 16, len(data), len(data))
+        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 0, 0, 0, 0x21, crc, 0xFFFFFFFF, 0xFFFFFFFF, len(raw), len(local_extra))
+        out += raw + local_extra + data
+        central_extra = struct.pack("<HHQQQ", 1, 24, len(data), len(data), offset)
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, 0, 0, 0, 0x21, crc, 0xFFFFFFFF, 0xFFFFFFFF,
+                               len(raw), len(central_extra), 0, 0, 0, 0, 0xFFFFFFFF) + raw + central_extra
+    directory = len(out)
+    out += central
+    record = len(out)
+    out += struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, len(items), len(items), len(central), directory)
+    out += struct.pack("<IIQI", 0x07064B50, 0, record, 1)
+    out += struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    Path(target).write_bytes(bytes(out))
 
 
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)

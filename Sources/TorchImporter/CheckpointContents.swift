@@ -1,4 +1,4 @@
-import Importers
+import IR
 
 /// What a checkpoint holds besides the weights idlevit loads, for `inspect`: the top-level
 /// entries (optimizer state, epoch, scaler, ...), the fields of objects such as the training

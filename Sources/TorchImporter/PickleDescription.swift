@@ -1,4 +1,4 @@
-import Importers
+import IR
 
 /// Pickled values as text: a short kind for error messages, and a bounded Python-like repr
 /// for `inspect`. Both walk at most `TorchLimits.walkDepth` levels and a few items per

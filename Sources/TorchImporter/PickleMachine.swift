@@ -1,4 +1,4 @@
-import Importers
+import IR
 
 /// Why a pickle was refused: what is wrong, and at which byte of the pickle.
 struct PickleError: Error, Sendable {
@@ -31,12 +31,14 @@ struct PickleMachine {
     /// Where a storage's bytes are, given its key and byte count (nil: resolved later, as in
     /// the legacy layout). Throws when the archive has no such storage or it is too short.
     private let locateStorage: (String, Int) throws(PickleError) -> Range<Int>?
+    private let limits: PickleLimits
 
-    init(bytes: UnsafeRawBufferPointer, start: Int = 0, heap: PickleHeap = PickleHeap(),
+    init(bytes: UnsafeRawBufferPointer, start: Int = 0, heap: PickleHeap = PickleHeap(), limits: PickleLimits = PickleLimits(),
          locateStorage: @escaping (String, Int) throws(PickleError) -> Range<Int>? = { _, _ in nil }) {
         self.bytes = bytes
         self.position = start
         self.heap = heap
+        self.limits = limits
         self.locateStorage = locateStorage
     }
 
@@ -58,7 +60,7 @@ struct PickleMachine {
 
     private mutating func step() throws(PickleError) -> PickleValue? {
         work += 1
-        if work > TorchLimits.pickleWork.maximum { throw PickleError("the pickle runs more than \(TorchLimits.pickleWork.maximum) opcodes") }
+        if work > limits.work { throw PickleError("the pickle runs more than \(limits.work) opcodes") }
         let opcode = try readByte()
         switch opcode {
         case 0x80: // PROTO
@@ -70,7 +72,7 @@ struct PickleMachine {
         case UInt8(ascii: "."): // STOP
             return try pop()
         case UInt8(ascii: "("): // MARK
-            guard marks.count < TorchLimits.pickleMarks.maximum else { throw PickleError("more than \(TorchLimits.pickleMarks.maximum) nested MARKs") }
+            guard marks.count < limits.marks else { throw PickleError("more than \(limits.marks) nested MARKs") }
             marks.append(stack.count)
         case UInt8(ascii: "0"): // POP (a mark when the stack above it is empty, as Python does)
             if let mark = marks.last, mark == stack.count { _ = try popMark() } else { _ = try pop() }
@@ -192,7 +194,7 @@ struct PickleMachine {
     // MARK: - Stack, marks, memo
 
     private mutating func push(_ value: PickleValue) throws(PickleError) {
-        guard stack.count < TorchLimits.pickleStack.maximum else { throw PickleError("the pickle stack grows past \(TorchLimits.pickleStack.maximum) values") }
+        guard stack.count < limits.stack else { throw PickleError("the pickle stack grows past \(limits.stack) values") }
         stack.append(value)
     }
 
@@ -222,8 +224,8 @@ struct PickleMachine {
 
     private mutating func put(_ index: Int) throws(PickleError) {
         let value = try top()
-        if memo[index] == nil, memo.count >= TorchLimits.pickleMemo.maximum {
-            throw PickleError("the memo grows past \(TorchLimits.pickleMemo.maximum) entries")
+        if memo[index] == nil, memo.count >= limits.memo {
+            throw PickleError("the memo grows past \(limits.memo) entries")
         }
         memo[index] = value
     }
@@ -244,11 +246,11 @@ struct PickleMachine {
     mutating func account(objects: Int = 0, items: Int) throws(PickleError) {
         heap.objectCount += objects
         heap.itemCount += items
-        if heap.objectCount > TorchLimits.pickleObjects.maximum {
-            throw PickleError("the pickle builds more than \(TorchLimits.pickleObjects.maximum) containers and objects")
+        if heap.objectCount > limits.objects {
+            throw PickleError("the pickle builds more than \(limits.objects) containers and objects")
         }
-        if heap.itemCount > TorchLimits.pickleItems.maximum {
-            throw PickleError("the pickle's containers hold more than \(TorchLimits.pickleItems.maximum) items")
+        if heap.itemCount > limits.items {
+            throw PickleError("the pickle's containers hold more than \(limits.items) items")
         }
     }
 
@@ -379,8 +381,8 @@ struct PickleMachine {
     /// Bytes preceded by their length (`width` bytes, little-endian), within the string limit.
     private mutating func readSized(width: Int) throws(PickleError) -> UnsafeRawBufferPointer {
         let length = try readUInt(width)
-        guard length <= UInt64(TorchLimits.pickleString.maximum) else {
-            throw PickleError("a string of \(length) bytes, over the limit of \(TorchLimits.pickleString.maximum)")
+        guard length <= UInt64(limits.string) else {
+            throw PickleError("a string of \(length) bytes, over the limit of \(limits.string)")
         }
         return try readRaw(Int(length))
     }
@@ -394,7 +396,7 @@ struct PickleMachine {
     /// A text argument up to its newline (protocol 0 opcodes).
     private mutating func readLine() throws(PickleError) -> String {
         let start = position
-        let limit = min(bytes.count, start + TorchLimits.pickleString.maximum)
+        let limit = min(bytes.count, start + limits.string)
         var end = start
         while end < limit, bytes[end] != UInt8(ascii: "\n") { end += 1 }
         guard end < limit else { throw PickleError("a text argument without its newline") }
@@ -411,8 +413,8 @@ struct PickleMachine {
 
     /// LONG1 / LONG4: little-endian two's complement; wider than 64 bits stays bytes.
     private mutating func longValue(count: Int) throws(PickleError) -> PickleValue {
-        guard count <= TorchLimits.pickleIntegerBytes.maximum else {
-            throw PickleError("an integer of \(count) bytes, over the limit of \(TorchLimits.pickleIntegerBytes.maximum)")
+        guard count <= limits.integerBytes else {
+            throw PickleError("an integer of \(count) bytes, over the limit of \(limits.integerBytes)")
         }
         let raw = try readRaw(count)
         guard count > 0 else { return .int(0) }

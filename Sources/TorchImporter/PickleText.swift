@@ -1,4 +1,4 @@
-import Importers
+import IR
 
 /// The string encodings of pickle opcodes: UTF-8 (BINUNICODE), bytes (BINSTRING, decoded as
 /// UTF-8 the way `torch.load` asks pickle to), Python-quoted literals (STRING) and

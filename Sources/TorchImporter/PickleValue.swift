@@ -1,4 +1,4 @@
-import Importers
+import IR
 
 /// A Python global (`module.name`) as a pickle names it. idlevit never imports or calls one:
 /// a recognised global builds data (`TorchGlobal`), any other stays an inert name.

@@ -1,4 +1,4 @@
-import Importers
+import IR
 
 /// A dict in the checkpoint that holds a model's tensors, and where it is.
 struct StateDictCandidate: Sendable {

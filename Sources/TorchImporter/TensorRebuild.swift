@@ -1,4 +1,4 @@
-import Importers
+import IR
 
 /// `_rebuild_tensor(storage, offset, size, stride)`, `_rebuild_tensor_v2(..., requires_grad,
 /// backward_hooks[, metadata])` and `_rebuild_tensor_v3(..., dtype[, metadata])` read as

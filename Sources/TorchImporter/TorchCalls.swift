@@ -1,4 +1,4 @@
-import Importers
+import IR
 
 /// What the recognised globals build, and what a persistent id refers to. Nothing here calls
 /// Python: each case reads its arguments as data, checks them, and records a container, a

@@ -1,4 +1,4 @@
-import Importers
+import IR
 
 /// A checkpoint's pickle run to its object, with every storage located in the file.
 struct UnpickledCheckpoint: Sendable {

@@ -1,3 +1,5 @@
+import IR
+
 /// Bounds on what a checkpoint can make the reader do. Real checkpoints sit far inside them:
 /// DeiT-B's data.pkl is 30 KB with ~1,000 memo entries; a training checkpoint with AdamW state
 /// for a 1B-parameter model has a few thousand tensors. A file past one is refused with a line
@@ -25,4 +27,17 @@ enum TorchLimits {
     static let zipEntries = Limit("zip entries", minimum: 0, maximum: 1 << 20)
     /// Levels a description or a state-dict search walks into nested containers.
     static let walkDepth = 8
+}
+
+/// The pickle machine's bounds as plain numbers: `TorchLimits`' values by default, smaller
+/// ones in tests so a limit can be reached without a megabyte of opcodes.
+struct PickleLimits: Sendable {
+    var stack = TorchLimits.pickleStack.maximum
+    var marks = TorchLimits.pickleMarks.maximum
+    var memo = TorchLimits.pickleMemo.maximum
+    var objects = TorchLimits.pickleObjects.maximum
+    var items = TorchLimits.pickleItems.maximum
+    var string = TorchLimits.pickleString.maximum
+    var integerBytes = TorchLimits.pickleIntegerBytes.maximum
+    var work = TorchLimits.pickleWork.maximum
 }

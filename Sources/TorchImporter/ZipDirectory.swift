@@ -1,4 +1,4 @@
-import Importers
+import IR
 
 /// One file in a zip archive, as its central directory and local header describe it.
 struct ZipEntry: Sendable {
