@@ -64,6 +64,6 @@ let package = Package(
         // Depending on the reader builds it next to idlevit; nothing of it is linked in.
         .executableTarget(name: "idlevit", dependencies: ["IdleViTCLI", "idlevit-hdf5-reader"]),
 
-        .testTarget(name: "IdleViTTests", dependencies: ["IdleViTKit", "IdleViTCLI", "Images", "idlevit", "idlevit-hdf5-reader"]),
+        .testTarget(name: "IdleViTTests", dependencies: ["IdleViTKit", "IdleViTCLI", "ONNXExporter", "Images", "idlevit", "idlevit-hdf5-reader"]),
     ]
 )
