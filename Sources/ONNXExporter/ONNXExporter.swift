@@ -104,7 +104,7 @@ public enum ONNXExporter {
         for node in graph.nodes { try translation.translate(node) }
         var outputs = graph.outputs
         if options.selectionOutputs {
-            outputs += graph.nodes.filter { $0.op == .tokenSelect && !outputs.contains($0.name) }.map(\.name)
+            outputs += graph.nodes.filter { $0.kind == .tokenSelect && !outputs.contains($0.name) }.map(\.name)
         }
         for output in outputs {
             guard let type = graph.type(of: output) else { throw .unsupported(node: output, reason: "is an output the graph does not define") }
@@ -114,7 +114,7 @@ public enum ONNXExporter {
         for key in graph.metadata.keys.sorted() { metadata.append(("idlevit." + key, graph.metadata[key]!)) }
         return ONNXModelDraft(irVersion: ONNXExportOptions.irVersion(opset: options.opset), opset: options.opset,
                               producerName: options.producerName, producerVersion: options.producerVersion,
-                              docString: "Exported by idlevit from its IR graph: DeiT" + (graph.nodes.contains { $0.op == .tokenSelect } ? " with IdleViT token selection" : ""),
+                              docString: "Exported by idlevit from its IR graph: DeiT" + (graph.nodes.contains { $0.kind == .tokenSelect } ? " with IdleViT token selection" : ""),
                               metadata: metadata, graph: translation.emitter.graph)
     }
 

@@ -24,31 +24,20 @@ struct OpTranslation {
         return extents
     }
 
-    func attribute(_ key: String, of node: Node) throws(ONNXExportError) -> Int {
-        guard let value = node.attributes.int(key) else { throw .unsupported(node: node.name, reason: "has no '\(key)' attribute") }
-        return value
-    }
-
     mutating func translate(_ node: Node) throws(ONNXExportError) {
         switch node.op {
-        case .patchEmbed: try patchEmbed(node, patch: try attribute("patch", of: node))
+        case .patchEmbed(let op): try patchEmbed(node, patch: op.patch)
         case .concatTokens: try concatTokens(node)
         case .add: try add(node)
-        case .layerNorm:
-            guard let eps = node.attributes.double("eps") else { throw .unsupported(node: node.name, reason: "has no 'eps' attribute") }
-            try layerNorm(node, eps: eps)
-        case .linear:
-            let rows = node.attributes.ints("rows")
-            guard rows == nil || rows!.count == 2 else { throw .unsupported(node: node.name, reason: "'rows' is not [start, end]") }
-            try linear(node, rows: rows.map { $0[0]..<$0[1] })
+        case .scale: try scale(node)
+        case .layerNorm(let op): try layerNorm(node, eps: op.eps)
+        case .linear(let op): try linear(node, rows: op.rows)
         case .gelu: try gelu(node)
-        case .attention: try attention(node, heads: try attribute("heads", of: node))
-        case .tokenSelect:
-            try tokenSelect(node, heads: try attribute("heads", of: node), keep: try attribute("keep", of: node),
-                            prefix: try attribute("prefix", of: node))
+        case .attention(let op): try attention(node, heads: op.heads)
+        case .tokenSelect(let op): try tokenSelect(node, heads: op.heads, keep: op.keep, prefix: op.prefix)
         case .gatherTokens: try gatherTokens(node)
         case .scatterTokens: try scatterTokens(node)
-        case .takeToken: try takeToken(node, index: try attribute("index", of: node))
+        case .takeToken(let op): try takeToken(node, index: op.index)
         case .mean: try mean(node)
         }
     }
@@ -82,20 +71,30 @@ struct OpTranslation {
         try emitter.emit("Add", node.inputs, node.name)
     }
 
+    /// x * gamma per channel (LayerScale).
+    mutating func scale(_ node: Node) throws(ONNXExportError) {
+        try emitter.emit("Mul", node.inputs, node.name)
+    }
+
     mutating func layerNorm(_ node: Node, eps: Double) throws(ONNXExportError) {
         try emitter.emit("LayerNormalization", node.inputs, node.name, [("axis", .int(-1)), ("epsilon", .float(Float(eps)))])
     }
 
-    /// y = x W^T + b. On [B, C] (the heads) one Gemm with transB; on [B, N, C] a MatMul with
+    /// y = x W^T (+ b). On [B, C] (the heads) one Gemm with transB; on [B, N, C] a MatMul with
     /// the transposed weight and an Add, as torch exports a Linear.
     mutating func linear(_ node: Node, rows: Range<Int>?) throws(ONNXExportError) {
-        var (x, weight, bias) = (node.inputs[0], node.inputs[1], node.inputs[2])
+        var (x, weight) = (node.inputs[0], node.inputs[1])
+        var bias = node.inputs.count > 2 ? node.inputs[2] : nil
         if let rows {
             weight = try emitter.rows(weight, rows)
-            bias = try emitter.rows(bias, rows)
+            bias = try bias.map { (b) throws(ONNXExportError) in try emitter.rows(b, rows) }
         }
         if try extents(x, at: node).count == 1 {
-            try emitter.emit("Gemm", [x, weight, bias], node.name, [("transB", .int(1))])
+            try emitter.emit("Gemm", [x, weight] + (bias.map { [$0] } ?? []), node.name, [("transB", .int(1))])
+            return
+        }
+        guard let bias else {
+            try emitter.emit("MatMul", [x, try emitter.transposed(weight)], node.name)
             return
         }
         x = try emitter.emit("MatMul", [x, try emitter.transposed(weight)], node.name + "/MatMul")
@@ -170,7 +169,8 @@ struct OpTranslation {
     ///
     /// TopK (largest, sorted) breaks ties by the lower index, as the reference does.
     mutating func tokenSelect(_ node: Node, heads: Int, keep: Int, prefix: Int) throws(ONNXExportError) {
-        let (x, weight, bias) = (node.inputs[0], node.inputs[1], node.inputs[2])
+        let (x, weight) = (node.inputs[0], node.inputs[1])
+        let bias = node.inputs.count > 2 ? node.inputs[2] : nil
         let shape = try extents(x, at: node)
         let (tokens, channels) = (shape[0], shape[1])
         guard prefix >= 1, keep >= 0, prefix + keep <= tokens else {
@@ -185,13 +185,15 @@ struct OpTranslation {
         }
         let toDouble: [(name: String, value: ONNXAttributeValue)] = [("to", .int(Int(ONNXElementType.double.rawValue)))]
         let queryWeight = try emitter.emit("Cast", [try emitter.transposed(try emitter.rows(weight, 0..<channels))], n + "/query_weight", toDouble)
-        let queryBias = try emitter.emit("Cast", [try emitter.rows(bias, 0..<channels)], n + "/query_bias", toDouble)
         let keyWeight = try emitter.emit("Cast", [try emitter.rows(weight, channels..<2 * channels)], n + "/key_weight", toDouble)
 
         let classRow = try emitter.emit("Gather", [x, try emitter.int64Scalar(0)], n + "/class_row", [("axis", .int(1))])
         let classRowDouble = try emitter.emit("Cast", [classRow], n + "/class_row_f64", toDouble)
-        let queryProduct = try emitter.emit("MatMul", [classRowDouble, queryWeight], n + "/class_query_product")
-        let query = try emitter.emit("Add", [queryProduct, queryBias], n + "/class_query")
+        var query = try emitter.emit("MatMul", [classRowDouble, queryWeight], n + "/class_query_product")
+        if let bias {
+            let queryBias = try emitter.emit("Cast", [try emitter.rows(bias, 0..<channels)], n + "/query_bias", toDouble)
+            query = try emitter.emit("Add", [query, queryBias], n + "/class_query")
+        }
         let folded = try emitter.emit("MatMul", [query, keyWeight], n + "/folded_key")
         let column = try emitter.emit("Unsqueeze", [folded, try emitter.int64s([2])], n + "/folded_key_column")
         let tokensDouble = try emitter.emit("Cast", [x], n + "/tokens_f64", toDouble)
