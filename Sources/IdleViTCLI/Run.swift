@@ -42,7 +42,7 @@ struct Run: ParsableCommand {
             let batch = try imageInput.load(try imageInput.imagePaths(), for: prepared)
             (pixels, files) = (batch.pixels, batch.files)
         }
-        let names = try classNames(labels: labels, classes: prepared.architecture.classes)
+        let names = try classNames(labels: labels, classes: prepared.architecture.classes, modelLabels: prepared.labels)
         let idleLayers = prepared.schedule?.effective.idleLayers ?? []
         let outputs: [String: Activation]
         do {
