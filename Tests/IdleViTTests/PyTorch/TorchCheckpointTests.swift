@@ -43,6 +43,20 @@ final class TorchCheckpointTests: XCTestCase {
         }
     }
 
+    /// The other ViT families' .pth (Fixtures/generate_families.py): DeiT-III with LayerScale
+    /// and a ViT without qkv bias, dense and IdleViT, against timm and the IdleViT reference.
+    func testOtherFamiliesFromPyTorchCheckpoints() throws {
+        for folder in ["deit3-micro", "vit-micro"] {
+            for (reference, flags) in [("reference", [String]()), ("idle-0.7", ["--keep-ratio", "0.7"])] {
+                let result = try runIdleViT(["verify", TestPaths.fixture("\(folder)/model.pth"), "--heads", "2",
+                                             "--input", TestPaths.fixture("\(folder)/input.safetensors"),
+                                             "--reference", TestPaths.fixture("\(folder)/\(reference).safetensors"), "--json"] + flags)
+                XCTAssertEqual(result.status, 0, "\(folder) \(reference): \(result.stderr)")
+                XCTAssertEqual(try JSONParser.parse(result.stdout)["passed"], .bool(true), "\(folder) \(reference)")
+            }
+        }
+    }
+
     /// `convert --to safetensors` writes the source's tensors bit for bit: F32 layouts equal
     /// model.safetensors, the F16 one equals model-f16.safetensors' bytes when kept in F16.
     func testConvertToSafetensorsIsBitIdenticalToTheSource() throws {
