@@ -52,16 +52,18 @@ let package = Package(
         .target(name: "Bundle", dependencies: ["IR", "Importers", "Exporters", "Passes", "CSHA256"]),
         // Images in (JPEG/PNG -> DeiT's eval preprocessing), pictures out (the selection PNG).
         .target(name: "Images", dependencies: ["CImageCodecs"]),
+        // Labelled image folders -> streamed, preprocessed batches -> top-1 / top-5 (`eval`, `run --image`).
+        .target(name: "Evaluation", dependencies: ["IR", "Importers", "Images", "Interpreter"]),
         // Facade: detect a file's format, import, rewrite, run.
         .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ONNXImporter", "HDF5Importer", "Exporters", "Passes", "Bundle", "Interpreter", "Verification"]),
         // The command line.
         .target(name: "IdleViTCLI", dependencies: [
-            "IdleViTKit", "Importers", "Exporters", "Interpreter", "Verification", "IR", "Images",
+            "IdleViTKit", "Importers", "Exporters", "Interpreter", "Verification", "IR", "Images", "Evaluation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Depending on the reader builds it next to idlevit; nothing of it is linked in.
         .executableTarget(name: "idlevit", dependencies: ["IdleViTCLI", "idlevit-hdf5-reader"]),
 
-        .testTarget(name: "IdleViTTests", dependencies: ["IdleViTKit", "IdleViTCLI", "Images", "idlevit", "idlevit-hdf5-reader"]),
+        .testTarget(name: "IdleViTTests", dependencies: ["IdleViTKit", "IdleViTCLI", "Images", "Evaluation", "idlevit", "idlevit-hdf5-reader"]),
     ]
 )

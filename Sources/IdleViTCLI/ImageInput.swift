@@ -11,9 +11,7 @@ struct ImageOptions: ParsableArguments {
                                valueName: "file"))
     var images: [String] = []
 
-    @Option(name: .customLong("crop-pct"),
-            help: "Centre-crop fraction: the shorter side is resized to floor(S / crop-pct) before the S x S crop (S = the model's image size). DeiT evaluates with 0.875 (256 -> 224); timm's pretrained configs for DeiT say 0.9 at 224 px and 1.0 at 384 px.")
-    var cropPercent: Double = EvalTransform.deitCropPercent
+    @OptionGroup var preprocessing: PreprocessOptions
 
     /// The files named by `--image`, folders expanded.
     func imagePaths() throws -> [String] {
@@ -38,13 +36,7 @@ struct ImageOptions: ParsableArguments {
     }
 
     func transform(for architecture: DeiTArchitecture) throws -> EvalTransform {
-        guard cropPercent > 0, cropPercent <= 1, cropPercent.isFinite else {
-            throw CLIError.invalid("--crop-pct \(cropPercent) is outside (0, 1]")
-        }
-        guard architecture.inChannels == 3 else {
-            throw CLIError.invalid("the model takes \(architecture.inChannels) input channels; --image gives 3 (RGB)")
-        }
-        return EvalTransform(imageSize: architecture.imageSize, cropPercent: cropPercent)
+        try preprocessing.transform(for: architecture)
     }
 
     /// Decodes and preprocesses `paths` into one `pixel_values` batch [B, 3, S, S].
@@ -64,6 +56,52 @@ struct ImageOptions: ParsableArguments {
         }
         return ImageBatch(files: paths, crops: crops,
                           pixels: FloatTensor(shape: [paths.count, 3, size, size], values: values))
+    }
+}
+
+/// How images become the model's input: DeiT's evaluation transform, with its numbers as flags.
+struct PreprocessOptions: ParsableArguments {
+    @Option(name: .customLong("crop-pct"),
+            help: "Centre-crop fraction: the shorter side is resized to floor(S / crop-pct) before the S x S crop (S = the model's image size). DeiT evaluates with 0.875 (256 -> 224); timm's pretrained configs for DeiT say 0.9 at 224 px and 1.0 at 384 px.")
+    var cropPercent: Double = EvalTransform.deitCropPercent
+
+    @Option(help: ArgumentHelp("Per-channel mean subtracted after scaling to [0, 1]: R,G,B or one value for all (default: ImageNet's 0.485,0.456,0.406).", valueName: "m"))
+    var mean: ChannelValues?
+
+    @Option(help: ArgumentHelp("Per-channel standard deviation divided by: R,G,B or one value for all (default: ImageNet's 0.229,0.224,0.225).", valueName: "s"))
+    var std: ChannelValues?
+
+    func validate() throws {
+        guard cropPercent > 0, cropPercent <= 1, cropPercent.isFinite else {
+            throw ValidationError("--crop-pct \(cropPercent) is outside (0, 1]")
+        }
+        if let std, !std.values.allSatisfy({ $0 > 0 }) {
+            throw ValidationError("--std values must be positive")
+        }
+    }
+
+    func transform(for architecture: DeiTArchitecture) throws -> EvalTransform {
+        try validate()
+        guard architecture.inChannels == 3 else {
+            throw CLIError.invalid("the model takes \(architecture.inChannels) input channels; images give 3 (RGB)")
+        }
+        var transform = EvalTransform(imageSize: architecture.imageSize, cropPercent: cropPercent)
+        if let mean { transform.mean = mean.values }
+        if let std { transform.std = std.values }
+        return transform
+    }
+}
+
+/// Three per-channel numbers (R, G, B) from `a,b,c`, or one number for all three.
+struct ChannelValues: ExpressibleByArgument {
+    var values: [Double]
+
+    init?(argument: String) {
+        let parts = argument.split(separator: ",", omittingEmptySubsequences: false).map {
+            Double($0.trimmingCharacters(in: .whitespaces))
+        }
+        guard parts.count == 1 || parts.count == 3, parts.allSatisfy({ $0?.isFinite == true }) else { return nil }
+        values = parts.count == 1 ? Array(repeating: parts[0]!, count: 3) : parts.map { $0! }
     }
 }
 
