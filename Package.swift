@@ -53,7 +53,7 @@ let package = Package(
         // Images in (JPEG/PNG -> DeiT's eval preprocessing), pictures out (the selection PNG).
         .target(name: "Images", dependencies: ["CImageCodecs"]),
         // Labelled image folders -> streamed, preprocessed batches -> top-1 / top-5 (`eval`, `run --image`).
-        .target(name: "Evaluation", dependencies: ["IR", "Importers", "Images", "Interpreter"]),
+        .target(name: "Evaluation", dependencies: ["IR", "Images", "Interpreter"]),
         // Facade: detect a file's format, import, rewrite, run.
         .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ONNXImporter", "HDF5Importer", "Exporters", "Passes", "Bundle", "Interpreter", "Verification"]),
         // The command line.

@@ -1,4 +1,4 @@
-import Importers
+import IR
 
 /// Reads the labels of an image folder from its layout: one subfolder per class, named by its
 /// ImageNet-1k WordNet id (`val/n01440764/ILSVRC2012_val_00000293.JPEG`, the ImageNet validation

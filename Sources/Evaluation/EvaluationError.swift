@@ -1,5 +1,5 @@
 import Images
-import Importers
+import IR
 
 /// Why an evaluation (or a streamed `run --image`) cannot go on. Every case names the file or
 /// folder, escaped, so the CLI prints it as DESIGN §1's one line and exits with status 2.

@@ -1,11 +1,12 @@
+import IR
 import Images
 
 /// File -> the model's input for one image: read (regular files only), decode as PIL does,
 /// resize and centre-crop, normalise (`EvalTransform`). Runs on the stream's worker threads.
 public struct ImagePreprocessor: Sendable {
     public var transform: EvalTransform
-    /// Larger image files are refused before they are read (libjpeg / libpng limit the pixels).
-    public static let fileByteLimit = 1 << 30
+    /// Larger image files are refused before they are read (the decoders limit the pixels).
+    public static let fileByteLimit = Limits.imageFileBytes.maximum
 
     public init(transform: EvalTransform) {
         self.transform = transform
@@ -22,7 +23,7 @@ public struct ImagePreprocessor: Sendable {
             switch error {
             case .unreadable(let why): throw .unreadable(file: path, reason: why)
             case .notRegular: throw .unreadable(file: path, reason: "not a regular file")
-            case .tooLarge(let size): throw .tooLarge(file: path, reason: "the file has \(size) bytes, more than 1 GiB")
+            case .tooLarge(let size): throw .tooLarge(file: path, reason: "the file has \(size) bytes, more than the \(ImagePreprocessor.fileByteLimit >> 20) MiB limit for image files")
             }
         }
         let decoded = try ImageDecoder.decode(bytes: bytes, name: path)

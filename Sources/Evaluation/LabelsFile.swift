@@ -1,4 +1,4 @@
-import Importers
+import IR
 
 /// Labels from a CSV file, `--labels-file`: one `path,label` record per line, paths relative to
 /// the image folder, labels a class index or an ImageNet-1k WordNet id. An optional first line
@@ -8,8 +8,8 @@ import Importers
 /// Written here rather than taken from a package: the format is two columns, the mirror has no
 /// CSV library, and the checks (confined paths, line numbers in every message) are the point.
 public enum LabelsFile {
-    /// Larger than any label list (ImageNet's 50,000 validation lines are ~2 MB).
-    public static let byteLimit = 256 << 20
+    /// The project's limit for text files read whole (ImageNet's 50,000 validation lines are ~2 MB).
+    public static let byteLimit = Limits.textFileBytes.maximum
 
     public static func read(_ csvPath: String, imageFolder: String, classes: Int) throws(EvaluationError) -> LabelledImages {
         let bytes: [UInt8]
@@ -17,7 +17,7 @@ public enum LabelsFile {
             switch error {
             case .unreadable(let why): throw .labelsFile(path: csvPath, line: 0, reason: "cannot read the labels file: \(why)")
             case .notRegular: throw .labelsFile(path: csvPath, line: 0, reason: "the labels file is not a regular file")
-            case .tooLarge(let size): throw .labelsFile(path: csvPath, line: 0, reason: "the labels file has \(size) bytes, more than the \(byteLimit >> 20) MiB a labels file may have")
+            case .tooLarge(let size): throw .labelsFile(path: csvPath, line: 0, reason: "the labels file has \(size) bytes, more than the \(byteLimit >> 20) MiB limit for text files")
             }
         }
         switch FileKind(path: imageFolder) {

@@ -51,9 +51,8 @@ struct Eval: ParsableCommand {
     var strict = false
 
     func validate() throws {
-        guard batch > 0 else { throw ValidationError("--batch must be positive") }
-        guard batch <= 4096 else { throw ValidationError("--batch \(batch) is larger than 4096") }
-        if let threads, threads <= 0 { throw ValidationError("--threads must be positive") }
+        try Limits.batch.check(batch, "--batch")
+        if let threads { try Limits.threads.check(threads, "--threads") }
         if let limit, limit <= 0 { throw ValidationError("--limit must be positive") }
     }
 

@@ -36,8 +36,8 @@ struct Run: ParsableCommand {
 
     func validate() throws {
         guard top > 0 else { throw ValidationError("--top must be positive") }
-        guard batch > 0, batch <= 4096 else { throw ValidationError("--batch must be in 1...4096") }
-        if let threads, threads <= 0 { throw ValidationError("--threads must be positive") }
+        try Limits.batch.check(batch, "--batch")
+        if let threads { try Limits.threads.check(threads, "--threads") }
     }
 
     func run() throws {
