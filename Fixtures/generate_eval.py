@@ -172,6 +172,53 @@ def totals(entries, keys):
     return result
 
 
+def write_readme(expected, tried):
+    rows = []
+    for name, layout in expected["layouts"].items():
+        t = layout["totals"]
+        cells = [f"`{name}`", str(t["files"]), str(t["images"])]
+        for key in ["dense", "idle-0.5", "idle-0.7"]:
+            cells.append(f"{t[key]['top1']} / {t[key]['top5']}")
+        cells += [str(t["agreement-0.5"]), str(t["agreement-0.7"])]
+        rows.append("| " + " | ".join(cells) + " |")
+    text = f"""# Fixtures/eval: labelled image folders for `idlevit eval`
+
+Written by `Fixtures/generate_eval.py` (seed {SEED}; edit the script, not this file):
+
+    /work/venv/bin/python Fixtures/generate_eval.py     # versions pinned in Fixtures/requirements.txt
+
+The labels are derived from timm's own predictions with `Fixtures/tiny12/model.safetensors` (random
+weights, so the classes mean nothing; what matters is that the expected accuracy is known exactly).
+Each image is a seeded crop of a photograph in `Fixtures/images` (random box, size 64-150 px on the
+short side, flips, rotations), stored as baseline / progressive / grayscale JPEG or RGB / RGBA / gray /
+palette PNG. It goes through DeiT's evaluation transform (PIL `convert('RGB')`, `Resize(256,
+BICUBIC)`, `CenterCrop(224)`, `ToTensor`, `Normalize(ImageNet)`), timm's dense forward and the IdleViT
+reference (`idlevit_reference.idle_forward`, r = 0.5 and 0.7). Each image is labelled with the class
+timm ranks at a chosen position (its top-1, 2nd, 3rd, 6th, 11th or 21st class), so some images are
+right at top-1, some only at top-5, some neither. An image is used only when no float rounding can
+change what the tests check: in every model the label's logit is at least {LOGIT_MARGIN} away from the best
+and the 5th-best other class, the top-1 leads the runner-up by {LOGIT_MARGIN}, and every idle selection
+has a relative score margin of at least {SELECTION_MARGIN} ({tried} candidates drawn to keep the ones used).
+
+| path | content |
+|---|---|
+| `imagenet/<wnid>/imgNNN.{{jpg,png}}` | ImageNet validation layout: folders named by WordNet id (class index = position in the sorted list of the 1000 ImageNet-1k ids); labelled with timm's top-1 (16 images), 3rd class (10), 11th class (10) |
+| `by-index/<index>/picNNN.{{jpg,png}}` | folders named by class index: top-1 (3), 2nd class (1), 21st class (1), and `not-an-image.txt`, which eval lists as failed |
+| `labels.csv` | `path,label` over `imagenet/` (paths relative to it; CRLF lines, a header, one quoted path, labels as WordNet ids and as indices): 24 images with other labels than their folders (timm's 2nd, 1st, 6th class in turn) and `n01440764/missing.jpg`, which does not exist |
+| `expected.json` | per layout and file: the label, and for `dense`, `idle-0.5`, `idle-0.7` the label's rank (0 = top-1; ties to the lower class index) and the top-1 class; the totals below |
+
+Expected counts (top-1 / top-5 images; agreement = images whose top-1 is the same dense and idle):
+
+| layout | files | images | dense | IdleViT r=0.5 | IdleViT r=0.7 | agreement r=0.5 | agreement r=0.7 |
+|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+The tests (`EvalCLITests`) run `--limit` subsets of these in the debug build; `Fixtures/check_eval.py`
+runs every layout whole with a built binary and compares all the counts.
+"""
+    (OUT / "README.md").write_text(text)
+
+
 class Candidates:
     """Accepted candidate images (safe top-1 and selections in every model), generated on demand
     from the seeded stream; a candidate that does not fit one slot stays available for the next."""
@@ -282,6 +329,7 @@ def main():
         print(name, json.dumps(expected["layouts"][name]["totals"]))
     (OUT / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
 
+    write_readme(expected, pool.tried)
     size = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
     print(f"Fixtures/eval: {size:,} bytes")
     if size > BUDGET_BYTES:
