@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import IR
+import IdleViTKit
 import Interpreter
 
 /// Where an evaluation is, for a progress line.
@@ -38,14 +39,14 @@ public struct EvaluationResult: Sendable {
 /// One pass over a labelled image list: stream batches, run the model (and the dense
 /// original on the same batch, when given: every file is decoded once), rank each label.
 public struct Evaluator {
-    public var model: Interpreter
-    public var dense: Interpreter?
+    public var model: ModelRunner
+    public var dense: ModelRunner?
     public var batchSize: Int
     public var decodeWorkers: Int
     /// A file that cannot be used stops the evaluation (exit 2) instead of being listed.
     public var strict: Bool
 
-    public init(model: Interpreter, dense: Interpreter?, batchSize: Int, decodeWorkers: Int, strict: Bool) {
+    public init(model: ModelRunner, dense: ModelRunner?, batchSize: Int, decodeWorkers: Int, strict: Bool) {
         self.model = model
         self.dense = dense
         self.batchSize = batchSize
@@ -89,13 +90,13 @@ public struct Evaluator {
         return result
     }
 
-    /// Runs one graph on a batch: its logits [B, classes] and the seconds it took.
-    static func logits(_ interpreter: Interpreter, _ pixels: FloatTensor) throws(EvaluationError) -> (FloatTensor, Double) {
+    /// Runs one model on a batch: its logits [B, classes] and the seconds it took.
+    static func logits(_ runner: ModelRunner, _ pixels: FloatTensor) throws(EvaluationError) -> (FloatTensor, Double) {
         let start = monotonicSeconds()
         let outputs: [String: Activation]
-        do { outputs = try interpreter.run(["pixel_values": pixels]) } catch { throw .model(error.description) }
-        guard let logits = outputs["logits"]?.floatTensor, logits.shape.count == 2, logits.shape[0] == pixels.shape[0] else {
-            throw .model("the graph has no logits [batch, classes] output")
+        do { outputs = try runner.run(pixels: pixels) } catch { throw .model(error.description) }
+        guard let logits = ModelRunner.logits(outputs), logits.shape.count == 2, logits.shape[0] == pixels.shape[0] else {
+            throw .model("the model computed no logits [batch, classes]")
         }
         return (logits, monotonicSeconds() - start)
     }

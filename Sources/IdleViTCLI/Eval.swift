@@ -62,7 +62,7 @@ struct Eval: ParsableCommand {
         if compareDense, prepared.schedule == nil {
             throw CLIError.invalid("--compare-dense compares an IdleViT schedule with the dense model: pass --keep-ratio R, --kept-tokens or an IdleViT bundle")
         }
-        let transform = try preprocessing.transform(for: architecture)
+        let transform = try preprocessing.transform(for: prepared)
         var list: LabelledImages
         do {
             if let labelsFile {
@@ -75,15 +75,15 @@ struct Eval: ParsableCommand {
         }
         if let limit { list = list.limited(to: limit) }
 
-        let interpreter: Interpreter, dense: Interpreter?
+        let runner: ModelRunner, dense: ModelRunner?
         do {
-            interpreter = try Interpreter(graph: prepared.graph, threads: threads)
-            dense = compareDense ? try Interpreter(graph: prepared.loaded.graph, threads: threads) : nil
+            runner = try ModelRunner(prepared, threads: threads)
+            dense = compareDense ? try ModelRunner(prepared.denseOriginal, threads: threads) : nil
         } catch {
             throw CLIError.invalid(error.description)
         }
-        let evaluator = Evaluator(model: interpreter, dense: dense, batchSize: batch,
-                                  decodeWorkers: interpreter.threads, strict: strict)
+        let evaluator = Evaluator(model: runner, dense: dense, batchSize: batch,
+                                  decodeWorkers: runner.interpreter.threads, strict: strict)
         let line = ProgressLine(mode: progress)
         let result: EvaluationResult
         do {

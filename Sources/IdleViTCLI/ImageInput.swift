@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import IR
+import IdleViTKit
 import Images
+import ModelDescription
 
 /// `--image` and its preprocessing options, shared by `run` and `visualize`.
 struct ImageOptions: ParsableArguments {
@@ -11,7 +13,7 @@ struct ImageOptions: ParsableArguments {
                                valueName: "file"))
     var images: [String] = []
 
-    @OptionGroup var preprocessing: PreprocessOptions
+    @OptionGroup var preprocessingFlags: PreprocessOptions
 
     /// The files named by `--image`, folders expanded.
     func imagePaths() throws -> [String] {
@@ -35,13 +37,14 @@ struct ImageOptions: ParsableArguments {
         return paths
     }
 
-    func transform(for architecture: DeiTArchitecture) throws -> EvalTransform {
-        try preprocessing.transform(for: architecture)
+    func transform(for prepared: PreparedModel) throws -> EvalTransform {
+        try preprocessingFlags.transform(for: prepared)
     }
 
     /// Decodes and preprocesses `paths` into one `pixel_values` batch [B, 3, S, S].
-    func load(_ paths: [String], for architecture: DeiTArchitecture) throws -> ImageBatch {
-        let transform = try transform(for: architecture)
+    func load(_ paths: [String], for prepared: PreparedModel) throws -> ImageBatch {
+        let architecture = prepared.architecture
+        let transform = try transform(for: prepared)
         let size = architecture.imageSize
         var values: [Float] = []
         values.reserveCapacity(paths.count * 3 * size * size)
@@ -59,35 +62,48 @@ struct ImageOptions: ParsableArguments {
     }
 }
 
-/// How images become the model's input: DeiT's evaluation transform, with its numbers as flags.
+/// `--crop-pct`, `--mean`, `--std`: the model's preprocessing (its config.json or bundle, else
+/// its family's defaults), each value overridable; shared by `run`, `visualize` and `eval`.
 struct PreprocessOptions: ParsableArguments {
     @Option(name: .customLong("crop-pct"),
-            help: "Centre-crop fraction: the shorter side is resized to floor(S / crop-pct) before the S x S crop (S = the model's image size). DeiT evaluates with 0.875 (256 -> 224); timm's pretrained configs for DeiT say 0.9 at 224 px and 1.0 at 384 px.")
-    var cropPercent: Double = EvalTransform.deitCropPercent
+            help: "Centre-crop fraction: the shorter side is resized to floor(S / crop-pct) before the S x S crop (S = the model's image size). Default: the model's config.json or bundle, else the family's (DeiT 0.875: 256 -> 224; DeiT-III 0.9; 1.0 at 384 px).")
+    var cropPercent: Double?
 
-    @Option(help: ArgumentHelp("Per-channel mean subtracted after scaling to [0, 1]: R,G,B or one value for all (default: ImageNet's 0.485,0.456,0.406).", valueName: "m"))
+    @Option(help: ArgumentHelp("Normalisation mean, R,G,B (or one value for all three); default: the model's (ImageNet's for DeiT).", valueName: "m"))
     var mean: ChannelValues?
 
-    @Option(help: ArgumentHelp("Per-channel standard deviation divided by: R,G,B or one value for all (default: ImageNet's 0.229,0.224,0.225).", valueName: "s"))
+    @Option(help: ArgumentHelp("Normalisation std, R,G,B (or one value for all three); default: the model's (ImageNet's for DeiT).", valueName: "s"))
     var std: ChannelValues?
 
     func validate() throws {
-        guard cropPercent > 0, cropPercent <= 1, cropPercent.isFinite else {
-            throw ValidationError("--crop-pct \(cropPercent) is outside (0, 1]")
+        if let cropPercent, !(cropPercent >= 0.05 && cropPercent <= 1) {
+            throw ValidationError("--crop-pct \(cropPercent) is outside [0.05, 1]")
         }
-        if let std, !std.values.allSatisfy({ $0 > 0 }) {
-            throw ValidationError("--std values must be positive")
-        }
+        if let std, !std.values.allSatisfy({ $0 > 0 }) { throw ValidationError("--std values must be positive") }
     }
 
-    func transform(for architecture: DeiTArchitecture) throws -> EvalTransform {
-        try validate()
+    /// The model's preprocessing with the flags applied over it.
+    func preprocessing(for prepared: PreparedModel) throws -> Preprocessing {
+        var result = prepared.preprocessing
+        if let cropPercent { result.cropPercent = cropPercent; result.source = "flags" }
+        if let mean { result.mean = mean.values; result.source = "flags" }
+        if let std { result.std = std.values; result.source = "flags" }
+        do { try result.validate() } catch { throw CLIError.invalid("preprocessing: \(error)") }
+        guard result.interpolation == "bicubic" else {
+            throw CLIError.invalid("the model's preprocessing uses \(result.interpolation.escapedForMessage) interpolation; idlevit resizes with bicubic only")
+        }
+        return result
+    }
+
+    func transform(for prepared: PreparedModel) throws -> EvalTransform {
+        let architecture = prepared.architecture
         guard architecture.inChannels == 3 else {
             throw CLIError.invalid("the model takes \(architecture.inChannels) input channels; images give 3 (RGB)")
         }
-        var transform = EvalTransform(imageSize: architecture.imageSize, cropPercent: cropPercent)
-        if let mean { transform.mean = mean.values }
-        if let std { transform.std = std.values }
+        let preprocessing = try preprocessing(for: prepared)
+        var transform = EvalTransform(imageSize: architecture.imageSize, cropPercent: preprocessing.cropPercent)
+        transform.mean = preprocessing.mean
+        transform.std = preprocessing.std
         return transform
     }
 }

@@ -2,11 +2,11 @@ import ArgumentParser
 import Foundation
 import IR
 import IdleViTKit
+import ModelDescription
 import Images
 import Interpreter
 import Verification
 import Evaluation
-import Importers
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the model on an input batch and print logits and the top-K classes.")
@@ -45,16 +45,17 @@ struct Run: ParsableCommand {
         let prepared = try model.prepare(idle)
         let names = try classNames(labels: labels, classes: prepared.architecture.classes)
         let idleLayers = prepared.schedule?.effective.idleLayers ?? []
-        var capture = Set(idleLayers.map { "blocks.\($0).selected" })
+        let runner: ModelRunner
+        do { runner = try ModelRunner(prepared, threads: threads) } catch { throw CLIError.invalid(error.description) }
+        var capture = Set(runner.selectionNames.map(\.name))
         if cutLoss { capture.formUnion(TokenCutLoss.requiredActivations(layers: idleLayers)) }
-        let interpreter: Interpreter
-        do { interpreter = try Interpreter(graph: prepared.graph, threads: threads) } catch { throw CLIError.invalid("\(error)") }
         var printer = RunPrinter(json: model.json, top: top, names: names, cutLoss: cutLoss, idleLayers: idleLayers, graph: prepared.graph)
 
         func runBatch(_ pixels: FloatTensor, files: [String]?) throws {
             let outputs: [String: Activation]
-            do { outputs = try interpreter.run(["pixel_values": pixels], capture: .names(capture)) } catch { throw CLIError.invalid("\(error)") }
-            printer.add(outputs, files: files)
+            do { outputs = try runner.run(pixels: pixels, captureNames: capture) } catch { throw CLIError.invalid(error.description) }
+            guard let logits = ModelRunner.logits(outputs) else { throw CLIError.invalid("the model computed no logits") }
+            printer.add(logits: logits, outputs, files: files)
         }
 
         printer.begin()
@@ -66,9 +67,9 @@ struct Run: ParsableCommand {
             // Streamed: the decoders run ahead while the model runs a batch. A file that cannot
             // be read stops the run, as it did when the folder was one batch (the batches
             // before it are printed).
-            let preprocessor = ImagePreprocessor(transform: try imageInput.transform(for: prepared.architecture))
+            let preprocessor = ImagePreprocessor(transform: try imageInput.transform(for: prepared))
             let stream = ImageBatchStream(files: LabelledImages(unlabelled: try imageInput.imagePaths()).files, batchSize: batch,
-                                          workers: interpreter.threads, preprocessor: preprocessor)
+                                          workers: runner.interpreter.threads, preprocessor: preprocessor)
             while let next = stream.next() {
                 for note in next.notes { writeNote("\(note.path): \(note.note)") }
                 if let failed = next.failed.first { throw CLIError.invalid("\(failed.path.escapedForMessage): \(failed.reason)") }
@@ -101,8 +102,7 @@ struct RunPrinter {
         if json { print("{\n  \"images\": [", terminator: "") }
     }
 
-    mutating func add(_ outputs: [String: Activation], files: [String]?) {
-        let logits = outputs["logits"]!.floatTensor!
+    mutating func add(logits: FloatTensor, _ outputs: [String: Activation], files: [String]?) {
         let (batch, classes) = (logits.shape[0], logits.shape[1])
         for b in 0..<batch {
             let row = Array(UnsafeBufferPointer(start: logits.pointer + b * classes, count: classes))
@@ -154,7 +154,7 @@ struct RunPrinter {
                 var table = Table(headers: ["layer", "inter", "intra", "total"], rightAligned: [1, 2, 3])
                 for (layer, values) in losses {
                     let n = Double(values.count)
-                    table.add(["blocks.\(layer)", scientific(values.map(\.inter).reduce(0, +) / n),
+                    table.add([ActivationName.block(layer).name, scientific(values.map(\.inter).reduce(0, +) / n),
                                scientific(values.map(\.intra).reduce(0, +) / n), scientific(values.map(\.total).reduce(0, +) / n)])
                 }
                 print("token cut loss (mean over images):")
