@@ -130,8 +130,13 @@ struct ImageBatch {
 }
 
 /// Class names from `--labels`, else the bundled ImageNet-1k names for a 1000-class model.
-func classNames(labels: String?, classes: Int) throws -> [String]? {
-    guard let labels else { return classes == ImageNetLabels.names.count ? ImageNetLabels.names : nil }
+/// Class names: `--labels FILE`, else the model's own (config.json's label names), else
+/// ImageNet-1k's for a 1000-class model.
+func classNames(labels: String?, classes: Int, modelLabels: [String]? = nil) throws -> [String]? {
+    guard let labels else {
+        if let modelLabels, modelLabels.count == classes { return modelLabels }
+        return classes == ImageNetLabels.names.count ? ImageNetLabels.names : nil
+    }
     guard let text = try? String(contentsOfFile: labels, encoding: .utf8) else {
         throw CLIError.invalid("\(labels): cannot read the label file")
     }

@@ -43,7 +43,7 @@ struct Run: ParsableCommand {
     func run() throws {
         try checkOneInput(input: input, images: imageInput)
         let prepared = try model.prepare(idle)
-        let names = try classNames(labels: labels, classes: prepared.architecture.classes)
+        let names = try classNames(labels: labels, classes: prepared.architecture.classes, modelLabels: prepared.labels)
         let idleLayers = prepared.schedule?.effective.idleLayers ?? []
         let runner: ModelRunner
         do { runner = try ModelRunner(prepared, threads: threads) } catch { throw CLIError.invalid(error.description) }

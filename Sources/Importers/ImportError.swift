@@ -21,13 +21,13 @@ public enum ImportError: Error, CustomStringConvertible, Equatable {
         case .unreadable(let file, let reason):
             return "\(file): cannot read: \(reason)"
         case .unrecognizedFormat(let file, let reason):
-            return "\(file): not a supported model file (safetensors, ONNX, HDF5 or IdleViT bundle): \(reason)"
+            return "\(file): not a supported model file (safetensors, ONNX, HDF5, PyTorch or IdleViT bundle): \(reason)"
         case .invalidFile(let file, let format, let rule):
             return "\(file): invalid \(format): \(rule)"
         case .invalidTensor(let file, let tensor, let rule):
             return "\(file): tensor '\(tensor)': \(rule)"
         case .architecture(let file, let problems):
-            return "\(file): not a DeiT checkpoint: " + problems.joined(separator: "; ")
+            return "\(file): not a recognised ViT checkpoint: " + problems.joined(separator: "; ")
         case .invalidNode(let file, let node, let rule):
             return "\(file): node '\(node)': \(rule)"
         case .unsupportedNodes(let file, let nodes):
