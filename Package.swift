@@ -46,6 +46,8 @@ let package = Package(
         .executableTarget(name: "idlevit-hdf5-reader", dependencies: ["CHDF5", "HDF5Importer", "Exporters", "IR"]),
         // IR and weights -> files: safetensors checkpoints, atomic output.
         .target(name: "Exporters", dependencies: ["IR", "Importers"]),
+        // IR graph (dense or IdleViT) -> ONNX model for ONNX Runtime, written with libprotobuf-c.
+        .target(name: "ONNXExporter", dependencies: ["IR", "Importers", "Exporters", "COnnx"]),
         // Graph -> graph rewrites (the IdleViT rewrite lives here).
         .target(name: "Passes", dependencies: ["IR"]),
         // CPU execution of the IR.
@@ -57,15 +59,15 @@ let package = Package(
         // Images in (JPEG/PNG -> DeiT's eval preprocessing), pictures out (the selection PNG).
         .target(name: "Images", dependencies: ["CImageCodecs"]),
         // Facade: detect a file's format, import, rewrite, run.
-        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ONNXImporter", "HDF5Importer", "Exporters", "Passes", "Bundle", "Interpreter", "Verification"]),
+        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ONNXImporter", "HDF5Importer", "Exporters", "ONNXExporter", "Passes", "Bundle", "Interpreter", "Verification"]),
         // The command line.
         .target(name: "IdleViTCLI", dependencies: [
-            "IdleViTKit", "Importers", "Exporters", "Interpreter", "Verification", "IR", "Images",
+            "IdleViTKit", "Importers", "Exporters", "ONNXExporter", "Interpreter", "Verification", "IR", "Images",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Depending on the reader builds it next to idlevit; nothing of it is linked in.
         .executableTarget(name: "idlevit", dependencies: ["IdleViTCLI", "idlevit-hdf5-reader"]),
 
-        .testTarget(name: "IdleViTTests", dependencies: ["IdleViTKit", "IdleViTCLI", "Images", "idlevit", "idlevit-hdf5-reader"]),
+        .testTarget(name: "IdleViTTests", dependencies: ["IdleViTKit", "IdleViTCLI", "ONNXExporter", "Images", "idlevit", "idlevit-hdf5-reader"]),
     ]
 )
