@@ -432,6 +432,11 @@ static void ISA_NAME(gelu)(const float *x, float *y, size_t count) {
     }
 }
 
+static void ISA_NAME(layer_norm)(const float *x, size_t rows, size_t count, size_t stride, const float *weight,
+                                 const float *bias, float eps, float *y) {
+    for (size_t r = 0; r < rows; r++) ISA_NAME(layer_norm_row)(x + r * stride, count, weight, bias, eps, y + r * stride);
+}
+
 static float ISA_NAME(fma_loop)(size_t iterations) {
     vf acc[PEAK_CHAINS];
     for (int j = 0; j < PEAK_CHAINS; j++) acc[j] = V_SET1(0.001f * (float)j);
@@ -453,6 +458,7 @@ static const IdvKernels ISA_NAME(table) = {
     .attention = ISA_NAME(attention),
     .attention_workspace_floats = ISA_NAME(attention_workspace_floats),
     .gelu = ISA_NAME(gelu),
+    .layer_norm = ISA_NAME(layer_norm),
     .fma_loop = ISA_NAME(fma_loop),
     .peak_flops_per_iteration = 2 * VL * PEAK_CHAINS,
 };

@@ -47,7 +47,7 @@ struct Run: ParsableCommand {
         if cutLoss { capture.formUnion(TokenCutLoss.requiredActivations(layers: idleLayers)) }
         let outputs: [String: Activation]
         do {
-            let interpreter = try Interpreter(graph: prepared.graph, threads: threads)
+            let interpreter = try Interpreter(graph: prepared.graph, options: try InterpreterOptions.fromEnvironment(threads: threads))
             outputs = try interpreter.run(["pixel_values": pixels], capture: .names(capture))
         } catch {
             throw CLIError.invalid("\(error)")

@@ -49,7 +49,7 @@ struct Verify: ParsableCommand {
         var capture = Set(references.names)
         if cutLoss { capture.formUnion(TokenCutLoss.requiredActivations(layers: idleLayers)) }
         do {
-            let interpreter = try Interpreter(graph: prepared.graph, threads: threads)
+            let interpreter = try Interpreter(graph: prepared.graph, options: try InterpreterOptions.fromEnvironment(threads: threads))
             outputs = try interpreter.run(["pixel_values": pixels], capture: .names(capture))
         } catch {
             throw CLIError.invalid("\(displayName(input)): \(error)")

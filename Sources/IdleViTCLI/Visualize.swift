@@ -49,7 +49,7 @@ struct Visualize: ParsableCommand {
         let computed = Set(schedule.effective.idleLayers)
         let outputs: [String: Activation]
         do {
-            let interpreter = try Interpreter(graph: prepared.graph, threads: threads)
+            let interpreter = try Interpreter(graph: prepared.graph, options: try InterpreterOptions.fromEnvironment(threads: threads))
             outputs = try interpreter.run(["pixel_values": batch.pixels],
                                           capture: .names(Set(computed.map { "blocks.\($0).selected" })))
         } catch {

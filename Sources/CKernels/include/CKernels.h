@@ -80,6 +80,10 @@ typedef struct {
     size_t (*attention_workspace_floats)(size_t tokens, size_t head_dim);
     /// `y[i] = gelu(x[i])`, exact erf form; `y` may be `x`.
     void (*gelu)(const float *x, float *y, size_t count);
+    /// LayerNorm (biased variance) of `rows` rows of `count` floats, `stride` floats apart in
+    /// both x and y; `y` may be `x`.
+    void (*layer_norm)(const float *x, size_t rows, size_t count, size_t stride, const float *weight, const float *bias,
+                       float eps, float *y);
     /// `iterations` rounds of dependent FMAs on independent accumulators (enough to fill every
     /// FMA pipe); returns a value that depends on all of them. Flops: `peak_flops_per_iteration`.
     float (*fma_loop)(size_t iterations);
