@@ -36,13 +36,14 @@ struct Bench: ParsableCommand {
             values[i] = Float(Int64(bitPattern: state >> 11) % 2_000_001 - 1_000_000) / 1_000_000
         }
         let pixels = FloatTensor(shape: [batch, a.inChannels, a.imageSize, a.imageSize], values: values)
-        let interpreter: Interpreter
-        do { interpreter = try Interpreter(graph: prepared.graph, threads: threads) } catch { throw CLIError.invalid("\(error)") }
-        for _ in 0..<warmup { _ = try interpreter.run(["pixel_values": pixels]) }
+        let runner: ModelRunner
+        do { runner = try ModelRunner(prepared, threads: threads) } catch { throw CLIError.invalid(error.description) }
+        let interpreter = runner.interpreter
+        for _ in 0..<warmup { _ = try runner.run(pixels: pixels) }
         var times: [Double] = []
         for _ in 0..<runs {
             let start = DispatchTime.now().uptimeNanoseconds
-            _ = try interpreter.run(["pixel_values": pixels])
+            _ = try runner.run(pixels: pixels)
             times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
         }
         times.sort()
@@ -57,7 +58,7 @@ struct Bench: ParsableCommand {
                 ("gmacs", .double(CostModel.summary(a, schedule: prepared.schedule).macs / 1e9)),
             ]))
         } else {
-            print("\(a.familyName ?? "DeiT")\(prepared.schedule.map { " idle \($0.keepRatio.map { "r=\($0)" } ?? "explicit")" } ?? " dense"), batch \(batch), \(interpreter.threads) threads, \(runs) runs")
+            print("\(prepared.modelName)\(prepared.schedule.map { " idle \($0.keepRatio.map { "r=\($0)" } ?? "explicit")" } ?? " dense"), batch \(batch), \(interpreter.threads) threads, \(runs) runs")
             print("median \(fixed(median, 2)) ms, min \(fixed(times.first!, 2)) ms, max \(fixed(times.last!, 2)) ms, \(fixed(imagesPerSecond, 1)) images/s")
         }
     }

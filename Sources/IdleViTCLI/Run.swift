@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import IR
 import IdleViTKit
+import ModelDescription
 import Images
 import Interpreter
 import Verification
@@ -38,21 +39,21 @@ struct Run: ParsableCommand {
         if let input {
             do { pixels = try Session.loadInput(path: input, for: prepared.architecture) } catch { throw CLIError.invalid(error.description) }
         } else {
-            let batch = try imageInput.load(try imageInput.imagePaths(), for: prepared.architecture)
+            let batch = try imageInput.load(try imageInput.imagePaths(), for: prepared)
             (pixels, files) = (batch.pixels, batch.files)
         }
-        let names = try classNames(labels: labels, classes: prepared.architecture.classes)
+        let names = try classNames(labels: labels, classes: prepared.architecture.classes, modelLabels: prepared.labels)
         let idleLayers = prepared.schedule?.effective.idleLayers ?? []
-        var capture = Set(idleLayers.map { "blocks.\($0).selected" })
-        if cutLoss { capture.formUnion(TokenCutLoss.requiredActivations(layers: idleLayers)) }
         let outputs: [String: Activation]
         do {
-            let interpreter = try Interpreter(graph: prepared.graph, threads: threads)
-            outputs = try interpreter.run(["pixel_values": pixels], capture: .names(capture))
+            let runner = try ModelRunner(prepared, threads: threads)
+            var capture = Set(runner.selectionNames.map(\.name))
+            if cutLoss { capture.formUnion(TokenCutLoss.requiredActivations(layers: idleLayers)) }
+            outputs = try runner.run(pixels: pixels, captureNames: capture)
         } catch {
-            throw CLIError.invalid("\(error)")
+            throw CLIError.invalid(error.description)
         }
-        let logits = outputs["logits"]!.floatTensor!
+        guard let logits = ModelRunner.logits(outputs) else { throw CLIError.invalid("the model computed no logits") }
         let (batch, classes) = (logits.shape[0], logits.shape[1])
         var images: [JSONValue] = []
         for b in 0..<batch {
@@ -91,7 +92,7 @@ struct Run: ParsableCommand {
                 var table = Table(headers: ["layer", "inter", "intra", "total"], rightAligned: [1, 2, 3])
                 for (layer, values) in losses {
                     let n = Double(values.count)
-                    table.add(["blocks.\(layer)", scientific(values.map(\.inter).reduce(0, +) / n),
+                    table.add([ActivationName.block(layer).name, scientific(values.map(\.inter).reduce(0, +) / n),
                                scientific(values.map(\.intra).reduce(0, +) / n), scientific(values.map(\.total).reduce(0, +) / n)])
                 }
                 print("token cut loss (mean over images):")

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import IR
 import IdleViTKit
+import ModelDescription
 import Importers
 import Interpreter
 import Verification
@@ -50,10 +51,9 @@ struct Verify: ParsableCommand {
         if cutLoss { capture.formUnion(TokenCutLoss.requiredActivations(layers: idleLayers)) }
         capture.formUnion(SelectionMargins.requiredActivations(graph: prepared.graph))
         do {
-            let interpreter = try Interpreter(graph: prepared.graph, threads: threads)
-            outputs = try interpreter.run(["pixel_values": pixels], capture: .names(capture))
+            outputs = try ModelRunner(prepared, threads: threads).run(pixels: pixels, captureNames: capture)
         } catch {
-            throw CLIError.invalid("\(displayName(input)): \(error)")
+            throw CLIError.invalid("\(displayName(input).escapedForMessage): \(error)")
         }
         if cutLoss {
             for (layer, values) in TokenCutLoss.compute(graph: prepared.graph, activations: outputs, layers: idleLayers) {
@@ -63,7 +63,9 @@ struct Verify: ParsableCommand {
         let margins = SelectionMargins.compute(graph: prepared.graph, activations: outputs)
         let checkCutLoss = cutLoss
         var report = Verifier.compare(outputs, with: references, tolerance: Tolerance(absolute: atol, relative: rtol)) { name in
-            name.contains(".cut_loss.") && !checkCutLoss ? "token cut loss diagnostic: pass --cut-loss to check it" : nil
+            guard !checkCutLoss, case .blockPart(_, let part)? = ActivationName(name),
+                  [.cutLoss, .cutLossInter, .cutLossIntra].contains(part) else { return nil }
+            return "token cut loss diagnostic: pass --cut-loss to check it"
         }
         // Rows in the order the graph computes them, not the reference file's order.
         let position = Dictionary(prepared.graph.nodes.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -107,7 +109,7 @@ struct Verify: ParsableCommand {
     }
 
     private func printReport(_ report: VerificationReport, margins: [SelectionMargins.Layer], prepared: PreparedModel) {
-        print("model:     \(displayName(prepared.loaded.path)) (\(prepared.loaded.format.displayName)), \(prepared.architecture.familyName ?? "DeiT")")
+        print("model:     \(displayName(prepared.loaded.path)) (\(prepared.loaded.format.displayName)), \(prepared.modelName)")
         if let schedule = prepared.schedule { print("schedule:  \(schedule)") }
         print("reference: \(displayName(reference)), tolerance: |ours - ref| <= \(atol) + \(rtol) x max|ref|\n")
         var table = Table(headers: ["activation", "shape", "max abs err", "max rel err", "cosine", "result"], rightAligned: [2, 3, 4])
