@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The ONNX export check, for CI: pinned onnx, onnxruntime, numpy and safetensors from PyPI (no
 # torch) in the check venv, every fixture model exported by the built idlevit (dense, and IdleViT
-# at r = 0.5 / 0.7 / 0.9 with the selections as outputs), then Fixtures/check_onnx_export.py:
+# at r = 0.5 / 0.7 / 0.9, or the ratios its reference has, with the selections as outputs), then Fixtures/check_onnx_export.py:
 # full onnx.checker, the graph contract, and ONNX Runtime at batch 1 and 2 against the committed
 # PyTorch references (logits within 1e-4, selected sets identical).
 #
@@ -48,6 +48,15 @@ for fixture in micro micro-distilled tiny12; do
     export_case "$fixture-dense" "$model" "Fixtures/$fixture/reference.safetensors" ""
     for r in 0.5 0.7 0.9; do
         export_case "$fixture-r$r" "$model" "Fixtures/$fixture/idle-$r.safetensors" "--keep-ratio $r --selection-outputs"
+    done
+done
+# DeiT-III (LayerScale, position embedding on the patches only) and a ViT without qkv bias, both
+# dim 32 with 2 heads (not DeiT's head size 64: --heads says so).
+for fixture in deit3-micro vit-micro; do
+    model=Fixtures/$fixture/model.safetensors
+    export_case "$fixture-dense" "$model" "Fixtures/$fixture/reference.safetensors" "--heads 2"
+    for r in 0.5 0.7; do
+        export_case "$fixture-r$r" "$model" "Fixtures/$fixture/idle-$r.safetensors" "--heads 2 --keep-ratio $r --selection-outputs"
     done
 done
 # Other paths through the writer and the translation: external data, the Gelu op (opset 20+),
