@@ -43,6 +43,8 @@ let package = Package(
         // HDF5 state dicts: checks in idlevit, libhdf5 only in the reader process below.
         .target(name: "HDF5Importer", dependencies: ["IR", "Importers"]),
         .executableTarget(name: "idlevit-hdf5-reader", dependencies: ["CHDF5", "HDF5Importer", "Exporters", "IR"]),
+        // PyTorch torch.save files: zip or legacy stream -> a pickle machine that builds data only.
+        .target(name: "TorchImporter", dependencies: ["IR", "Importers"]),
         // IR and weights -> files: safetensors checkpoints, atomic output.
         .target(name: "Exporters", dependencies: ["IR", "Importers"]),
         // IR graph (dense or IdleViT) -> ONNX model for ONNX Runtime, written with libprotobuf-c.
@@ -58,15 +60,17 @@ let package = Package(
         // Images in (JPEG/PNG -> DeiT's eval preprocessing), pictures out (the selection PNG).
         .target(name: "Images", dependencies: ["CImageCodecs"]),
         // Facade: detect a file's format, import, rewrite, run.
-        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ModelDescription", "ONNXImporter", "HDF5Importer", "Exporters", "ONNXExporter", "Passes", "Bundle", "Interpreter", "Verification"]),
+        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ModelDescription", "ONNXImporter", "HDF5Importer", "TorchImporter", "Exporters", "ONNXExporter", "Passes", "Bundle", "Interpreter", "Verification"]),
+        // Labelled image folders -> streamed, preprocessed batches -> top-1 / top-5 (`eval`, `run --image`).
+        .target(name: "Evaluation", dependencies: ["IR", "Images", "Interpreter", "IdleViTKit"]),
         // The command line.
         .target(name: "IdleViTCLI", dependencies: [
-            "IdleViTKit", "Importers", "ModelDescription", "Exporters", "ONNXExporter", "Interpreter", "Verification", "IR", "Images",
+            "IdleViTKit", "Importers", "TorchImporter", "ModelDescription", "Exporters", "ONNXExporter", "Interpreter", "Verification", "IR", "Images", "Evaluation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Depending on the reader builds it next to idlevit; nothing of it is linked in.
         .executableTarget(name: "idlevit", dependencies: ["IdleViTCLI", "idlevit-hdf5-reader"]),
 
-        .testTarget(name: "IdleViTTests", dependencies: ["IdleViTKit", "IdleViTCLI", "ModelDescription", "ONNXExporter", "Images", "idlevit", "idlevit-hdf5-reader"]),
+        .testTarget(name: "IdleViTTests", dependencies: ["IdleViTKit", "IdleViTCLI", "TorchImporter", "ModelDescription", "ONNXExporter", "Images", "Evaluation", "idlevit", "idlevit-hdf5-reader"]),
     ]
 )
