@@ -76,9 +76,10 @@ struct Eval: ParsableCommand {
         if let limit { list = list.limited(to: limit) }
 
         let runner: ModelRunner, dense: ModelRunner?
+        let engine = try InterpreterOptions.fromEnvironment(threads: threads)
         do {
-            runner = try ModelRunner(prepared, threads: threads)
-            dense = compareDense ? try ModelRunner(prepared.denseOriginal, threads: threads) : nil
+            runner = try ModelRunner(prepared, options: engine)
+            dense = compareDense ? try ModelRunner(prepared.denseOriginal, options: engine) : nil
         } catch {
             throw CLIError.invalid(error.description)
         }

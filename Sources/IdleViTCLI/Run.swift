@@ -46,7 +46,8 @@ struct Run: ParsableCommand {
         let names = try classNames(labels: labels, classes: prepared.architecture.classes, modelLabels: prepared.labels)
         let idleLayers = prepared.schedule?.effective.idleLayers ?? []
         let runner: ModelRunner
-        do { runner = try ModelRunner(prepared, threads: threads) } catch { throw CLIError.invalid(error.description) }
+        let engine = try InterpreterOptions.fromEnvironment(threads: threads)
+        do { runner = try ModelRunner(prepared, options: engine) } catch { throw CLIError.invalid(error.description) }
         var capture = Set(runner.selectionNames.map(\.name))
         if cutLoss { capture.formUnion(TokenCutLoss.requiredActivations(layers: idleLayers)) }
         var printer = RunPrinter(json: model.json, top: top, names: names, cutLoss: cutLoss, idleLayers: idleLayers, graph: prepared.graph)
