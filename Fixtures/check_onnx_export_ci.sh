@@ -72,13 +72,6 @@ else
     failed=1
 fi
 export_case tiny12-r1 Fixtures/tiny12/model.safetensors Fixtures/tiny12/reference.safetensors "--keep-ratio 1 --selection-outputs"
-# The other ViT families (Fixtures/generate_families.py): DeiT-III's LayerScale and patch-only
-# positions, and a ViT without qkv bias.
-export_case deit3-dense Fixtures/deit3-micro/model.safetensors Fixtures/deit3-micro/reference.safetensors "--heads 2"
-for r in 0.5 0.7; do
-    export_case "deit3-r$r" Fixtures/deit3-micro/model.safetensors "Fixtures/deit3-micro/idle-$r.safetensors" "--heads 2 --keep-ratio $r --selection-outputs"
-    export_case "vit-nobias-r$r" Fixtures/vit-micro/model.safetensors "Fixtures/vit-micro/idle-$r.safetensors" "--heads 2 --keep-ratio $r --selection-outputs"
-done
 
 if ! "$VENV/bin/python" Fixtures/check_onnx_export.py "${CASES[@]}"; then
     failed=1
