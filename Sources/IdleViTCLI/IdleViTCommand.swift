@@ -15,7 +15,7 @@ public struct IdleViTCommand: ParsableCommand {
             Exit status: 0 success, 1 verification mismatch, 2 usage error or invalid input.
             """,
         version: IdleViTVersion.string,
-        subcommands: [Inspect.self, Convert.self, Verify.self, Run.self, Visualize.self, Stats.self, Bench.self]
+        subcommands: [Inspect.self, Convert.self, Verify.self, Run.self, Visualize.self, Stats.self, Bench.self, Eval.self]
     )
 
     public init() {}
