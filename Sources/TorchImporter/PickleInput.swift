@@ -47,6 +47,7 @@ struct PickleInput {
     mutating func readSized(signedWidth width: Int) throws(PickleError) -> UnsafeRawBufferPointer {
         let length = Int32(truncatingIfNeeded: try readUInt(width))
         guard length >= 0 else { throw PickleError("a string with a negative length") }
+        guard length <= limits.string else { throw PickleError("a string of \(length) bytes, over the limit of \(limits.string)") }
         return try readRaw(Int(length))
     }
 
