@@ -8,8 +8,7 @@ import Importers
 import ModelDescription
 import TorchImporter
 
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzPyTorch(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+func fuzzPyTorch(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let path = FuzzInput.write(data, size, name: "model.pth")
     do {
         let checkpoint = try TorchImporter.load(path: path)
@@ -26,3 +25,5 @@ public func fuzzPyTorch(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     }
     return 0
 }
+
+runFuzzer { data, size in fuzzPyTorch(data, size) }
