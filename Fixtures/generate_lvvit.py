@@ -34,10 +34,12 @@ Written (Fixtures/lvvit-micro/):
                           into the convolutions, skip_lam as Div, the head as Gather/Gemm and
                           Slice/MatMul/ReduceMax/Mul 0.5/Add
   input.safetensors       pixel_values [2, 3, 32, 32], seeded N(0, 1)
-  reference.safetensors   forward hooks on this module: patch_embed.conv{k}, .bn{k}, .relu{k}
-                          (k = 1..3), patch_embed [B, Np, C] (flattened), pos_drop, blocks.{i},
-                          norm, head (the class-token head alone), aux_max (max over the patch
-                          tokens of aux_head), logits
+  reference.safetensors   forward hooks on this module: patch_embed.bn{k}, .relu{k} (k = 1..3),
+                          patch_embed [B, Np, C] (flattened), pos_drop, blocks.{i}, norm, head
+                          (the class-token head alone), aux_max (max over the patch tokens of
+                          aux_head), logits: what every format computes
+  reference-conv.safetensors  patch_embed.conv{k}: the convolutions before BatchNorm, which only
+                          formats that keep BatchNorm apart (not the ONNX export) compute
   idle-{0.5,0.7}.safetensors  lvvit_reference.idle_forward at r = 0.5 / 0.7, default schedule
                           (layers 2-7 of 8: stages of depth/4 as the official LV-ViT-S layers
                           4-15 of 16): logits, blocks.{i}.selected (I64, ascending, 0 = class)
@@ -337,7 +339,9 @@ def main():
     torch.save(OrderedDict((k, v.clone()) for k, v in sd.items()), str(FOLDER / "model.pth"))
     torch.save({"model": OrderedDict((k, v.clone()) for k, v in sd.items()), "epoch": 29}, str(FOLDER / "model-checkpoint.pth"))
     gen.save_st(FOLDER / "input.safetensors", {"pixel_values": x}, metadata={"seed": str(seed)})
+    convs = OrderedDict((k, acts.pop(k)) for k in list(acts) if k.startswith("patch_embed.conv"))
     gen.save_st(FOLDER / "reference.safetensors", acts, metadata={"input_seed": str(seed), "dtype": "f32"})
+    gen.save_st(FOLDER / "reference-conv.safetensors", convs, metadata={"input_seed": str(seed), "dtype": "f32"})
     for r, (kept, res, smallest) in runs.items():
         meta = {"keep_ratio": r, "kept": json.dumps(kept), "input_seed": str(seed),
                 "num_patches": str(model.patch_embed.num_patches), "schedule": "default (4 stages, stage 0 dense)"}

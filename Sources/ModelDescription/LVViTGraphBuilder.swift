@@ -5,6 +5,7 @@ import IR
 /// activations forward hooks capture line up:
 ///
 ///     conv2d -> batch_norm -> relu (x3: patch_embed.conv{k}, .bn{k}, .relu{k}) -> patch_embed
+///       (a folded stem: conv2d with bias, named bn{k}, -> relu)
 ///     concat cls -> + pos_embed = pos_drop
 ///     block i: x + proj(attn(qkv(norm1 x))) / skip_lam, then + fc2(gelu(fc1(norm2 .))) / skip_lam
 ///     norm -> head(token 0) + aux_head(every token) max over tokens 1... / 2 = logits
@@ -27,10 +28,15 @@ enum LVViTGraphBuilder {
         var x = ActivationName.pixelValues.name
         for (index, stage) in LVViTTensors.stem.enumerated() {
             let k = index + 1
-            let conv = Op.conv2d(try Conv2d(stride: stage.stride, padding: stage.padding))
-            let bias = a.stemBatchNorm ? [] : [builder.weight(stage.convBias)]
-            x = try builder.add(.stem(k, .conv), conv, [x, builder.weight(stage.convWeight)] + bias)
-            if a.stemBatchNorm { x = try builder.add(.stem(k, .batchNorm), batchNorm, [x] + stage.norms.map { builder.weight($0) }) }
+            let conv = Op.conv2d(try Conv2d(stride: stage.geometry.stride, padding: stage.geometry.padding))
+            if a.stemBatchNorm {
+                x = try builder.add(.stem(k, .conv), conv, [x, builder.weight(stage.convWeight)])
+                x = try builder.add(.stem(k, .batchNorm), batchNorm, [x] + stage.norms.map { builder.weight($0) })
+            } else {
+                // BatchNorm folded into the convolution (an ONNX export): its output is what the
+                // checkpoint's bn{k} computes, and is named so that references line up.
+                x = try builder.add(.stem(k, .batchNorm), conv, [x, builder.weight(stage.convWeight), builder.weight(stage.convBias)])
+            }
             x = try builder.add(.stem(k, .relu), .relu, [x])
         }
         try builder.add(.patchEmbed, .patchEmbed(try PatchEmbed(patch: a.patchSize / 2)),

@@ -10,23 +10,33 @@ import IR
 ///             MLP ratio 3, nn.LayerNorm's eps 1e-5, exact GELU)
 ///     norm -> head(x[:, 0]) + 0.5 * aux_head(x[:, 1:]).max over tokens   (eval, return_dense)
 ///
+/// The geometry of LV-ViT's three stem convolutions, in order (the cost model reads it too).
+public enum LVViTStem {
+    public struct Stage: Sendable {
+        public let kernel, stride, padding: Int
+    }
+
+    public static let stages = [Stage(kernel: 7, stride: 2, padding: 3), Stage(kernel: 3, stride: 1, padding: 1),
+                                Stage(kernel: 3, stride: 1, padding: 1)]
+}
+
 /// This is the tensor table (state-dict order: the model's own parameters cls_token and
 /// pos_embed first, then its modules) and the published configurations.
 enum LVViTTensors {
     /// One stem stage: a convolution and the BatchNorm after it.
     struct StemStage {
         let convWeight, convBias, normWeight, normBias, normMean, normVariance: TensorRole
-        let kernel, stride, padding: Int
+        let geometry: LVViTStem.Stage
         var norms: [TensorRole] { [normWeight, normBias, normMean, normVariance] }
     }
 
     static let stem: [StemStage] = [
         StemStage(convWeight: .stemConv1Weight, convBias: .stemConv1Bias, normWeight: .stemNorm1Weight, normBias: .stemNorm1Bias,
-                  normMean: .stemNorm1Mean, normVariance: .stemNorm1Variance, kernel: 7, stride: 2, padding: 3),
+                  normMean: .stemNorm1Mean, normVariance: .stemNorm1Variance, geometry: LVViTStem.stages[0]),
         StemStage(convWeight: .stemConv2Weight, convBias: .stemConv2Bias, normWeight: .stemNorm2Weight, normBias: .stemNorm2Bias,
-                  normMean: .stemNorm2Mean, normVariance: .stemNorm2Variance, kernel: 3, stride: 1, padding: 1),
+                  normMean: .stemNorm2Mean, normVariance: .stemNorm2Variance, geometry: LVViTStem.stages[1]),
         StemStage(convWeight: .stemConv3Weight, convBias: .stemConv3Bias, normWeight: .stemNorm3Weight, normBias: .stemNorm3Bias,
-                  normMean: .stemNorm3Mean, normVariance: .stemNorm3Variance, kernel: 3, stride: 1, padding: 1),
+                  normMean: .stemNorm3Mean, normVariance: .stemNorm3Variance, geometry: LVViTStem.stages[2]),
     ]
 
     /// torch's `BatchNorm2d` default, which `PatchEmbed4_2` uses.
@@ -39,8 +49,9 @@ enum LVViTTensors {
         switch role {
         case .classToken: return [1, 1, c]
         case .positionEmbedding: return [1, a.tokenCount, c]
-        case .stemConv1Weight: return [w, a.inChannels, 7, 7]
-        case .stemConv2Weight, .stemConv3Weight: return [w, w, 3, 3]
+        case .stemConv1Weight: return [w, a.inChannels, LVViTStem.stages[0].kernel, LVViTStem.stages[0].kernel]
+        case .stemConv2Weight: return [w, w, LVViTStem.stages[1].kernel, LVViTStem.stages[1].kernel]
+        case .stemConv3Weight: return [w, w, LVViTStem.stages[2].kernel, LVViTStem.stages[2].kernel]
         case .stemConv1Bias, .stemConv2Bias, .stemConv3Bias: return a.stemBatchNorm ? nil : [w]
         case .stemNorm1Weight, .stemNorm1Bias, .stemNorm1Mean, .stemNorm1Variance, .stemNorm2Weight, .stemNorm2Bias, .stemNorm2Mean,
              .stemNorm2Variance, .stemNorm3Weight, .stemNorm3Bias, .stemNorm3Mean, .stemNorm3Variance:
