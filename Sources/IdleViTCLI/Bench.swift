@@ -22,9 +22,12 @@ struct Bench: ParsableCommand {
     @Option(help: "Untimed warm-up runs.")
     var warmup: Int = 2
 
+    @OptionGroup var engine: EngineOptions
+
     func run() throws {
         guard batch > 0, runs > 0, warmup >= 0 else { throw CLIError.invalid("--batch and --runs must be positive") }
         if let threads, threads <= 0 { throw CLIError.invalid("--threads must be positive") }
+        let options = try engine.interpreterOptions(threads: threads)
         let prepared = try model.prepare(idle)
         let a = prepared.architecture
         // Deterministic pseudo-normal pixels: timing must not depend on the input's source.
@@ -37,7 +40,7 @@ struct Bench: ParsableCommand {
         }
         let pixels = FloatTensor(shape: [batch, a.inChannels, a.imageSize, a.imageSize], values: values)
         let runner: ModelRunner
-        do { runner = try ModelRunner(prepared, threads: threads) } catch { throw CLIError.invalid(error.description) }
+        do { runner = try ModelRunner(prepared, options: options) } catch { throw CLIError.invalid(error.description) }
         let interpreter = runner.interpreter
         for _ in 0..<warmup { _ = try runner.run(pixels: pixels) }
         var times: [Double] = []
@@ -51,14 +54,15 @@ struct Bench: ParsableCommand {
         let imagesPerSecond = Double(batch) / (median / 1000)
         if model.json {
             printJSON(.object([
-                ("batch", .int(batch)), ("threads", .int(interpreter.threads)), ("runs", .int(runs)),
+                ("batch", .int(batch)), ("threads", .int(interpreter.threads)), ("isa", .string(interpreter.isa.rawValue)),
+                ("gemm", .string(options.matrixBackend.rawValue)), ("runs", .int(runs)),
                 ("median_ms", .double(median)), ("min_ms", .double(times.first!)), ("max_ms", .double(times.last!)),
                 ("images_per_second", .double(imagesPerSecond)),
                 ("keep_ratio", prepared.schedule?.keepRatio.map(JSONValue.double) ?? .null),
                 ("gmacs", .double(CostModel.summary(a, schedule: prepared.schedule).macs / 1e9)),
             ]))
         } else {
-            print("\(prepared.modelName)\(prepared.schedule.map { " idle \($0.keepRatio.map { "r=\($0)" } ?? "explicit")" } ?? " dense"), batch \(batch), \(interpreter.threads) threads, \(runs) runs")
+            print("\(prepared.modelName)\(prepared.schedule.map { " idle \($0.keepRatio.map { "r=\($0)" } ?? "explicit")" } ?? " dense"), batch \(batch), \(interpreter.threads) threads, \(options.matrixBackend == .packed ? interpreter.isa.rawValue : "openblas") kernels, \(runs) runs")
             print("median \(fixed(median, 2)) ms, min \(fixed(times.first!, 2)) ms, max \(fixed(times.last!, 2)) ms, \(fixed(imagesPerSecond, 1)) images/s")
         }
     }

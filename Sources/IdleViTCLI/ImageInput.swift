@@ -13,15 +13,7 @@ struct ImageOptions: ParsableArguments {
                                valueName: "file"))
     var images: [String] = []
 
-    @Option(name: .customLong("crop-pct"),
-            help: "Centre-crop fraction: the shorter side is resized to floor(S / crop-pct) before the S x S crop (S = the model's image size). Default: the model's config.json or bundle, else the family's (DeiT 0.875: 256 -> 224; DeiT-III 0.9; 1.0 at 384 px).")
-    var cropPercent: Double?
-
-    @Option(help: "Normalisation mean, three comma-separated values (default: the model's; ImageNet's for DeiT).")
-    var mean: String?
-
-    @Option(help: "Normalisation std, three comma-separated values (default: the model's; ImageNet's for DeiT).")
-    var std: String?
+    @OptionGroup var preprocessingFlags: PreprocessOptions
 
     /// The files named by `--image`, folders expanded.
     func imagePaths() throws -> [String] {
@@ -45,36 +37,8 @@ struct ImageOptions: ParsableArguments {
         return paths
     }
 
-    /// The model's preprocessing with the flags applied over it.
-    func preprocessing(for prepared: PreparedModel) throws -> Preprocessing {
-        var result = prepared.preprocessing
-        func triple(_ text: String, _ flag: String) throws -> [Double] {
-            let values = text.split(separator: ",", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
-            guard values.count == 3, let parsed = values as? [Double] else {
-                throw CLIError.invalid("\(flag) '\(text.escapedForMessage)' is not three comma-separated numbers")
-            }
-            return parsed
-        }
-        if let cropPercent { result.cropPercent = cropPercent; result.source = "flags" }
-        if let mean { result.mean = try triple(mean, "--mean"); result.source = "flags" }
-        if let std { result.std = try triple(std, "--std"); result.source = "flags" }
-        do { try result.validate() } catch { throw CLIError.invalid("preprocessing: \(error)") }
-        guard result.interpolation == "bicubic" else {
-            throw CLIError.invalid("the model's preprocessing uses \(result.interpolation.escapedForMessage) interpolation; idlevit resizes with bicubic only")
-        }
-        return result
-    }
-
     func transform(for prepared: PreparedModel) throws -> EvalTransform {
-        let architecture = prepared.architecture
-        guard architecture.inChannels == 3 else {
-            throw CLIError.invalid("the model takes \(architecture.inChannels) input channels; --image gives 3 (RGB)")
-        }
-        let preprocessing = try preprocessing(for: prepared)
-        var transform = EvalTransform(imageSize: architecture.imageSize, cropPercent: preprocessing.cropPercent)
-        transform.mean = preprocessing.mean
-        transform.std = preprocessing.std
-        return transform
+        try preprocessingFlags.transform(for: prepared)
     }
 
     /// Decodes and preprocesses `paths` into one `pixel_values` batch [B, 3, S, S].
@@ -95,6 +59,65 @@ struct ImageOptions: ParsableArguments {
         }
         return ImageBatch(files: paths, crops: crops,
                           pixels: FloatTensor(shape: [paths.count, 3, size, size], values: values))
+    }
+}
+
+/// `--crop-pct`, `--mean`, `--std`: the model's preprocessing (its config.json or bundle, else
+/// its family's defaults), each value overridable; shared by `run`, `visualize` and `eval`.
+struct PreprocessOptions: ParsableArguments {
+    @Option(name: .customLong("crop-pct"),
+            help: "Centre-crop fraction: the shorter side is resized to floor(S / crop-pct) before the S x S crop (S = the model's image size). Default: the model's config.json or bundle, else the family's (DeiT 0.875: 256 -> 224; DeiT-III 0.9; 1.0 at 384 px).")
+    var cropPercent: Double?
+
+    @Option(help: ArgumentHelp("Normalisation mean, R,G,B (or one value for all three); default: the model's (ImageNet's for DeiT).", valueName: "m"))
+    var mean: ChannelValues?
+
+    @Option(help: ArgumentHelp("Normalisation std, R,G,B (or one value for all three); default: the model's (ImageNet's for DeiT).", valueName: "s"))
+    var std: ChannelValues?
+
+    func validate() throws {
+        if let cropPercent, !(cropPercent >= 0.05 && cropPercent <= 1) {
+            throw ValidationError("--crop-pct \(cropPercent) is outside [0.05, 1]")
+        }
+        if let std, !std.values.allSatisfy({ $0 > 0 }) { throw ValidationError("--std values must be positive") }
+    }
+
+    /// The model's preprocessing with the flags applied over it.
+    func preprocessing(for prepared: PreparedModel) throws -> Preprocessing {
+        var result = prepared.preprocessing
+        if let cropPercent { result.cropPercent = cropPercent; result.source = "flags" }
+        if let mean { result.mean = mean.values; result.source = "flags" }
+        if let std { result.std = std.values; result.source = "flags" }
+        do { try result.validate() } catch { throw CLIError.invalid("preprocessing: \(error)") }
+        guard result.interpolation == "bicubic" else {
+            throw CLIError.invalid("the model's preprocessing uses \(result.interpolation.escapedForMessage) interpolation; idlevit resizes with bicubic only")
+        }
+        return result
+    }
+
+    func transform(for prepared: PreparedModel) throws -> EvalTransform {
+        let architecture = prepared.architecture
+        guard architecture.inChannels == 3 else {
+            throw CLIError.invalid("the model takes \(architecture.inChannels) input channels; images give 3 (RGB)")
+        }
+        let preprocessing = try preprocessing(for: prepared)
+        var transform = EvalTransform(imageSize: architecture.imageSize, cropPercent: preprocessing.cropPercent)
+        transform.mean = preprocessing.mean
+        transform.std = preprocessing.std
+        return transform
+    }
+}
+
+/// Three per-channel numbers (R, G, B) from `a,b,c`, or one number for all three.
+struct ChannelValues: ExpressibleByArgument {
+    var values: [Double]
+
+    init?(argument: String) {
+        let parts = argument.split(separator: ",", omittingEmptySubsequences: false).map {
+            Double($0.trimmingCharacters(in: .whitespaces))
+        }
+        guard parts.count == 1 || parts.count == 3, parts.allSatisfy({ $0?.isFinite == true }) else { return nil }
+        values = parts.count == 1 ? Array(repeating: parts[0]!, count: 3) : parts.map { $0! }
     }
 }
 

@@ -49,8 +49,9 @@ struct Verify: ParsableCommand {
         let idleLayers = prepared.schedule?.effective.idleLayers ?? []
         var capture = Set(references.names)
         if cutLoss { capture.formUnion(TokenCutLoss.requiredActivations(layers: idleLayers)) }
+        let engine = try InterpreterOptions.fromEnvironment(threads: threads)
         do {
-            outputs = try ModelRunner(prepared, threads: threads).run(pixels: pixels, captureNames: capture)
+            outputs = try ModelRunner(prepared, options: engine).run(pixels: pixels, captureNames: capture)
         } catch {
             throw CLIError.invalid("\(displayName(input).escapedForMessage): \(error)")
         }

@@ -49,8 +49,9 @@ struct Visualize: ParsableCommand {
         // Layers whose K keeps every patch run the dense block and have no selection to capture.
         let computed = Set(schedule.effective.idleLayers)
         let outputs: [String: Activation]
+        let engine = try InterpreterOptions.fromEnvironment(threads: threads)
         do {
-            let runner = try ModelRunner(prepared, threads: threads)
+            let runner = try ModelRunner(prepared, options: engine)
             outputs = try runner.run(pixels: batch.pixels, capture: runner.selectionNames)
         } catch {
             throw CLIError.invalid(error.description)

@@ -49,6 +49,7 @@ public enum ModelFormat: String, Sendable, CaseIterable {
     case bundle = "idlevit-bundle"
     case onnx
     case hdf5
+    case pytorch
 
     public var displayName: String {
         switch self {
@@ -56,6 +57,7 @@ public enum ModelFormat: String, Sendable, CaseIterable {
         case .bundle: return "IdleViT bundle (safetensors)"
         case .onnx: return "ONNX"
         case .hdf5: return "HDF5"
+        case .pytorch: return "PyTorch (torch.save)"
         }
     }
 }
