@@ -129,7 +129,7 @@ extension Interpreter {
             ElementwiseKernel.mean((0..<inputs.count).map(f), count: outShape.elementCount, y: y)
 
         case .conv2d, .batchNorm, .relu, .divide, .maxTokens:
-            executeConvolutionalOps(node, instruction, inputs: inputs, output: y, scratch: scratch)
+            executeConvolutionalOps(step, instruction, inputs: inputs, output: y, scratch: scratch)
         }
     }
 

@@ -1,10 +1,9 @@
-import CBLAS
-
-/// `conv2d` as a matrix product, one image at a time: the image is unfolded into columns
-/// `[Ci*K*K, H'*W']` (im2col, rows in the weight's (c, ky, kx) order, zeros where the window
-/// hangs over the padding), then `y[O, H'*W'] = W[O, Ci*K*K] x columns` writes NCHW directly.
-/// Threads split the output positions: each unfolds and multiplies its own columns. The
-/// optional bias (a BatchNorm folded by an exporter) is added per output channel afterwards.
+/// `conv2d` as a matrix product, one image at a time, through the engine's linear kernels: the
+/// image is unfolded into `[H'*W', Ci*K*K]` rows (im2col, each output position's window in
+/// the weight's (c, ky, kx) order, zeros where it hangs over the padding), multiplied by the
+/// `[O, Ci*K*K]` weight as a linear layer (packed once like every weight, or OpenBLAS), which
+/// gives channels last, then transposed to NCHW. The bias (a BatchNorm an exporter folded
+/// into the convolution) is the linear layer's.
 enum Conv2dKernel {
     struct Geometry {
         var batch: Int
@@ -22,62 +21,56 @@ enum Conv2dKernel {
         var depth: Int { channels * kernel * kernel }
     }
 
-    static func scratchFloats(_ g: Geometry) -> Int { g.depth * g.positions }
+    /// The unfolded rows, then the channels-last product.
+    static func scratchFloats(_ g: Geometry) -> Int { g.positions * (g.depth + g.outChannels) }
 
-    static func run(x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, _ g: Geometry,
-                    columns: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
+    static func run(kernels: CPUKernels, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, packed: PackedMatrix?,
+                    bias: UnsafePointer<Float>?, zeros: UnsafePointer<Float>, _ g: Geometry,
+                    scratch: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
         let positions = g.positions, depth = g.depth
+        let columns = scratch, product = scratch + positions * depth
         for b in 0..<g.batch {
             let image = x + b * g.channels * g.height * g.width
+            parallelChunks(g.outHeight, threads: threads, grain: max(1, 1024 / max(g.outWidth, 1))) { rows in
+                unfold(image, g, rows: rows, columns: columns)
+            }
+            if let packed {
+                LinearKernel.run(kernels: kernels, x: columns, rows: positions, weight: packed, bias: bias, y: product, threads: threads)
+            } else {
+                BLASLinearKernel.run(x: columns, rows: positions, inFeatures: depth, weight: weight, bias: bias ?? zeros,
+                                     outFeatures: g.outChannels, y: product, threads: threads)
+            }
             let out = y + b * g.outChannels * positions
-            // Chunks of whole output rows, so each task's columns are one contiguous range.
-            parallelChunks(g.outHeight, threads: threads, grain: max(1, 4096 / max(g.outWidth, 1))) { rows in
-                let first = rows.lowerBound * g.outWidth, count = rows.count * g.outWidth
-                unfold(image, g, rows: rows, columns: columns + first, rowStride: positions)
-                if !LinearKernel.blasThreading {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(g.outChannels), Int32(count), Int32(depth),
-                                1, weight, Int32(depth), columns + first, Int32(positions), 0, out + first, Int32(positions))
-                }
-            }
-            if LinearKernel.blasThreading {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(g.outChannels), Int32(positions), Int32(depth),
-                            1, weight, Int32(depth), columns, Int32(positions), 0, out, Int32(positions))
-            }
-            if let bias {
-                for o in 0..<g.outChannels {
+            parallelChunks(g.outChannels, threads: threads, grain: max(1, 16_384 / max(positions, 1))) { channels in
+                for o in channels {
                     let plane = out + o * positions
-                    let value = bias[o]
-                    for p in 0..<positions { plane[p] += value }
+                    for p in 0..<positions { plane[p] = product[p * g.outChannels + o] }
                 }
             }
         }
     }
 
-    /// Columns of output rows `rows`: row (c, ky, kx) of the unfolded matrix holds, for each
-    /// output position, the input pixel under that kernel tap (0 outside the image).
-    private static func unfold(_ image: UnsafePointer<Float>, _ g: Geometry, rows: Range<Int>,
-                               columns: UnsafeMutablePointer<Float>, rowStride: Int) {
-        var row = 0
-        for c in 0..<g.channels {
-            let plane = image + c * g.height * g.width
-            for ky in 0..<g.kernel {
-                for kx in 0..<g.kernel {
-                    var out = columns + row * rowStride
-                    for oy in rows {
-                        let iy = oy * g.stride - g.padding + ky
-                        guard iy >= 0, iy < g.height else {
-                            out.update(repeating: 0, count: g.outWidth)
-                            out += g.outWidth
-                            continue
+    /// Rows of output rows `rows`: for each position, its window of every input channel.
+    private static func unfold(_ image: UnsafePointer<Float>, _ g: Geometry, rows: Range<Int>, columns: UnsafeMutablePointer<Float>) {
+        for oy in rows {
+            for ox in 0..<g.outWidth {
+                var out = columns + (oy * g.outWidth + ox) * g.depth
+                let (top, left) = (oy * g.stride - g.padding, ox * g.stride - g.padding)
+                for c in 0..<g.channels {
+                    let plane = image + c * g.height * g.width
+                    for ky in 0..<g.kernel {
+                        let iy = top + ky
+                        if iy < 0 || iy >= g.height {
+                            out.update(repeating: 0, count: g.kernel)
+                        } else {
+                            let row = plane + iy * g.width
+                            for kx in 0..<g.kernel {
+                                let ix = left + kx
+                                out[kx] = ix >= 0 && ix < g.width ? row[ix] : 0
+                            }
                         }
-                        let source = plane + iy * g.width
-                        for ox in 0..<g.outWidth {
-                            let ix = ox * g.stride - g.padding + kx
-                            out[ox] = ix >= 0 && ix < g.width ? source[ix] : 0
-                        }
-                        out += g.outWidth
+                        out += g.kernel
                     }
-                    row += 1
                 }
             }
         }
