@@ -11,7 +11,6 @@ enum LVViTRecognizer {
     private static let ownRoles: Set<TensorRole> = Set(LVViTTensors.roles).subtracting(ViTTensors.roles)
 
     static func claims(_ source: WeightSet) -> Bool {
-        if !source.counters.isEmpty { return true }
         return source.names.contains { name in NamingScheme.lvvit.role(of: name).map { ownRoles.contains($0.role) } ?? false }
     }
 
