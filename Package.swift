@@ -51,7 +51,7 @@ let package = Package(
         // IdleViT weight bundles: one safetensors file with weights, graph, schedule, provenance.
         .target(name: "Bundle", dependencies: ["IR", "Importers", "Exporters", "Passes", "CSHA256"]),
         // Images in (JPEG/PNG -> DeiT's eval preprocessing), pictures out (the selection PNG).
-        .target(name: "Images", dependencies: ["CImageCodecs"]),
+        .target(name: "Images", dependencies: ["IR", "CImageCodecs"]),
         // Facade: detect a file's format, import, rewrite, run.
         .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ONNXImporter", "HDF5Importer", "Exporters", "Passes", "Bundle", "Interpreter", "Verification"]),
         // The command line.

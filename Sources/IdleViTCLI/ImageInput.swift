@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import IR
 import Images
+import Synchronization
 
 /// `--image` and its preprocessing options, shared by `run` and `visualize`.
 struct ImageOptions: ParsableArguments {
@@ -26,23 +27,38 @@ struct ImageOptions: ParsableArguments {
             }
             let names: [String]
             do { names = try FileManager.default.contentsOfDirectory(atPath: path) } catch {
-                throw CLIError.invalid("\(path): cannot list the folder: \(error.localizedDescription)")
+                throw CLIError.invalid("\(path.escapedForMessage): cannot list the folder: \(error.localizedDescription)")
+            }
+            guard names.count <= 4 * Limits.batch.maximum else {
+                throw CLIError.invalid("\(path.escapedForMessage): the folder holds \(names.count) entries, more than a batch can take")
             }
             let found = names.filter { name in
                 !name.hasPrefix(".") && ["jpg", "jpeg", "png"].contains((name as NSString).pathExtension.lowercased())
             }.sorted()
-            guard !found.isEmpty else { throw CLIError.invalid("\(path): the folder holds no .jpg, .jpeg or .png files") }
+            guard !found.isEmpty else { throw CLIError.invalid("\(path.escapedForMessage): the folder holds no .jpg, .jpeg or .png files") }
             paths += found.map { (path as NSString).appendingPathComponent($0) }
         }
+        do { try Limits.batch.check(paths.count, "the number of --image files") } catch { throw CLIError.invalid(error.description) }
         return paths
     }
 
-    func transform(for architecture: DeiTArchitecture) throws -> EvalTransform {
+    func validate() throws {
         guard cropPercent > 0, cropPercent <= 1, cropPercent.isFinite else {
-            throw CLIError.invalid("--crop-pct \(cropPercent) is outside (0, 1]")
+            throw ValidationError("--crop-pct \(cropPercent) is outside (0, 1]")
         }
+    }
+
+    func transform(for architecture: DeiTArchitecture) throws -> EvalTransform {
         guard architecture.inChannels == 3 else {
             throw CLIError.invalid("the model takes \(architecture.inChannels) input channels; --image gives 3 (RGB)")
+        }
+        // floor(S / crop_pct) sizes the resized image: 1e-300 would overflow Int (a trap).
+        do {
+            let resize = try Checked.int(rounding: Double(architecture.imageSize) / cropPercent, .down,
+                                         "the resize target floor(\(architecture.imageSize) / --crop-pct \(cropPercent))")
+            try Limits.imageSize.check(resize, "the resize target floor(\(architecture.imageSize) / --crop-pct \(cropPercent))")
+        } catch {
+            throw CLIError.invalid(error.description)
         }
         return EvalTransform(imageSize: architecture.imageSize, cropPercent: cropPercent)
     }
@@ -57,7 +73,7 @@ struct ImageOptions: ParsableArguments {
         for path in paths {
             let decoded: DecodedImage
             do { decoded = try ImageDecoder.decode(path: path) } catch { throw CLIError.invalid(error.description) }
-            for note in decoded.notes { writeNote("\(path): \(note)") }
+            for note in decoded.notes { writeNote("\(path.escapedForMessage): \(note)") }
             let crop = transform.crop(decoded.image)
             transform.normalise(crop, into: &values)
             crops.append(crop)
@@ -76,10 +92,15 @@ struct ImageBatch {
 }
 
 /// Class names from `--labels`, else the bundled ImageNet-1k names for a 1000-class model.
+/// The file must be a regular file of at most `Limits.textFileBytes`, in UTF-8.
 func classNames(labels: String?, classes: Int) throws -> [String]? {
     guard let labels else { return classes == ImageNetLabels.names.count ? ImageNetLabels.names : nil }
-    guard let text = try? String(contentsOfFile: labels, encoding: .utf8) else {
-        throw CLIError.invalid("\(labels): cannot read the label file")
+    let bytes: [UInt8]
+    do { bytes = try RegularFile.read(labels, limit: Limits.textFileBytes) } catch {
+        throw CLIError.invalid("\(labels.escapedForMessage): cannot read the label file: \(error.reason)")
+    }
+    guard let text = String(validating: bytes, as: UTF8.self) else {
+        throw CLIError.invalid("\(labels.escapedForMessage): the label file is not UTF-8 text")
     }
     var names = text.split(separator: "\n", omittingEmptySubsequences: false).map {
         String($0).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -98,6 +119,18 @@ func checkOneInput(input: String?, images: ImageOptions) throws {
     }
 }
 
+/// A note for the user (a lossy conversion of an image, say). Notes are printed when the
+/// command succeeds; a failing command prints only its one error line.
 func writeNote(_ message: String) {
-    FileHandle.standardError.write(Data(("idlevit: note: " + message + "\n").utf8))
+    pendingNotes.withLock { $0.append(message) }
+}
+
+let pendingNotes = Mutex<[String]>([])
+
+func flushNotes() {
+    let notes = pendingNotes.withLock { notes in
+        defer { notes.removeAll() }
+        return notes
+    }
+    for note in notes { FileHandle.standardError.write(Data(("idlevit: note: " + note.lineSafe + "\n").utf8)) }
 }

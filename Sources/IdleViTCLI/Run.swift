@@ -17,37 +17,41 @@ struct Run: ParsableCommand {
 
     @OptionGroup var imageInput: ImageOptions
 
-    @Option(help: "Classes to show per image.")
+    @Option(help: "Classes to show per image (1 to 1048576).")
     var top: Int = 5
 
     @Option(help: "Class names, one per line (default for 1000 classes: the bundled ImageNet-1k names).")
     var labels: String?
 
-    @Option(help: "Threads (default: all cores).")
-    var threads: Int?
+    @OptionGroup var execution: ExecutionOptions
 
     @Flag(name: .customLong("cut-loss"), help: "Report the token cut loss (inter, intra, total) of each idle layer's selection.")
     var cutLoss = false
 
-    func run() throws {
-        guard top > 0 else { throw CLIError.invalid("--top must be positive") }
+    func validate() throws {
+        do { try Limits.classes.check(top, "--top") } catch { throw ValidationError(error.description) }
         try checkOneInput(input: input, images: imageInput)
+    }
+
+    func run() throws {
         let prepared = try model.prepare(idle)
+        let names = try classNames(labels: labels, classes: prepared.architecture.classes)
+        let interpreter = try execution.interpreter(prepared)
         let pixels: FloatTensor
         var files: [String]?
         if let input {
-            do { pixels = try Session.loadInput(path: input, for: prepared.architecture) } catch { throw CLIError.invalid(error.description) }
+            pixels = try loadInputChecked(input, prepared: prepared, interpreter: interpreter, execution: execution)
         } else {
-            let batch = try imageInput.load(try imageInput.imagePaths(), for: prepared.architecture)
+            let paths = try imageInput.imagePaths()
+            try execution.checkBatch(interpreter, prepared, batch: paths.count, what: "--image (\(paths.count) images)")
+            let batch = try imageInput.load(paths, for: prepared.architecture)
             (pixels, files) = (batch.pixels, batch.files)
         }
-        let names = try classNames(labels: labels, classes: prepared.architecture.classes)
         let idleLayers = prepared.schedule?.effective.idleLayers ?? []
         var capture = Set(idleLayers.map { "blocks.\($0).selected" })
         if cutLoss { capture.formUnion(TokenCutLoss.requiredActivations(layers: idleLayers)) }
         let outputs: [String: Activation]
         do {
-            let interpreter = try Interpreter(graph: prepared.graph, threads: threads)
             outputs = try interpreter.run(["pixel_values": pixels], capture: .names(capture))
         } catch {
             throw CLIError.invalid("\(error)")

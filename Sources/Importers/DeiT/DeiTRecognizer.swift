@@ -216,11 +216,13 @@ public struct HuggingFaceConfig: Sendable {
         let folder = URL(fileURLWithPath: modelPath).deletingLastPathComponent()
         let url = folder.appendingPathComponent("config.json")
         guard FileManager.default.fileExists(atPath: url.path) else { return nil }
-        guard let data = try? Data(contentsOf: url), data.count < 10_000_000 else {
-            throw .unreadable(file: "config.json", reason: "cannot read \(url.path)")
+        // Never blocks (a FIFO) and never reads more than the limit (RegularFile).
+        let data: [UInt8]
+        do { data = try RegularFile.read(url.path, limit: Limits.textFileBytes) } catch {
+            throw .unreadable(file: "config.json", reason: error.reason)
         }
         let json: JSONValue
-        do { json = try JSONParser.parse(Array(data)) } catch {
+        do { json = try JSONParser.parse(data) } catch {
             throw .invalidFile(file: "config.json", format: "JSON", rule: error.description)
         }
         guard json.objectPairs != nil else { throw .invalidFile(file: "config.json", format: "JSON", rule: "not an object") }
