@@ -91,6 +91,9 @@ public enum Limits {
     public static let imageFileBytes = Limit("image file size", minimum: 0, maximum: 256 << 20)
     /// Decoded pixels of one image (8192 x 8192): the RGB buffer is at most 192 MiB.
     public static let imagePixels = Limit("image pixel count", maximum: 1 << 26)
+    /// Bytes of one decoded image buffer (16-bit RGBA: 32 M pixels), and of libjpeg's working
+    /// memory for it.
+    public static let imageDecodedBytes = Limit("decoded image size", maximum: 256 << 20)
     /// Scans of one progressive JPEG: real encoders write about 10; thousands of empty scans
     /// each cost a pass over the whole image.
     public static let jpegScans = Limit("JPEG scan count", maximum: 100)
