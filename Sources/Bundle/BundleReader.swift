@@ -214,17 +214,18 @@ public enum BundleReader {
                                 _ bad: (String) -> ImportError) throws(ImportError) {
         let effective = schedule?.effective.kept ?? Array(repeating: nil, count: a.depth)
         var seen = Set<Int>()
-        for node in graph.nodes where node.op == .tokenSelect {
+        for node in graph.nodes {
+            guard case .tokenSelect(let selection) = node.op else { continue }
             guard node.name.hasPrefix("blocks."), node.name.hasSuffix(".selected"),
                   let layer = Int(node.name.dropFirst("blocks.".count).dropLast(".selected".count)),
                   (0..<a.depth).contains(layer) else {
                 throw bad("has token_select node '\(node.name)' outside any block")
             }
             guard let k = effective[layer] else { throw bad("selects tokens at layer \(layer), which metadata 'idle' leaves dense") }
-            guard node.attributes.int("keep") == k else {
-                throw bad("node '\(node.name)' keeps \(node.attributes.int("keep").map(String.init) ?? "?") tokens, metadata 'idle' says \(k)")
+            guard selection.keep == k else {
+                throw bad("node '\(node.name)' keeps \(selection.keep) tokens, metadata 'idle' says \(k)")
             }
-            guard node.attributes.int("prefix") == a.prefixTokens else { throw bad("node '\(node.name)' has the wrong prefix token count") }
+            guard selection.prefix == a.prefixTokens else { throw bad("node '\(node.name)' has the wrong prefix token count") }
             seen.insert(layer)
         }
         for (layer, k) in effective.enumerated() where k != nil && !seen.contains(layer) {
@@ -235,8 +236,8 @@ public enum BundleReader {
     /// Where two graphs first disagree, for the message.
     static func firstDifference(_ stored: Graph, _ rebuilt: Graph) -> String {
         for (s, r) in zip(stored.nodes, rebuilt.nodes) where s != r {
-            return "node '\(s.name)' (\(s.op.rawValue)) where the rebuilt graph has '\(r.name)' (\(r.op.rawValue))"
-                + (s.name == r.name && s.op == r.op ? " with other inputs, attributes or type" : "")
+            return "node '\(s.name)' (\(s.kind.rawValue)) where the rebuilt graph has '\(r.name)' (\(r.kind.rawValue))"
+                + (s.name == r.name && s.kind == r.kind ? " with other inputs, attributes or type" : "")
         }
         if stored.nodes.count != rebuilt.nodes.count {
             return "\(stored.nodes.count) nodes where the rebuilt graph has \(rebuilt.nodes.count)"

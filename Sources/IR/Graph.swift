@@ -37,18 +37,18 @@ public struct Constant: Sendable, Named {
 /// PyTorch reference files.
 public struct Node: Hashable, Sendable {
     public var name: String
-    public var op: OpKind
+    public var op: Op
     public var inputs: [String]
-    public var attributes: Attributes
     public var type: ValueType
 
-    public init(_ name: String, _ op: OpKind, _ inputs: [String], _ attributes: Attributes = Attributes(), type: ValueType) {
+    public init(_ name: String, _ op: Op, _ inputs: [String], type: ValueType) {
         self.name = name
         self.op = op
         self.inputs = inputs
-        self.attributes = attributes
         self.type = type
     }
+
+    public var kind: OpKind { op.kind }
 }
 
 /// A small typed dataflow graph: inputs, named constants, nodes in execution order
@@ -93,7 +93,7 @@ public struct Graph: Sendable {
     /// Op counts, for summaries.
     public var opHistogram: [(OpKind, Int)] {
         var counts: [OpKind: Int] = [:]
-        for node in nodes { counts[node.op, default: 0] += 1 }
+        for node in nodes { counts[node.kind, default: 0] += 1 }
         return OpKind.allCases.compactMap { op in counts[op].map { (op, $0) } }
     }
 }

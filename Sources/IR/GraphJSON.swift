@@ -49,17 +49,16 @@ public enum GraphJSON {
     }
 
     static func encode(_ node: Node) -> JSONValue {
-        let attributes: [(key: String, value: JSONValue)] = node.attributes.map { entry in
+        let attributes: [(key: String, value: JSONValue)] = node.op.attributeList.map { entry in
             switch entry.value {
             case .int(let v): return (entry.key, .int(v))
             case .float(let v): return (entry.key, .double(v))
             case .ints(let v): return (entry.key, .array(v.map(JSONValue.int)))
-            case .string(let v): return (entry.key, .string(v))
             }
         }
         return .object([
             ("name", .string(node.name)),
-            ("op", .string(node.op.rawValue)),
+            ("op", .string(node.kind.rawValue)),
             ("inputs", .array(node.inputs.map(JSONValue.string))),
             ("attributes", .object(attributes)),
             ("type", encode(node.type)),
@@ -104,14 +103,16 @@ public enum GraphJSON {
                   let inputNames = value["inputs"]?.arrayValue, let type = value["type"] else {
                 throw fail("a node needs 'name', 'op', 'inputs' and 'type'")
             }
-            guard let op = OpKind(rawValue: opName) else { throw fail("node '\(name)' has unknown op '\(opName)'") }
+            guard let kind = OpKind(rawValue: opName) else { throw fail("node '\(name)' has unknown op '\(opName)'") }
             let names = inputNames.compactMap(\.stringValue)
             guard names.count == inputNames.count else { throw fail("node '\(name)' has a non-string input") }
-            var attributes = Attributes()
+            var attributes: [(key: String, value: AttributeValue)] = []
             for pair in value["attributes"]?.objectPairs ?? [] {
-                attributes[pair.key] = try decodeAttribute(pair.value, context: "node '\(name)' attribute '\(pair.key)'")
+                attributes.append((pair.key, try decodeAttribute(pair.value, context: "node '\(name)' attribute '\(pair.key)'")))
             }
-            nodes.append(Node(name, op, names, attributes, type: try decodeType(type, context: "node '\(name)'")))
+            let op: Op
+            do { op = try Op.decode(kind: kind, attributes: attributes) } catch { throw .inNode(node: name, GraphErrorBox(error)) }
+            nodes.append(Node(name, op, names, type: try decodeType(type, context: "node '\(name)'")))
         }
         let outputs = outputValues.compactMap(\.stringValue)
         guard outputs.count == outputValues.count else { throw fail("'outputs' holds a non-string") }
@@ -157,13 +158,12 @@ public enum GraphJSON {
         case .number:
             if value.isIntegerLiteral, let v = value.intValue { return .int(v) }
             if let v = value.doubleValue { return .float(v) }
-        case .string(let s): return .string(s)
         case .array(let items):
             let ints = items.compactMap { $0.isIntegerLiteral ? $0.intValue : nil }
             if ints.count == items.count { return .ints(ints) }
         default: break
         }
-        throw .malformedJSON("\(context) must be a number, a string or an array of integers")
+        throw .malformedJSON("\(context) must be a number or an array of integers")
     }
 }
 

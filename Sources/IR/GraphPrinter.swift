@@ -25,9 +25,10 @@ public enum GraphPrinter {
         }
         for node in graph.nodes {
             let operands = node.inputs.map { constantNames.contains($0) ? "@" + $0 : "%" + $0 }.joined(separator: ", ")
-            var line = "%\(node.name): \(node.type) = \(node.op.rawValue)(\(operands))"
-            if !node.attributes.isEmpty {
-                line += " {" + node.attributes.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + "}"
+            var line = "%\(node.name): \(node.type) = \(node.kind.rawValue)(\(operands))"
+            let attributes = node.op.attributeList
+            if !attributes.isEmpty {
+                line += " {" + attributes.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + "}"
             }
             lines.append(line)
         }

@@ -23,7 +23,7 @@ public enum GraphValidator {
             }
             let inferred: ValueType
             do {
-                inferred = try TypeInference.infer(node.op, inputs: inputTypes, attributes: node.attributes)
+                inferred = try node.op.outputType(inputTypes)
             } catch {
                 throw .inNode(node: node.name, GraphErrorBox(error))
             }
@@ -44,7 +44,7 @@ public struct GraphBuilder {
     public init(_ graph: Graph) { self.graph = graph }
 
     @discardableResult
-    public mutating func add(_ name: String, _ op: OpKind, _ inputs: [String], _ attributes: Attributes = Attributes()) throws(GraphError) -> String {
+    public mutating func add(_ name: String, _ op: Op, _ inputs: [String]) throws(GraphError) -> String {
         var types: [ValueType] = []
         for input in inputs {
             guard let type = typeOf(input) else { throw .undefinedValue(node: name, value: input) }
@@ -52,11 +52,11 @@ public struct GraphBuilder {
         }
         let type: ValueType
         do {
-            type = try TypeInference.infer(op, inputs: types, attributes: attributes)
+            type = try op.outputType(types)
         } catch {
             throw .inNode(node: name, GraphErrorBox(error))
         }
-        graph.nodes.append(Node(name, op, inputs, attributes, type: type))
+        graph.nodes.append(Node(name, op, inputs, type: type))
         nodeTypes[name] = type
         return name
     }

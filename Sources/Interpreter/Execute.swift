@@ -9,6 +9,8 @@ extension Interpreter {
         let shapes = instruction.inputShapes
         let outShape = instruction.outputShape
         func f(_ i: Int) -> UnsafePointer<Float> { inputs[i].assumingMemoryBound(to: Float.self) }
+        // An absent bias (a linear or token_select with two inputs) reads zeros.
+        func bias(_ start: Int) -> UnsafePointer<Float> { inputs.count > 2 ? f(2) + start : zeros }
         let y = output.assumingMemoryBound(to: Float.self)
         let epilogue: LinearEpilogue
         switch instruction.fusion {
@@ -18,15 +20,15 @@ extension Interpreter {
         }
 
         if let limit = instruction.rowLimit,
-           executeRows(limit, node, instruction, f, inputs: inputs, epilogue: epilogue, y: y) {
+           executeRows(limit, node, instruction, f, bias, inputs: inputs, epilogue: epilogue, y: y) {
             return
         }
 
         switch node.op {
-        case .patchEmbed:
+        case .patchEmbed(let embed):
             let image = shapes[0]
             PatchEmbedKernel.run(image: f(0), batch: image[0], channels: image[1], height: image[2], width: image[3],
-                                 patch: node.attributes.int("patch")!, weight: f(1), bias: f(2), outChannels: shapes[1][0],
+                                 patch: embed.patch, weight: f(1), bias: f(2), outChannels: shapes[1][0],
                                  columns: scratch.assumingMemoryBound(to: Float.self), y: y, threads: threads)
 
         case .concatTokens:
@@ -39,35 +41,35 @@ extension Interpreter {
             let period = shapes[1].elementCount
             ElementwiseKernel.add(f(0), f(1), count: count, broadcastPeriod: period, y: y, threads: threads)
 
-        case .layerNorm:
+        case .layerNorm(let norm):
             let channels = outShape.last!
             LayerNormKernel.run(x: f(0), rows: outShape.elementCount / channels, channels: channels, weight: f(1), bias: f(2),
-                                eps: Float(node.attributes.double("eps")!), y: y, threads: threads)
+                                eps: Float(norm.eps), y: y, threads: threads)
 
-        case .linear:
+        case .linear(let linear):
             let inFeatures = shapes[0].last!
             let rows = shapes[0].elementCount / inFeatures
-            let start = node.attributes.ints("rows")?[0] ?? 0
-            LinearKernel.run(x: f(0), rows: rows, inFeatures: inFeatures, weight: f(1) + start * inFeatures, bias: f(2) + start,
+            let start = linear.rows?.lowerBound ?? 0
+            LinearKernel.run(x: f(0), rows: rows, inFeatures: inFeatures, weight: f(1) + start * inFeatures, bias: bias(start),
                              outFeatures: outShape.last!, epilogue: epilogue, y: y, threads: threads)
 
         case .gelu:
             GELUKernel.run(x: f(0), count: outShape.elementCount, y: y, threads: threads)
 
-        case .attention:
+        case .attention(let attention):
             let channels = outShape[2]
             let packed = inputs.count == 1
             AttentionKernel.run(q: f(0), k: packed ? f(0) + channels : f(1), v: packed ? f(0) + 2 * channels : f(2),
                                 rowStride: packed ? 3 * channels : channels, batch: outShape[0], tokens: outShape[1],
-                                channels: channels, heads: node.attributes.int("heads")!,
+                                channels: channels, heads: attention.heads,
                                 scratch: scratch.assumingMemoryBound(to: Float.self), y: y, threads: threads,
                                 queries: instruction.rowLimit ?? outShape[1])
 
-        case .tokenSelect:
+        case .tokenSelect(let selection):
             let x = shapes[0]
-            TokenSelectKernel.run(x: f(0), batch: x[0], tokens: x[1], channels: x[2], weight: f(1), bias: f(2),
-                                  heads: node.attributes.int("heads")!, keep: node.attributes.int("keep")!,
-                                  prefix: node.attributes.int("prefix")!, scratch: scratch.assumingMemoryBound(to: Double.self),
+            TokenSelectKernel.run(x: f(0), batch: x[0], tokens: x[1], channels: x[2], weight: f(1), bias: bias(0),
+                                  heads: selection.heads, keep: selection.keep,
+                                  prefix: selection.prefix, scratch: scratch.assumingMemoryBound(to: Double.self),
                                   y: output.assumingMemoryBound(to: Int32.self), threads: threads)
 
         case .gatherTokens:
@@ -80,9 +82,13 @@ extension Interpreter {
             TokenKernels.scatter(f(0), batch: x[0], tokens: x[1], channels: x[2],
                                  index: inputs[1].assumingMemoryBound(to: Int32.self), selected: shapes[1][1], rows: f(2), y: y)
 
-        case .takeToken:
+        case .takeToken(let take):
             let x = shapes[0]
-            TokenKernels.take(f(0), batch: x[0], tokens: x[1], channels: x[2], index: node.attributes.int("index")!, y: y)
+            TokenKernels.take(f(0), batch: x[0], tokens: x[1], channels: x[2], index: take.index, y: y)
+
+        case .scale:
+            let channels = outShape.last!
+            ElementwiseKernel.scale(f(0), gamma: f(1), rows: outShape.elementCount / channels, channels: channels, y: y)
 
         case .mean:
             ElementwiseKernel.mean((0..<inputs.count).map(f), count: outShape.elementCount, y: y)
@@ -93,27 +99,33 @@ extension Interpreter {
     /// false for the others, which then compute every row (attention takes the limit as its
     /// number of queries in `execute`).
     private func executeRows(_ limit: Int, _ node: Node, _ instruction: Program.Instruction, _ f: (Int) -> UnsafePointer<Float>,
+                             _ bias: (Int) -> UnsafePointer<Float>,
                              inputs: UnsafeBufferPointer<UnsafeRawPointer>, epilogue: LinearEpilogue, y: UnsafeMutablePointer<Float>) -> Bool {
         let shape = instruction.outputShape
         let (batch, tokens, channels) = (shape[0], shape[1], shape[2])
         switch node.op {
-        case .linear:
+        case .linear(let linear):
             let inFeatures = instruction.inputShapes[0][2]
-            let start = node.attributes.ints("rows")?[0] ?? 0
+            let start = linear.rows?.lowerBound ?? 0
             // One call per demanded token row, over the images (row stride N x features).
             for r in 0..<limit {
                 LinearKernel.run(x: f(0) + r * inFeatures, rows: batch, inFeatures: inFeatures, weight: f(1) + start * inFeatures,
-                                 bias: f(2) + start, outFeatures: channels, epilogue: epilogue.advanced(by: r * channels),
+                                 bias: bias(start), outFeatures: channels, epilogue: epilogue.advanced(by: r * channels),
                                  y: y + r * channels,
                                  threads: 1, xStride: tokens * inFeatures, yStride: tokens * channels)
             }
-        case .layerNorm:
-            let eps = Float(node.attributes.double("eps")!)
+        case .layerNorm(let norm):
+            let eps = Float(norm.eps)
             for b in 0..<batch {
                 for r in 0..<limit {
                     let offset = (b * tokens + r) * channels
                     LayerNormKernel.row(f(0) + offset, channels: channels, weight: f(1), bias: f(2), eps: eps, y: y + offset)
                 }
+            }
+        case .scale:
+            for b in 0..<batch {
+                let offset = b * tokens * channels
+                ElementwiseKernel.scale(f(0) + offset, gamma: f(1), rows: limit, channels: channels, y: y + offset)
             }
         case .gelu:
             for b in 0..<batch {

@@ -60,6 +60,9 @@ public final class Interpreter: @unchecked Sendable {
     private let limitRows: Bool
     /// Owns the copied weights the steps point into.
     private let weights: WeightCopy?
+    /// Zeros standing in for the bias of a linear or token_select that has none (ViTs without
+    /// qkv bias), as long as the widest such weight.
+    let zeros: UnsafePointer<Float>
 
     public init(graph: Graph, threads: Int? = nil) throws(InterpreterError) {
         do {
@@ -91,7 +94,7 @@ public final class Interpreter: @unchecked Sendable {
         // Linear and patch-embedding weights into owned, huge-page-backed memory (WeightCopy).
         if environmentFlag("IDLEVIT_COPY_WEIGHTS") ?? true {
             var tensors: [(pointer: UnsafePointer<Float>, count: Int)] = []
-            for step in steps where step.node.op == .linear || step.node.op == .patchEmbed {
+            for step in steps where step.node.kind == .linear || step.node.kind == .patchEmbed {
                 if case .constant(let pointer) = step.operands[1] {
                     tensors.append((pointer, step.inputTypes[1].elementCount(batch: 1)))
                 }
@@ -108,9 +111,16 @@ public final class Interpreter: @unchecked Sendable {
             weights = nil
         }
         self.steps = steps
+        let widest = steps.map { $0.inputTypes.count > 1 ? $0.inputTypes[1].extent(0) ?? 0 : 0 }.max() ?? 0
+        let zeroMemory = UnsafeMutablePointer<Float>.allocate(capacity: max(widest, 1))
+        zeroMemory.initialize(repeating: 0, count: max(widest, 1))
+        zeros = UnsafePointer(zeroMemory)
     }
 
-    deinit { profile?.report() }
+    deinit {
+        profile?.report()
+        zeros.deallocate()
+    }
 
     /// Runs the graph on `inputs` (by input name; the first input's leading extent is the batch).
     public func run(_ inputs: [String: FloatTensor], capture: Capture = .outputs) throws(InterpreterError) -> [String: Activation] {

@@ -55,13 +55,13 @@ struct Program {
         for (i, step) in steps.enumerated() where !fusedAway.contains(i) {
             var output = i
             var fusion = Fusion.none
-            var label = step.node.op.rawValue
-            if fuse, step.node.op == .linear, !isCaptured[i], consumers[i].count == 1 {
+            var label = step.node.kind.rawValue
+            if fuse, step.node.kind == .linear, !isCaptured[i], consumers[i].count == 1 {
                 let j = consumers[i][0]
                 let consumer = steps[j]
-                if consumer.node.op == .gelu {
+                if consumer.node.kind == .gelu {
                     (output, fusion, label) = (j, .gelu, "linear+gelu")
-                } else if consumer.node.op == .add, let residual = Program.residual(of: consumer, linear: i),
+                } else if consumer.node.kind == .add, let residual = Program.residual(of: consumer, linear: i),
                           consumer.inputTypes[0] == consumer.inputTypes[1] {
                     (output, fusion, label) = (j, .residual(residual), "linear+add")
                 }
@@ -125,7 +125,7 @@ struct Program {
         case .none: break
         }
         let step = steps[instruction.step]
-        switch step.node.op {
+        switch step.node.kind {
         case .scatterTokens, .add:
             if case .node(let index) = step.operands[0] { return index }
             return nil
@@ -141,7 +141,7 @@ struct Program {
         let others: ArraySlice<Operand>
         if case .residual = instruction.fusion {
             others = operands[...]
-        } else if steps[instruction.step].node.op == .add {
+        } else if steps[instruction.step].node.kind == .add {
             return false
         } else {
             others = operands.dropFirst()
@@ -150,7 +150,7 @@ struct Program {
     }
 
     private static func flops(_ node: Node, inputShapes: [[Int]], outputShape: [Int]) -> Double {
-        switch node.op {
+        switch node.kind {
         case .linear:
             return 2 * Double(outputShape.elementCount) * Double(inputShapes[0].last!)
         case .patchEmbed:
@@ -166,10 +166,9 @@ struct Program {
 
     private static func scratchBytes(_ step: Step, batch: Int, threads: Int) -> Int {
         switch step.node.op {
-        case .patchEmbed:
+        case .patchEmbed(let embed):
             let image = step.inputTypes[0].concreteShape(batch: batch)
-            return 4 * PatchEmbedKernel.scratchFloats(channels: image[1], height: image[2], width: image[3],
-                                                      patch: step.node.attributes.int("patch")!)
+            return 4 * PatchEmbedKernel.scratchFloats(channels: image[1], height: image[2], width: image[3], patch: embed.patch)
         case .attention:
             return 4 * AttentionKernel.scratchFloats(tokens: step.node.type.extent(1)!, threads: threads)
         case .tokenSelect:

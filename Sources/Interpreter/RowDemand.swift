@@ -30,10 +30,13 @@ enum RowDemand {
                 demand[index] = max(demand[index], rows)
             }
             switch step.node.op {
-            case .takeToken:
-                require(0, (step.node.attributes.int("index") ?? 0) + 1)
+            case .takeToken(let take):
+                require(0, take.index + 1)
             case .layerNorm, .gelu, .linear:
                 require(0, out)
+            case .scale:
+                require(0, out)
+                require(1, all)
             case .add, .mean:
                 for position in step.operands.indices { require(position, out) }
             case .gatherTokens, .scatterTokens:
@@ -41,7 +44,7 @@ enum RowDemand {
                 let passes = out <= prefix
                 require(0, passes ? out : all)
                 require(1, all)
-                if step.node.op == .scatterTokens { require(2, passes ? out : all) }
+                if step.node.kind == .scatterTokens { require(2, passes ? out : all) }
             default:
                 for position in step.operands.indices { require(position, all) }
             }
@@ -51,8 +54,8 @@ enum RowDemand {
 
     /// The prefix count of the `token_select` producing a selection, 0 if unknown.
     private static func selectionPrefix(steps: [Step], index operand: Operand) -> Int {
-        guard case .node(let producer) = operand, steps[producer].node.op == .tokenSelect else { return 0 }
-        return steps[producer].node.attributes.int("prefix") ?? 0
+        guard case .node(let producer) = operand, case .tokenSelect(let selection) = steps[producer].node.op else { return 0 }
+        return selection.prefix
     }
 
     /// The row limit for a value of `shape` ([B, N, C]) under `demand`: nil when every row is

@@ -48,7 +48,7 @@ public struct IdleBlockRewrite: GraphPass {
                 position += DenseBlock.length
             } else {
                 let node = nodes[position]
-                try builder.add(node.name, node.op, node.inputs, node.attributes)
+                try builder.add(node.name, node.op, node.inputs)
                 position += 1
             }
         }
@@ -64,17 +64,16 @@ public struct IdleBlockRewrite: GraphPass {
         let b = "blocks.\(block.index)."
         let n = block.nodes
         let x = block.input
-        let heads = n[2].attributes.int("heads") ?? 1
-        try builder.add(n[0].name, .layerNorm, n[0].inputs, n[0].attributes)
-        let selected = try builder.add(b + "selected", .tokenSelect, [n[0].name, n[1].inputs[1], n[1].inputs[2]],
-                                       ["heads": .int(heads), "keep": .int(keep), "prefix": .int(prefix)])
+        try builder.add(n[0].name, n[0].op, n[0].inputs)
+        let selection = try TokenSelect(heads: block.heads, keep: keep, prefix: prefix)
+        let selected = try builder.add(b + "selected", .tokenSelect(selection), [n[0].name] + n[1].inputs.dropFirst())
         let xSelected = try builder.add(b + "tokens_selected", .gatherTokens, [x, selected])
         let normSelected = try builder.add(b + "norm1_selected", .gatherTokens, [n[0].name, selected])
-        try builder.add(n[1].name, .linear, [normSelected] + n[1].inputs.dropFirst(), n[1].attributes)
-        try builder.add(n[2].name, .attention, [n[1].name], n[2].attributes)
-        try builder.add(n[3].name, .linear, n[3].inputs, n[3].attributes)
+        try builder.add(n[1].name, n[1].op, [normSelected] + n[1].inputs.dropFirst())
+        try builder.add(n[2].name, n[2].op, [n[1].name])
+        try builder.add(n[3].name, n[3].op, n[3].inputs)
         try builder.add(n[4].name, .add, [xSelected, n[3].name])
-        for node in n[5...8] { try builder.add(node.name, node.op, node.inputs, node.attributes) }
+        for node in n[5...8] { try builder.add(node.name, node.op, node.inputs) }
         let output = try builder.add(b + "mlp_residual", .add, [n[4].name, n[8].name])
         try builder.add(n[9].name, .scatterTokens, [x, selected, output])
     }
@@ -87,14 +86,16 @@ struct DenseBlock {
     let nodes: [Node]
     let index: Int
     let input: String
+    let heads: Int
 
     init?(nodes all: [Node], at position: Int) {
         guard position + DenseBlock.length <= all.count else { return nil }
         let n = Array(all[position..<position + DenseBlock.length])
         let ops: [OpKind] = [.layerNorm, .linear, .attention, .linear, .add, .layerNorm, .linear, .gelu, .linear, .add]
-        guard n.map(\.op) == ops else { return nil }
+        guard n.map(\.kind) == ops, case .linear(let qkv) = n[1].op, qkv.rows == nil,
+              case .attention(let attention) = n[2].op else { return nil }
         let x = n[0].inputs[0]
-        guard n[1].inputs[0] == n[0].name, n[1].attributes.ints("rows") == nil, n[2].inputs == [n[1].name],
+        guard n[1].inputs[0] == n[0].name, n[2].inputs == [n[1].name],
               n[3].inputs[0] == n[2].name, n[4].inputs == [x, n[3].name],
               n[5].inputs[0] == n[4].name, n[6].inputs[0] == n[5].name, n[7].inputs == [n[6].name],
               n[8].inputs[0] == n[7].name, n[9].inputs == [n[4].name, n[8].name] else { return nil }
@@ -102,5 +103,6 @@ struct DenseBlock {
         self.nodes = n
         self.index = index
         self.input = x
+        self.heads = attention.heads
     }
 }

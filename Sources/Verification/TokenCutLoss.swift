@@ -27,12 +27,13 @@ public enum TokenCutLoss {
 
     /// Cut loss of one idle layer for every image, or nil when the layer is not idle.
     public static func compute(graph: Graph, activations: [String: Activation], layer: Int) -> [Value]? {
-        guard let select = graph.node(named: "blocks.\(layer).selected"), select.op == .tokenSelect,
-              let heads = select.attributes.int("heads"),
-              let weight = graph.constant(named: select.inputs[1])?.tensor, let bias = graph.constant(named: select.inputs[2])?.tensor,
+        guard let select = graph.node(named: "blocks.\(layer).selected"), case .tokenSelect(let selection) = select.op,
+              let weight = graph.constant(named: select.inputs[1])?.tensor,
               let norm = activations["blocks.\(layer).norm1"]?.floatTensor,
               case .indices(let selectedShape, let selected)? = activations["blocks.\(layer).selected"] else { return nil }
         let (batch, tokens, channels) = (norm.shape[0], norm.shape[1], norm.shape[2])
+        let heads = selection.heads
+        let bias = select.inputs.count > 2 ? graph.constant(named: select.inputs[2])?.tensor : nil
         let d = channels / heads
         let scale = 1 / Double(d).squareRoot()
         var results: [Value] = []
@@ -42,7 +43,7 @@ public enum TokenCutLoss {
             let rows = norm.pointer + b * tokens * channels
             for t in 0..<tokens {
                 for o in 0..<channels {
-                    var sq = Double(bias.pointer[o]), sk = Double(bias.pointer[channels + o])
+                    var sq = bias.map { Double($0.pointer[o]) } ?? 0, sk = bias.map { Double($0.pointer[channels + o]) } ?? 0
                     let wq = weight.pointer + o * channels, wk = weight.pointer + (channels + o) * channels
                     for i in 0..<channels {
                         let x = Double(rows[t * channels + i])

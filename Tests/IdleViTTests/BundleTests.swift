@@ -107,7 +107,7 @@ final class BundleTests: XCTestCase {
         XCTAssertEqual(source["format"]?.stringValue, "safetensors")
         XCTAssertEqual(source["sha256"]?.stringValue, try SHA256.hex(ofFileAt: TestPaths.fixture("micro/model.safetensors")))
         let graph = try GraphJSON.decode(JSONParser.parse(try XCTUnwrap(metadata["graph"]?.stringValue)))
-        XCTAssertEqual(graph.nodes.filter { $0.op == .tokenSelect }.map { $0.attributes.int("keep") }, [11, 7, 5])
+        XCTAssertEqual(graph.nodes.compactMap { if case .tokenSelect(let s) = $0.op { s.keep } else { nil } }, [11, 7, 5])
         // The first tensors follow the timm state dict.
         XCTAssertEqual(json.objectPairs?.dropFirst().prefix(3).map(\.key), ["cls_token", "pos_embed", "patch_embed.proj.weight"])
     }
@@ -223,7 +223,7 @@ final class BundleTests: XCTestCase {
         XCTAssertEqual(opened.info.schedule?.keepRatio, 0.9)
         XCTAssertTrue(opened.info.architecture.distilled)
         XCTAssertEqual(opened.info.source.file, "model.safetensors")
-        XCTAssertEqual(opened.graph.nodes.filter { $0.op == .tokenSelect }.count, 3)
+        XCTAssertEqual(opened.graph.nodes.filter { $0.kind == .tokenSelect }.count, 3)
         XCTAssertEqual(BundleGraph.text(opened.graph), opened.info.graphText)
     }
 }

@@ -22,7 +22,7 @@ final class IRTests: XCTestCase {
         let w = Constant(name: "w", tensor: FloatTensor(shape: [3, 8], values: Array(repeating: 0.5, count: 24)))
         let b = Constant(name: "b", tensor: FloatTensor(shape: [3], values: [1, 2, 3]))
         var builder = GraphBuilder(Graph(inputs: [x], constants: [w, b]))
-        try builder.add("y", .linear, ["x", "w", "b"])
+        try builder.add("y", .linear(.full), ["x", "w", "b"])
         XCTAssertEqual(builder.graph.nodes[0].type, .batched(4, 3))
         var graph = builder.graph
         graph.outputs = ["y"]
@@ -37,7 +37,37 @@ final class IRTests: XCTestCase {
         var badOutput = graph
         badOutput.outputs = ["z"]
         XCTAssertThrowsError(try GraphValidator.validate(badOutput))
-        XCTAssertThrowsError(try builder.add("bad", .linear, ["y", "w", "b"]), "3 features into an 8-feature weight")
+        XCTAssertThrowsError(try builder.add("bad", .linear(.full), ["y", "w", "b"]), "3 features into an 8-feature weight")
+        try builder.add("y_no_bias", .linear(.full), ["x", "w"])
+        XCTAssertEqual(builder.graph.nodes[1].type, .batched(4, 3), "the bias is optional")
+    }
+
+    /// Attributes are typed values, validated once when an op is made or read back: the JSON
+    /// form round-trips, and a missing, unknown, mistyped or out-of-range attribute is an error
+    /// naming the op, never a default.
+    func testOpAttributesAreTypedAndValidatedOnDecode() throws {
+        let ops: [Op] = [.patchEmbed(try PatchEmbed(patch: 16)), .layerNorm(try LayerNorm(eps: 1e-6)),
+                         .linear(try Linear(rows: 64..<128)), .linear(.full), .attention(try Attention(heads: 6)),
+                         .tokenSelect(try TokenSelect(heads: 6, keep: 137, prefix: 2)), .takeToken(try TakeToken(index: 1)),
+                         .add, .scale, .gelu, .mean, .concatTokens, .gatherTokens, .scatterTokens]
+        for op in ops {
+            XCTAssertEqual(try Op.decode(kind: op.kind, attributes: op.attributeList), op)
+        }
+        func rejects(_ kind: OpKind, _ attributes: [(key: String, value: AttributeValue)], _ fragment: String,
+                     line: UInt = #line) {
+            XCTAssertThrowsError(try Op.decode(kind: kind, attributes: attributes), line: line) { error in
+                XCTAssertTrue("\(error)".contains(fragment), "\(error)", line: line)
+            }
+        }
+        rejects(.attention, [], "needs an integer attribute 'heads'")
+        rejects(.attention, [("heads", .int(0))], "heads 0")
+        rejects(.attention, [("heads", .float(2.5))], "needs an integer attribute 'heads'")
+        rejects(.attention, [("heads", .int(2)), ("scale", .float(1))], "has no attribute 'scale'")
+        rejects(.layerNorm, [("eps", .float(-1))], "eps -1")
+        rejects(.linear, [("rows", .ints([5, 5]))], "rows")
+        rejects(.tokenSelect, [("heads", .int(1)), ("keep", .int(-1)), ("prefix", .int(1))], "keep")
+        rejects(.gelu, [("approximate", .int(1))], "has no attribute 'approximate'")
+        XCTAssertThrowsError(try Attention(heads: Int.max))
     }
 
     /// Prefetching and evicting pages of a file map keeps its contents; evicting owned memory

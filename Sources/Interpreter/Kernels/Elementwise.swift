@@ -1,5 +1,6 @@
-/// `add` (with the second operand broadcast over the batch when it has a leading 1) and
-/// `mean` of several same-shaped values. Either may write over its first operand.
+/// `add` (with the second operand broadcast over the batch when it has a leading 1), `scale`
+/// by a per-channel gamma, and `mean` of several same-shaped values. Each may write over its
+/// first operand.
 enum ElementwiseKernel {
     static func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int, broadcastPeriod: Int,
                     y: UnsafeMutablePointer<Float>, threads: Int) {
@@ -26,6 +27,19 @@ enum ElementwiseKernel {
             let n = min(8, count - i)
             VectorMath.store(VectorMath.load(a + i, count: n) + VectorMath.load(b + i, count: n), y + i, count: n)
             i += 8
+        }
+    }
+
+    /// `y[r, c] = x[r, c] * gamma[c]` (LayerScale); may write over `x`.
+    static func scale(_ x: UnsafePointer<Float>, gamma: UnsafePointer<Float>, rows: Int, channels: Int, y: UnsafeMutablePointer<Float>) {
+        for r in 0..<rows {
+            let offset = r * channels
+            var c = 0
+            while c < channels {
+                let n = min(8, channels - c)
+                VectorMath.store(VectorMath.load(x + offset + c, count: n) * VectorMath.load(gamma + c, count: n), y + offset + c, count: n)
+                c += 8
+            }
         }
     }
 
