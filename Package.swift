@@ -33,35 +33,40 @@ let package = Package(
 
         // The canonical graph IR: values, nodes, constants, text and JSON forms.
         .target(name: "IR"),
-        // Files -> weight sets -> DeiT recognition -> IR.
+        // Files -> weight sets: the safetensors reader and what every importer shares.
         .target(name: "Importers", dependencies: ["IR"]),
+        // What each model family is: tensor roles and names per naming scheme, architecture
+        // from shapes, the dense graph, activation names, the block the IdleViT rewrite matches.
+        .target(name: "ModelDescription", dependencies: ["IR", "Importers"]),
         // ONNX protobuf -> DeiT structure recognised in the op graph -> canonical weights.
-        .target(name: "ONNXImporter", dependencies: ["IR", "Importers", "COnnx"]),
+        .target(name: "ONNXImporter", dependencies: ["IR", "Importers", "ModelDescription", "COnnx"]),
         // HDF5 state dicts: checks in idlevit, libhdf5 only in the reader process below.
         .target(name: "HDF5Importer", dependencies: ["IR", "Importers"]),
         .executableTarget(name: "idlevit-hdf5-reader", dependencies: ["CHDF5", "HDF5Importer", "Exporters", "IR"]),
         // IR and weights -> files: safetensors checkpoints, atomic output.
         .target(name: "Exporters", dependencies: ["IR", "Importers"]),
+        // IR graph (dense or IdleViT) -> ONNX model for ONNX Runtime, written with libprotobuf-c.
+        .target(name: "ONNXExporter", dependencies: ["IR", "Importers", "Exporters", "COnnx"]),
         // Graph -> graph rewrites (the IdleViT rewrite lives here).
-        .target(name: "Passes", dependencies: ["IR"]),
+        .target(name: "Passes", dependencies: ["IR", "ModelDescription"]),
         // CPU execution of the IR.
         .target(name: "Interpreter", dependencies: ["IR", "CBLAS"]),
         // Activation comparison against PyTorch references.
-        .target(name: "Verification", dependencies: ["IR", "Importers", "Interpreter"]),
+        .target(name: "Verification", dependencies: ["IR", "Importers", "ModelDescription", "Interpreter"]),
         // IdleViT weight bundles: one safetensors file with weights, graph, schedule, provenance.
-        .target(name: "Bundle", dependencies: ["IR", "Importers", "Exporters", "Passes", "CSHA256"]),
+        .target(name: "Bundle", dependencies: ["IR", "Importers", "ModelDescription", "Exporters", "Passes", "CSHA256"]),
         // Images in (JPEG/PNG -> DeiT's eval preprocessing), pictures out (the selection PNG).
         .target(name: "Images", dependencies: ["IR", "CImageCodecs"]),
         // Facade: detect a file's format, import, rewrite, run.
-        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ONNXImporter", "HDF5Importer", "Exporters", "Passes", "Bundle", "Interpreter", "Verification"]),
+        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ModelDescription", "ONNXImporter", "HDF5Importer", "Exporters", "ONNXExporter", "Passes", "Bundle", "Interpreter", "Verification"]),
         // The command line.
         .target(name: "IdleViTCLI", dependencies: [
-            "IdleViTKit", "Importers", "Exporters", "Interpreter", "Verification", "IR", "Images",
+            "IdleViTKit", "Importers", "ModelDescription", "Exporters", "ONNXExporter", "Interpreter", "Verification", "IR", "Images",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Depending on the reader builds it next to idlevit; nothing of it is linked in.
         .executableTarget(name: "idlevit", dependencies: ["IdleViTCLI", "idlevit-hdf5-reader"]),
 
-        .testTarget(name: "IdleViTTests", dependencies: ["IdleViTKit", "IdleViTCLI", "Images", "idlevit", "idlevit-hdf5-reader"]),
+        .testTarget(name: "IdleViTTests", dependencies: ["IdleViTKit", "IdleViTCLI", "ModelDescription", "ONNXExporter", "Images", "idlevit", "idlevit-hdf5-reader"]),
     ]
 )

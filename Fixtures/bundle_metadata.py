@@ -17,24 +17,39 @@ SCHEMAS = os.path.join(os.path.dirname(HERE), "Schemas")
 REQUIRED = ["format", "format_version", "producer", "dtype", "source", "architecture", "idle", "graph"]
 ARCH_KEYS = ["image_size", "patch_size", "in_channels", "embed_dim", "depth", "num_heads", "mlp_hidden",
              "num_classes", "distilled", "layer_norm_eps"]
+# Keys later versions added, with the value their absence means (bundles of the first release).
+ARCH_OPTIONAL = {"family": "vit", "qkv_bias": True, "layer_scale": False, "prefix_positions": True}
 
 
 class Failure(Exception):
     """A check that did not pass."""
 
 
+def arch_value(a, key):
+    return a.get(key, ARCH_OPTIONAL.get(key))
+
+
 def expected_tensors(a):
+    """timm's state dict for the architecture (written independently of idlevit's table)."""
     c, h = a["embed_dim"], a["mlp_hidden"]
-    n = (a["image_size"] // a["patch_size"]) ** 2 + (2 if a["distilled"] else 1)
-    names = [("cls_token", [1, 1, c])] + ([("dist_token", [1, 1, c])] if a["distilled"] else [])
-    names += [("pos_embed", [1, n, c]), ("patch_embed.proj.weight", [c, a["in_channels"], a["patch_size"], a["patch_size"]]),
-              ("patch_embed.proj.bias", [c])]
+    patches = (a["image_size"] // a["patch_size"]) ** 2
+    prefix = 2 if a["distilled"] else 1
+    n = patches + prefix if arch_value(a, "prefix_positions") else patches
+    names = [("cls_token", [1, 1, c]), ("pos_embed", [1, n, c])] + ([("dist_token", [1, 1, c])] if a["distilled"] else [])
+    names += [("patch_embed.proj.weight", [c, a["in_channels"], a["patch_size"], a["patch_size"]]), ("patch_embed.proj.bias", [c])]
+    scale = arch_value(a, "layer_scale")
     for i in range(a["depth"]):
         b = f"blocks.{i}."
-        names += [(b + "norm1.weight", [c]), (b + "norm1.bias", [c]), (b + "attn.qkv.weight", [3 * c, c]),
-                  (b + "attn.qkv.bias", [3 * c]), (b + "attn.proj.weight", [c, c]), (b + "attn.proj.bias", [c]),
-                  (b + "norm2.weight", [c]), (b + "norm2.bias", [c]), (b + "mlp.fc1.weight", [h, c]),
+        names += [(b + "norm1.weight", [c]), (b + "norm1.bias", [c]), (b + "attn.qkv.weight", [3 * c, c])]
+        if arch_value(a, "qkv_bias"):
+            names += [(b + "attn.qkv.bias", [3 * c])]
+        names += [(b + "attn.proj.weight", [c, c]), (b + "attn.proj.bias", [c])]
+        if scale:
+            names += [(b + "ls1.gamma", [c])]
+        names += [(b + "norm2.weight", [c]), (b + "norm2.bias", [c]), (b + "mlp.fc1.weight", [h, c]),
                   (b + "mlp.fc1.bias", [h]), (b + "mlp.fc2.weight", [c, h]), (b + "mlp.fc2.bias", [c])]
+        if scale:
+            names += [(b + "ls2.gamma", [c])]
     names += [("norm.weight", [c]), ("norm.bias", [c]), ("head.weight", [a["num_classes"], c]), ("head.bias", [a["num_classes"]])]
     if a["distilled"]:
         names += [("head_dist.weight", [a["num_classes"], c]), ("head_dist.bias", [a["num_classes"]])]
@@ -66,7 +81,7 @@ def validate_with_schema(metadata, parsed):
     check(bundle_schema, metadata, "(bundle.schema.json)")
     for key, prop in bundle_schema["properties"].items():
         ref = prop.get("contentSchema", {}).get("$ref")
-        if ref is None:
+        if ref is None or key not in parsed:
             continue
         document, _, pointer = ref.partition("#")
         schema = ir_schema if document == "ir.schema.json" else bundle_schema
@@ -89,8 +104,19 @@ def validate_by_hand(metadata, parsed):
     if not (isinstance(sha, str) and len(sha) == 64 and all(ch in "0123456789abcdef" for ch in sha)):
         raise Failure("metadata 'source' sha256 is not 64 lower-case hex digits")
     a = parsed["architecture"]
-    if not isinstance(a, dict) or set(a) != set(ARCH_KEYS):
-        raise Failure(f"metadata 'architecture' must have exactly the keys {', '.join(ARCH_KEYS)}")
+    if not isinstance(a, dict) or not set(ARCH_KEYS) <= set(a) or not set(a) <= set(ARCH_KEYS) | set(ARCH_OPTIONAL):
+        raise Failure(f"metadata 'architecture' must have the keys {', '.join(ARCH_KEYS)} and may have {', '.join(ARCH_OPTIONAL)}")
+    for key in ("qkv_bias", "layer_scale", "prefix_positions"):
+        if not isinstance(arch_value(a, key), bool):
+            raise Failure(f"metadata 'architecture' {key} must be a boolean")
+    if arch_value(a, "family") != "vit":
+        raise Failure("metadata 'architecture' family must be 'vit'")
+    if "preprocessing" in parsed:
+        pre = parsed["preprocessing"]
+        if (not isinstance(pre, dict) or set(pre) != {"mean", "std", "crop_pct", "interpolation"}
+                or len(pre["mean"]) != 3 or len(pre["std"]) != 3 or not all(x > 0 for x in pre["std"])
+                or not 0.05 <= pre["crop_pct"] <= 1):
+            raise Failure("metadata 'preprocessing' must hold 3 means, 3 positive stds, crop_pct in [0.05, 1], interpolation")
     for key in ARCH_KEYS[:8]:
         if not is_int(a[key]) or a[key] < 1:
             raise Failure(f"metadata 'architecture' {key} must be a positive integer")
@@ -120,7 +146,7 @@ def check_metadata(metadata, header, tensors):
     if metadata["format"] != "idlevit-bundle" or metadata["format_version"] != "1":
         raise Failure(f"format {metadata['format']!r} version {metadata['format_version']!r}, expected idlevit-bundle 1")
     parsed = {}
-    for key in ("source", "architecture", "idle", "graph"):
+    for key in ("source", "architecture", "idle", "graph") + (("preprocessing",) if "preprocessing" in metadata else ()):
         try:
             parsed[key] = json.loads(metadata[key])
         except json.JSONDecodeError as error:

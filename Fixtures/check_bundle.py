@@ -172,20 +172,28 @@ def build_timm_model(a):
     import torch
     import timm
     from functools import partial
+    from bundle_metadata import arch_value
+    deit3 = arch_value(a, "layer_scale") and not arch_value(a, "prefix_positions")
     family = None
     if (a["image_size"], a["patch_size"], a["depth"], a["in_channels"], a["num_classes"]) == (224, 16, 12, 3, 1000) \
             and a["embed_dim"] // a["num_heads"] == 64 and a["mlp_hidden"] == 4 * a["embed_dim"] \
-            and a["layer_norm_eps"] == 1e-6:
-        family = {192: "deit_tiny", 384: "deit_small", 768: "deit_base"}.get(a["embed_dim"])
-    if family:
-        name = family + ("_distilled" if a["distilled"] else "") + "_patch16_224"
+            and a["layer_norm_eps"] == 1e-6 and arch_value(a, "qkv_bias") \
+            and (deit3 or not (arch_value(a, "layer_scale") or not arch_value(a, "prefix_positions"))):
+        family = {192: "tiny", 384: "small", 768: "base"}.get(a["embed_dim"])
+    if family and not (deit3 and a["distilled"]):
+        name = ("deit3_" if deit3 else "deit_") + family + ("_distilled" if a["distilled"] else "") + "_patch16_224"
         return timm.create_model(name, pretrained=False).eval(), name
     from timm.models.vision_transformer import VisionTransformer
     from timm.models.deit import VisionTransformerDistilled
     cls = VisionTransformerDistilled if a["distilled"] else VisionTransformer
+    extra = {}
+    if arch_value(a, "layer_scale"):
+        extra["init_values"] = 1e-5
+    if not arch_value(a, "prefix_positions"):
+        extra["no_embed_class"] = True
     model = cls(img_size=a["image_size"], patch_size=a["patch_size"], in_chans=a["in_channels"], num_classes=a["num_classes"],
                 embed_dim=a["embed_dim"], depth=a["depth"], num_heads=a["num_heads"], mlp_ratio=a["mlp_hidden"] / a["embed_dim"],
-                qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=a["layer_norm_eps"]))
+                qkv_bias=arch_value(a, "qkv_bias"), norm_layer=partial(torch.nn.LayerNorm, eps=a["layer_norm_eps"]), **extra)
     return model.eval(), cls.__name__
 
 

@@ -1,5 +1,6 @@
 import IR
 import Importers
+import ModelDescription
 import Passes
 
 /// The `__metadata__` keys of an IdleViT bundle (DESIGN §5, `Schemas/bundle.schema.json`), in
@@ -13,8 +14,11 @@ public enum BundleKey {
     public static let source = "source"
     public static let architecture = "architecture"
     public static let idle = "idle"
+    /// How images are prepared for the model (optional: bundles of the first release lack it).
+    public static let preprocessing = "preprocessing"
     public static let graph = "graph"
 
+    /// The keys every bundle has.
     public static let all = [format, formatVersion, producer, dtype, source, architecture, idle, graph]
 }
 
@@ -78,19 +82,19 @@ public enum BundleGraph {
     }
 
     /// The `idle` value: the schedule's encoding, or all-null kept counts for a dense bundle.
-    public static func idleMetadata(_ schedule: IdleSchedule?, architecture: DeiTArchitecture) -> String {
+    public static func idleMetadata(_ schedule: IdleSchedule?, architecture: ModelArchitecture) -> String {
         IdleMetadata.encode(normalized(schedule) ?? IdleSchedule(kept: Array(repeating: nil, count: architecture.depth),
                                                                  patchCount: architecture.patchCount))
     }
 
-    /// `dense` must come from `DeiTGraphBuilder` over timm-named weights.
+    /// `dense` must come from `ModelDescription.buildGraph` over timm-named weights.
     public static func canonical(dense: Graph, schedule: IdleSchedule?) throws(BundleMetadataProblem) -> Graph {
         var graph = dense
         // Naming describes the checkpoint a graph was imported from; a bundle is always timm.
         graph.metadata = ["naming": NamingScheme.timm.name]
         guard let schedule = normalized(schedule) else { return graph }
         do {
-            return try IdleBlockRewrite(schedule: schedule).run(graph)
+            return try PassPipeline([IdleBlockRewrite(schedule: schedule)]).run(graph)
         } catch {
             throw BundleMetadataProblem("the IdleViT rewrite failed: \(error)")
         }

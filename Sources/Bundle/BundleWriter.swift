@@ -2,6 +2,7 @@ import Dispatch
 import Exporters
 import IR
 import Importers
+import ModelDescription
 import Passes
 
 /// Where the `source` metadata comes from.
@@ -14,7 +15,7 @@ public enum BundleProvenance: Sendable {
 
 /// Everything a bundle holds, before it is written.
 public struct BundleContents: Sendable {
-    public var architecture: DeiTArchitecture
+    public var architecture: ModelArchitecture
     /// Weights by canonical timm name; any order, any extra names are refused.
     public var tensors: [String: FloatTensor]
     /// nil (or no idle entries) for a dense bundle.
@@ -23,15 +24,18 @@ public struct BundleContents: Sendable {
     public var source: BundleProvenance
     /// `idlevit <version>`.
     public var producer: String
+    /// How images are prepared for the model, stored so `run --image` uses it.
+    public var preprocessing: Preprocessing
 
-    public init(architecture: DeiTArchitecture, tensors: [String: FloatTensor], schedule: IdleSchedule?,
-                dtype: OutputDType, source: BundleProvenance, producer: String) {
+    public init(architecture: ModelArchitecture, tensors: [String: FloatTensor], schedule: IdleSchedule?,
+                dtype: OutputDType, source: BundleProvenance, producer: String, preprocessing: Preprocessing) {
         self.architecture = architecture
         self.tensors = tensors
         self.schedule = schedule
         self.dtype = dtype
         self.source = source
         self.producer = producer
+        self.preprocessing = preprocessing
     }
 }
 
@@ -76,15 +80,16 @@ public enum BundleWriter {
             (BundleKey.source, JSONWriter.write(source.json)),
             (BundleKey.architecture, JSONWriter.write(GraphJSON.encode(a))),
             (BundleKey.idle, BundleGraph.idleMetadata(contents.schedule, architecture: a)),
+            (BundleKey.preprocessing, JSONWriter.write(contents.preprocessing.json)),
             (BundleKey.graph, graph),
         ]
     }
 
-    /// Tensors in DeiT state-dict order, each checked against the architecture.
+    /// Tensors in timm state-dict order, each checked against the architecture.
     static func orderedTensors(_ contents: BundleContents) throws(ExportError) -> [(name: String, tensor: FloatTensor)] {
-        let expected = DeiTRecognizer.expectedTensors(contents.architecture)
+        let expected = ModelDescription.expectedTensors(contents.architecture)
         var ordered: [(name: String, tensor: FloatTensor)] = []
-        for (name, shape) in expected {
+        for (name, shape) in expected.map({ ($0.name, $0.shape) }) {
             guard let tensor = contents.tensors[name] else { throw .invalidRequest("bundle: tensor '\(name)' is missing") }
             guard tensor.shape == shape else {
                 throw .invalidRequest("bundle: tensor '\(name)' has shape \(describeShape(tensor.shape)), the architecture needs \(describeShape(shape))")
@@ -93,7 +98,7 @@ public enum BundleWriter {
         }
         let known = Set(expected.map(\.name))
         if let extra = contents.tensors.keys.sorted().first(where: { !known.contains($0) }) {
-            throw .invalidRequest("bundle: tensor '\(extra)' is not part of a DeiT with this architecture")
+            throw .invalidRequest("bundle: tensor '\(extra)' is not part of a model with this architecture")
         }
         return ordered
     }
@@ -109,11 +114,11 @@ public enum BundleWriter {
             weights.append(Weight(name: name, tensor: tensor, sourceType: contents.dtype.elementType))
         }
         do {
-            let recognized = try DeiTRecognizer.recognize(weights)
+            let recognized = try ModelDescription.recognize(weights)
             guard recognized.architecture == a else {
                 throw ExportError.invalidRequest("bundle: the weights read back as \(recognized.architecture), not \(a)")
             }
-            return try BundleGraph.canonical(dense: try DeiTGraphBuilder.build(recognized), schedule: contents.schedule)
+            return try BundleGraph.canonical(dense: try ModelDescription.buildGraph(recognized), schedule: contents.schedule)
         } catch let error as ExportError {
             throw error
         } catch {

@@ -1,5 +1,16 @@
-/// The DeiT hyper-parameters a graph was built from, as recognised from a checkpoint.
-public struct DeiTArchitecture: Hashable, Sendable, Codable, CustomStringConvertible {
+/// Which kind of graph a model is: the families share the IR, not their structure.
+public enum ModelFamily: String, Hashable, Sendable, CaseIterable {
+    /// timm's `VisionTransformer`: DeiT, distilled DeiT, DeiT-III (LayerScale, positions for the
+    /// patches only) and the timm ViTs, with or without qkv bias.
+    case vit
+}
+
+/// A model's hyper-parameters, as recognised from its weights (and what a config says that
+/// weights cannot: heads, LayerNorm epsilon). What each field means for the tensors and the
+/// graph is the model description's business (`ModelDescription`); here it is plain data that
+/// graphs and bundles carry.
+public struct ModelArchitecture: Hashable, Sendable, CustomStringConvertible {
+    public var family: ModelFamily
     public var imageSize: Int
     public var patchSize: Int
     public var inChannels: Int
@@ -8,11 +19,22 @@ public struct DeiTArchitecture: Hashable, Sendable, Codable, CustomStringConvert
     public var heads: Int
     public var mlpHidden: Int
     public var classes: Int
+    /// A distillation token follows the class token (DeiT distilled), with its own head.
     public var distilled: Bool
     public var layerNormEps: Double
+    /// The fused qkv linear has a bias (timm's `qkv_bias`).
+    public var qkvBias: Bool
+    /// Residual branches are multiplied by a learned per-channel gamma (DeiT-III LayerScale).
+    public var layerScale: Bool
+    /// `pos_embed` has rows for the class (and distillation) token too (DeiT, ViT), rather than
+    /// for the patches only, added before the class token is prepended (DeiT-III, timm's
+    /// `no_embed_class`).
+    public var prefixPositions: Bool
 
-    public init(imageSize: Int, patchSize: Int, inChannels: Int = 3, embedDim: Int, depth: Int, heads: Int,
-                mlpHidden: Int, classes: Int, distilled: Bool, layerNormEps: Double = 1e-6) {
+    public init(family: ModelFamily = .vit, imageSize: Int, patchSize: Int, inChannels: Int = 3, embedDim: Int, depth: Int,
+                heads: Int, mlpHidden: Int, classes: Int, distilled: Bool, layerNormEps: Double = 1e-6,
+                qkvBias: Bool = true, layerScale: Bool = false, prefixPositions: Bool = true) {
+        self.family = family
         self.imageSize = imageSize
         self.patchSize = patchSize
         self.inChannels = inChannels
@@ -23,6 +45,9 @@ public struct DeiTArchitecture: Hashable, Sendable, Codable, CustomStringConvert
         self.classes = classes
         self.distilled = distilled
         self.layerNormEps = layerNormEps
+        self.qkvBias = qkvBias
+        self.layerScale = layerScale
+        self.prefixPositions = prefixPositions
     }
 
     /// Image patches per side and in all (Np: 196 at 224 px with patch 16).
@@ -34,31 +59,61 @@ public struct DeiTArchitecture: Hashable, Sendable, Codable, CustomStringConvert
     public var tokenCount: Int { patchCount + prefixTokens }
     public var headDim: Int { embedDim / heads }
 
-    /// Learnable parameters of the model.
-    public var parameterCount: Int {
-        let c = embedDim
-        let patch = c * inChannels * patchSize * patchSize + c
-        let tokens = c * prefixTokens + tokenCount * c
-        let block = 2 * c + (3 * c * c + 3 * c) + (c * c + c) + 2 * c + (mlpHidden * c + mlpHidden) + (c * mlpHidden + c)
-        let heads = (c * classes + classes) * (distilled ? 2 : 1)
-        return patch + tokens + depth * block + 2 * c + heads
-    }
-
-    /// A name when the geometry is a published DeiT config.
-    public var familyName: String? {
-        guard imageSize == 224, patchSize == 16, depth == 12, headDim == 64, mlpHidden == 4 * embedDim else { return nil }
-        let base: String
-        switch embedDim {
-        case 192: base = "deit_tiny"
-        case 384: base = "deit_small"
-        case 768: base = "deit_base"
-        default: return nil
+    /// What the model is called in one word or two: "DeiT", "DeiT (distilled)", "DeiT-III".
+    public var variant: String {
+        switch family {
+        case .vit:
+            if layerScale || !prefixPositions { return "DeiT-III" + (distilled ? " (distilled)" : "") }
+            return distilled ? "DeiT (distilled)" : "ViT / DeiT"
         }
-        return base + (distilled ? "_distilled" : "") + "_patch16_224"
     }
 
     public var description: String {
-        "DeiT\(distilled ? " (distilled)" : ""): image \(imageSize), patch \(patchSize) (\(patchCount) patches), "
+        var features: [String] = []
+        if !qkvBias { features.append("no qkv bias") }
+        if layerScale { features.append("layer scale") }
+        if !prefixPositions { features.append("positions for patches only") }
+        return "\(variant): image \(imageSize), patch \(patchSize) (\(patchCount) patches), "
             + "dim \(embedDim), depth \(depth), heads \(heads), mlp \(mlpHidden), classes \(classes), ln eps \(layerNormEps)"
+            + features.map { ", " + $0 }.joined()
+    }
+}
+
+extension ModelArchitecture {
+    /// Every field within `Limits` and consistent with the others (patches tile the image,
+    /// heads divide the width, the token count fits), so that nothing computed from it can
+    /// overflow or size an absurd allocation. Recognisers and the JSON reader call this before
+    /// anything is built from an architecture.
+    public func validate() throws(ArchitectureError) {
+        func check(_ limit: Limit, _ value: Int) throws(ArchitectureError) {
+            do { try limit.check(value) } catch { throw .outOfRange(error.description) }
+        }
+        try check(Limits.imageSize, imageSize)
+        try check(Limits.patchSize, patchSize)
+        try check(Limits.channels, inChannels)
+        try check(Limits.embedDim, embedDim)
+        try check(Limits.depth, depth)
+        try check(Limits.heads, heads)
+        try check(Limits.mlpHidden, mlpHidden)
+        try check(Limits.classes, classes)
+        guard imageSize % patchSize == 0 else { throw .inconsistent("image size \(imageSize) is not a multiple of patch size \(patchSize)") }
+        // imageSize and patchSize are bounded, so these products cannot overflow.
+        try check(Limits.tokens, tokenCount)
+        guard embedDim % heads == 0 else { throw .inconsistent("\(heads) heads do not divide dim \(embedDim)") }
+        guard layerNormEps.isFinite, layerNormEps >= 0, layerNormEps < 1 else {
+            throw .outOfRange("layer norm eps \(layerNormEps) is outside [0, 1)")
+        }
+    }
+}
+
+/// Why an architecture cannot be built.
+public enum ArchitectureError: Error, Sendable, Equatable, CustomStringConvertible {
+    case outOfRange(String)
+    case inconsistent(String)
+
+    public var description: String {
+        switch self {
+        case .outOfRange(let message), .inconsistent(let message): return message
+        }
     }
 }

@@ -59,12 +59,12 @@ public struct Graph: Sendable {
     public var nodes: [Node]
     public var outputs: [String]
     /// The recognised architecture, when the graph is a DeiT.
-    public var architecture: DeiTArchitecture?
+    public var architecture: ModelArchitecture?
     /// Free-form provenance and schedule facts (string to string), carried into bundles.
     public var metadata: [String: String]
 
     public init(inputs: [GraphInput], constants: [Constant] = [], nodes: [Node] = [], outputs: [String] = [],
-                architecture: DeiTArchitecture? = nil, metadata: [String: String] = [:]) {
+                architecture: ModelArchitecture? = nil, metadata: [String: String] = [:]) {
         self.inputs = inputs
         self.constants = NamedList(constants)
         self.nodes = nodes

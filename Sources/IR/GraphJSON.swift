@@ -21,8 +21,9 @@ public enum GraphJSON {
         return .object(pairs)
     }
 
-    public static func encode(_ architecture: DeiTArchitecture) -> JSONValue {
+    public static func encode(_ architecture: ModelArchitecture) -> JSONValue {
         .object([
+            ("family", .string(architecture.family.rawValue)),
             ("image_size", .int(architecture.imageSize)),
             ("patch_size", .int(architecture.patchSize)),
             ("in_channels", .int(architecture.inChannels)),
@@ -33,6 +34,9 @@ public enum GraphJSON {
             ("num_classes", .int(architecture.classes)),
             ("distilled", .bool(architecture.distilled)),
             ("layer_norm_eps", .double(architecture.layerNormEps)),
+            ("qkv_bias", .bool(architecture.qkvBias)),
+            ("layer_scale", .bool(architecture.layerScale)),
+            ("prefix_positions", .bool(architecture.prefixPositions)),
         ])
     }
 
@@ -73,7 +77,7 @@ public enum GraphJSON {
         func fail(_ message: String) -> GraphError { .malformedJSON(message) }
         guard json["format"]?.stringValue == formatName else { throw fail("'format' is not \"\(formatName)\"") }
         guard json["version"]?.intValue == version else { throw fail("unsupported 'version' (expected \(version))") }
-        var architecture: DeiTArchitecture?
+        var architecture: ModelArchitecture?
         if let value = json["architecture"] { architecture = try decodeArchitecture(value) }
         var metadata: [String: String] = [:]
         for pair in json["metadata"]?.objectPairs ?? [] {
@@ -122,17 +126,47 @@ public enum GraphJSON {
         return graph
     }
 
-    public static func decodeArchitecture(_ value: JSONValue) throws(GraphError) -> DeiTArchitecture {
+    /// Reads an architecture strictly: integers must be integer literals within `Limits`, the
+    /// geometry consistent (`ModelArchitecture.validate`). The keys bundles of the first
+    /// release lack (`family`, `qkv_bias`, `layer_scale`, `prefix_positions`) default to a
+    /// DeiT's values; unknown keys are refused.
+    public static func decodeArchitecture(_ value: JSONValue) throws(GraphError) -> ModelArchitecture {
+        guard let pairs = value.objectPairs else { throw .malformedJSON("architecture must be an object") }
+        let known: Set<String> = ["family", "image_size", "patch_size", "in_channels", "embed_dim", "depth", "num_heads", "mlp_hidden",
+                                  "num_classes", "distilled", "layer_norm_eps", "qkv_bias", "layer_scale", "prefix_positions"]
+        if let unknown = pairs.first(where: { !known.contains($0.key) }) {
+            throw .malformedJSON("architecture has an unknown key '\(unknown.key.escapedForMessage)'")
+        }
         func int(_ key: String) throws(GraphError) -> Int {
-            guard let v = value[key]?.intValue, v > 0 else { throw .malformedJSON("architecture '\(key)' must be a positive integer") }
+            guard let entry = value[key], entry.isIntegerLiteral, let v = entry.intValue, v > 0 else {
+                throw .malformedJSON("architecture '\(key)' must be a positive integer")
+            }
             return v
         }
-        guard let distilled = value["distilled"]?.boolValue else { throw .malformedJSON("architecture 'distilled' must be a boolean") }
-        guard let eps = value["layer_norm_eps"]?.doubleValue, eps >= 0 else { throw .malformedJSON("architecture 'layer_norm_eps' must be a number") }
-        return DeiTArchitecture(imageSize: try int("image_size"), patchSize: try int("patch_size"), inChannels: try int("in_channels"),
-                                embedDim: try int("embed_dim"), depth: try int("depth"), heads: try int("num_heads"),
-                                mlpHidden: try int("mlp_hidden"), classes: try int("num_classes"), distilled: distilled,
-                                layerNormEps: eps)
+        func bool(_ key: String, default fallback: Bool? = nil) throws(GraphError) -> Bool {
+            guard let entry = value[key] else {
+                if let fallback { return fallback }
+                throw .malformedJSON("architecture '\(key)' must be a boolean")
+            }
+            guard let v = entry.boolValue else { throw .malformedJSON("architecture '\(key)' must be a boolean") }
+            return v
+        }
+        var family = ModelFamily.vit
+        if let name = value["family"] {
+            guard let text = name.stringValue, let known = ModelFamily(rawValue: text) else {
+                throw .malformedJSON("architecture 'family' must be one of \(ModelFamily.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            family = known
+        }
+        guard let eps = value["layer_norm_eps"]?.doubleValue else { throw .malformedJSON("architecture 'layer_norm_eps' must be a number") }
+        let architecture = ModelArchitecture(
+            family: family, imageSize: try int("image_size"), patchSize: try int("patch_size"), inChannels: try int("in_channels"),
+            embedDim: try int("embed_dim"), depth: try int("depth"), heads: try int("num_heads"), mlpHidden: try int("mlp_hidden"),
+            classes: try int("num_classes"), distilled: try bool("distilled"), layerNormEps: eps,
+            qkvBias: try bool("qkv_bias", default: true), layerScale: try bool("layer_scale", default: false),
+            prefixPositions: try bool("prefix_positions", default: true))
+        do { try architecture.validate() } catch { throw .malformedJSON("architecture: \(error)") }
+        return architecture
     }
 
     static func decodeType(_ value: JSONValue, context: String) throws(GraphError) -> ValueType {

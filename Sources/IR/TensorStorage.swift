@@ -157,3 +157,20 @@ public struct FloatTensor: @unchecked Sendable {
         return FloatTensor(shape: newShape, storage: storage, pointer: pointer)
     }
 }
+
+extension FloatTensor {
+    /// `parts` concatenated along the first axis into one owned tensor (their trailing shapes
+    /// must agree): Hugging Face's q, k and v stacked into a qkv.
+    public static func stacking(_ parts: [FloatTensor]) -> FloatTensor {
+        precondition(!parts.isEmpty && parts.allSatisfy { $0.shape.dropFirst() == parts[0].shape.dropFirst() })
+        let total = parts.reduce(0) { $0 + $1.count }
+        let (storage, memory) = TensorStorage.allocate(byteCount: total * 4)
+        var offset = 0
+        for part in parts {
+            (memory + offset * 4).copyMemory(from: part.pointer, byteCount: part.count * 4)
+            offset += part.count
+        }
+        let shape = [parts.reduce(0) { $0 + $1.shape[0] }] + parts[0].shape.dropFirst()
+        return FloatTensor(shape: shape, storage: storage, pointer: UnsafePointer(memory.assumingMemoryBound(to: Float.self)))
+    }
+}

@@ -37,7 +37,8 @@ struct Bench: ParsableCommand {
     func run() throws {
         let prepared = try model.prepare(idle)
         let a = prepared.architecture
-        let interpreter = try execution.interpreter(prepared)
+        let runner = try execution.runner(prepared)
+        let interpreter = runner.interpreter
         try execution.checkBatch(interpreter, prepared, batch: batch, what: "--batch \(batch)")
         // Deterministic pseudo-normal pixels: timing must not depend on the input's source.
         let shape = [batch, a.inChannels, a.imageSize, a.imageSize]
@@ -50,11 +51,11 @@ struct Bench: ParsableCommand {
             values[i] = Float(Int64(bitPattern: state >> 11) % 2_000_001 - 1_000_000) / 1_000_000
         }
         let pixels = FloatTensor(shape: shape, storage: storage, pointer: UnsafePointer(values))
-        for _ in 0..<warmup { _ = try interpreter.run(["pixel_values": pixels]) }
+        for _ in 0..<warmup { _ = try runner.run(pixels: pixels) }
         var times: [Double] = []
         for _ in 0..<runs {
             let start = DispatchTime.now().uptimeNanoseconds
-            _ = try interpreter.run(["pixel_values": pixels])
+            _ = try runner.run(pixels: pixels)
             times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
         }
         times.sort()
@@ -69,7 +70,7 @@ struct Bench: ParsableCommand {
                 ("gmacs", .double(CostModel.summary(a, schedule: prepared.schedule).macs / 1e9)),
             ]))
         } else {
-            print("\(a.familyName ?? "DeiT")\(prepared.schedule.map { " idle \($0.keepRatio.map { "r=\($0)" } ?? "explicit")" } ?? " dense"), batch \(batch), \(interpreter.threads) threads, \(runs) runs")
+            print("\(prepared.modelName)\(prepared.schedule.map { " idle \($0.keepRatio.map { "r=\($0)" } ?? "explicit")" } ?? " dense"), batch \(batch), \(interpreter.threads) threads, \(runs) runs")
             print("median \(fixed(median, 2)) ms, min \(fixed(times.first!, 2)) ms, max \(fixed(times.last!, 2)) ms, \(fixed(imagesPerSecond, 1)) images/s")
         }
     }

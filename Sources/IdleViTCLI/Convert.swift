@@ -2,13 +2,14 @@ import ArgumentParser
 import Exporters
 import IR
 import IdleViTKit
+import ONNXExporter
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write the model as an IdleViT bundle (default) or a plain timm-named safetensors checkpoint.")
+        abstract: "Write the model as an IdleViT bundle (default), a plain timm-named safetensors checkpoint, or an ONNX model.")
 
     enum Target: String, ExpressibleByArgument, CaseIterable {
-        case bundle, safetensors
+        case bundle, safetensors, onnx
     }
 
     @OptionGroup var model: ModelOptions
@@ -17,11 +18,34 @@ struct Convert: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output file (written atomically: a temporary file, then a rename).")
     var output: String
 
-    @Option(help: "Output format: bundle or safetensors.")
+    @Option(help: "Output format: bundle, safetensors or onnx.")
     var to: Target = .bundle
 
-    @Option(help: "Stored element type: f32, f16 or bf16.")
+    @Option(help: "Stored element type: f32, f16 or bf16 (ONNX: f32 only).")
     var dtype: String = "f32"
+
+    @Flag(name: .customLong("selection-outputs"), help: "ONNX: also output blocks.{i}.selected (int64 [batch, P + K]) for every idle layer.")
+    var selectionOutputs = false
+
+    @Option(help: "ONNX: operator set version (\(ONNXExportOptions.supportedOpsets.lowerBound) to \(ONNXExportOptions.supportedOpsets.upperBound)).")
+    var opset: Int = ONNXExportOptions.defaultOpset
+
+    @Flag(name: .customLong("external-data"), help: "ONNX: store the weights in OUT.data next to the model (automatic above 2 GB).")
+    var externalData = false
+
+    func validate() throws {
+        if to != .onnx {
+            if selectionOutputs || externalData || opset != ONNXExportOptions.defaultOpset {
+                throw ValidationError("--selection-outputs, --opset and --external-data apply to --to onnx only")
+            }
+            return
+        }
+        guard ONNXExportOptions.supportedOpsets.contains(opset) else {
+            let range = ONNXExportOptions.supportedOpsets
+            throw ValidationError("--opset \(opset) is not supported (\(range.lowerBound) to \(range.upperBound))")
+        }
+        guard dtype.lowercased() == "f32" else { throw ValidationError("--to onnx writes f32 weights only (--dtype \(dtype))") }
+    }
 
     func run() throws {
         guard let outputType = OutputDType(rawValue: dtype.lowercased()) else {
@@ -40,6 +64,25 @@ struct Convert: ParsableCommand {
             try CheckpointExport.writeSafetensors(prepared, dtype: outputType, to: output)
         case .bundle:
             try CheckpointExport.writeBundle(prepared, dtype: outputType, to: output)
+        case .onnx:
+            let options = ONNXExportOptions(opset: opset, selectionOutputs: selectionOutputs, externalData: externalData,
+                                            producerName: "idlevit", producerVersion: IdleViTVersion.string)
+            let summary: ONNXExportSummary
+            do {
+                summary = try ONNXExporter.export(prepared.graph, options: options, to: output)
+            } catch {
+                throw CLIError.invalid(error.description)
+            }
+            if model.json {
+                printJSON(.object([("output", .string(output)), ("format", .string("onnx")), ("opset", .int(opset)),
+                                   ("bytes", .int(summary.bytes)), ("external_data", summary.dataFile.map(JSONValue.string) ?? .null),
+                                   ("nodes", .int(summary.nodes)), ("outputs", .array(summary.outputs.map(JSONValue.string)))]))
+            } else {
+                let data = summary.dataFile.map { " + \($0) (\(grouped(summary.dataBytes)) bytes)" } ?? ""
+                print("wrote \(output) (onnx, opset \(opset), \(summary.nodes) nodes, \(grouped(prepared.graph.parameterCount)) parameters)\(data)")
+                print("outputs: \(summary.outputs.joined(separator: ", "))")
+            }
+            return
         }
         if !model.json {
             print("wrote \(output) (\(to.rawValue), \(outputType.rawValue), \(grouped(prepared.graph.parameterCount)) parameters)")

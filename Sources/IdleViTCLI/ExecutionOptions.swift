@@ -22,9 +22,9 @@ struct ExecutionOptions: ParsableArguments {
 
     var memoryBudget: Int { maxMemory?.bytes ?? Limits.defaultMemoryBudgetBytes }
 
-    /// The interpreter for `prepared`, with these threads.
-    func interpreter(_ prepared: PreparedModel) throws -> Interpreter {
-        do { return try Interpreter(graph: prepared.graph, threads: threads) } catch { throw CLIError.invalid("\(error)") }
+    /// The runner (interpreter) for `prepared`, with these threads.
+    func runner(_ prepared: PreparedModel) throws -> ModelRunner {
+        do { return try ModelRunner(prepared, threads: threads) } catch { throw CLIError.invalid(error.description) }
     }
 
     /// Refuses a batch whose working set would exceed the budget, before it is allocated.

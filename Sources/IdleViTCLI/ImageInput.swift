@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import IR
+import IdleViTKit
 import Images
+import ModelDescription
 import Synchronization
 
 /// `--image` and its preprocessing options, shared by `run` and `visualize`.
@@ -13,8 +15,14 @@ struct ImageOptions: ParsableArguments {
     var images: [String] = []
 
     @Option(name: .customLong("crop-pct"),
-            help: "Centre-crop fraction: the shorter side is resized to floor(S / crop-pct) before the S x S crop (S = the model's image size). DeiT evaluates with 0.875 (256 -> 224); timm's pretrained configs for DeiT say 0.9 at 224 px and 1.0 at 384 px.")
-    var cropPercent: Double = EvalTransform.deitCropPercent
+            help: "Centre-crop fraction: the shorter side is resized to floor(S / crop-pct) before the S x S crop (S = the model's image size). Default: the model's config.json or bundle, else the family's (DeiT 0.875: 256 -> 224; DeiT-III 0.9; 1.0 at 384 px).")
+    var cropPercent: Double?
+
+    @Option(help: "Normalisation mean, three comma-separated values (default: the model's; ImageNet's for DeiT).")
+    var mean: String?
+
+    @Option(help: "Normalisation std, three comma-separated values (default: the model's; ImageNet's for DeiT).")
+    var std: String?
 
     /// The files named by `--image`, folders expanded.
     func imagePaths() throws -> [String] {
@@ -42,30 +50,49 @@ struct ImageOptions: ParsableArguments {
         return paths
     }
 
-    func validate() throws {
-        guard cropPercent > 0, cropPercent <= 1, cropPercent.isFinite else {
-            throw ValidationError("--crop-pct \(cropPercent) is outside (0, 1]")
+    /// The model's preprocessing with the flags applied over it.
+    func preprocessing(for prepared: PreparedModel) throws -> Preprocessing {
+        var result = prepared.preprocessing
+        func triple(_ text: String, _ flag: String) throws -> [Double] {
+            let values = text.split(separator: ",", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
+            guard values.count == 3, let parsed = values as? [Double] else {
+                throw CLIError.invalid("\(flag) '\(text.escapedForMessage)' is not three comma-separated numbers")
+            }
+            return parsed
         }
+        if let cropPercent { result.cropPercent = cropPercent; result.source = "flags" }
+        if let mean { result.mean = try triple(mean, "--mean"); result.source = "flags" }
+        if let std { result.std = try triple(std, "--std"); result.source = "flags" }
+        do { try result.validate() } catch { throw CLIError.invalid("preprocessing: \(error)") }
+        guard result.interpolation == "bicubic" else {
+            throw CLIError.invalid("the model's preprocessing uses \(result.interpolation.escapedForMessage) interpolation; idlevit resizes with bicubic only")
+        }
+        return result
     }
 
-    func transform(for architecture: DeiTArchitecture) throws -> EvalTransform {
+    func transform(for prepared: PreparedModel) throws -> EvalTransform {
+        let architecture = prepared.architecture
         guard architecture.inChannels == 3 else {
             throw CLIError.invalid("the model takes \(architecture.inChannels) input channels; --image gives 3 (RGB)")
         }
-        // floor(S / crop_pct) sizes the resized image: 1e-300 would overflow Int (a trap).
+        let preprocessing = try preprocessing(for: prepared)
+        // floor(S / crop_pct) sizes the resized image; the flag or the model's file set it.
         do {
-            let resize = try Checked.int(rounding: Double(architecture.imageSize) / cropPercent, .down,
-                                         "the resize target floor(\(architecture.imageSize) / --crop-pct \(cropPercent))")
-            try Limits.imageSize.check(resize, "the resize target floor(\(architecture.imageSize) / --crop-pct \(cropPercent))")
+            let what = "the resize target floor(\(architecture.imageSize) / crop_pct \(preprocessing.cropPercent))"
+            try Limits.imageSize.check(try Checked.int(rounding: Double(architecture.imageSize) / preprocessing.cropPercent, .down, what), what)
         } catch {
             throw CLIError.invalid(error.description)
         }
-        return EvalTransform(imageSize: architecture.imageSize, cropPercent: cropPercent)
+        var transform = EvalTransform(imageSize: architecture.imageSize, cropPercent: preprocessing.cropPercent)
+        transform.mean = preprocessing.mean
+        transform.std = preprocessing.std
+        return transform
     }
 
     /// Decodes and preprocesses `paths` into one `pixel_values` batch [B, 3, S, S].
-    func load(_ paths: [String], for architecture: DeiTArchitecture) throws -> ImageBatch {
-        let transform = try transform(for: architecture)
+    func load(_ paths: [String], for prepared: PreparedModel) throws -> ImageBatch {
+        let architecture = prepared.architecture
+        let transform = try transform(for: prepared)
         let size = architecture.imageSize
         var values: [Float] = []
         values.reserveCapacity(paths.count * 3 * size * size)

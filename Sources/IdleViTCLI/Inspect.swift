@@ -1,6 +1,7 @@
 import ArgumentParser
 import IR
 import IdleViTKit
+import ModelDescription
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -21,7 +22,9 @@ struct Inspect: ParsableCommand {
                 ("file", .string(loaded.path)),
                 ("format", .string(loaded.format.rawValue)),
                 ("architecture", GraphJSON.encode(a)),
-                ("family", a.familyName.map(JSONValue.string) ?? .null),
+                ("family", ModelDescription.publishedName(a).map(JSONValue.string) ?? .null),
+                ("variant", .string(a.variant)),
+                ("preprocessing", prepared.preprocessing.json),
                 ("parameters", .int(prepared.graph.parameterCount)),
                 ("tensors", .array(loaded.sourceTensors.map {
                     .object([("name", .string($0.name)), ("dtype", .string($0.dtype)),
@@ -46,7 +49,7 @@ struct Inspect: ParsableCommand {
         print("format:       \(loaded.format.displayName)")
         for (key, value) in loaded.details { print("\(key + ":")\(String(repeating: " ", count: max(1, 14 - key.count - 1)))\(value)") }
         print("architecture: \(a)")
-        if let family = a.familyName { print("family:       \(family)") }
+        if let family = ModelDescription.publishedName(a) { print("family:       \(family)") }
         print("recognised:   \(loaded.recognized.notes.joined(separator: "; "))")
         print("parameters:   \(grouped(prepared.graph.parameterCount))")
         let ops = prepared.graph.opHistogram.map { "\($0.0.rawValue) \($0.1)" }.joined(separator: ", ")

@@ -18,10 +18,10 @@ func refuseOutputs(_ outputs: [String], overwriting inputs: [String]) throws {
 
 /// The input batch of `path` with its batch checked against the memory budget before the
 /// pixels are converted or copied.
-func loadInputChecked(_ path: String, prepared: PreparedModel, interpreter: Interpreter, execution: ExecutionOptions) throws -> FloatTensor {
+func loadInputChecked(_ path: String, prepared: PreparedModel, runner: ModelRunner, execution: ExecutionOptions) throws -> FloatTensor {
     do {
         let input = try Session.openInput(path: path, for: prepared.architecture)
-        try MemoryBudget.check(interpreter, architecture: prepared.architecture, batch: input.batch,
+        try MemoryBudget.check(runner.interpreter, architecture: prepared.architecture, batch: input.batch,
                                budget: execution.memoryBudget, what: displayName(path).escapedForMessage)
         return try input.tensor()
     } catch {

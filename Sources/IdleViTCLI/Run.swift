@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import IR
 import IdleViTKit
+import ModelDescription
 import Images
 import Interpreter
 import Verification
@@ -36,27 +37,27 @@ struct Run: ParsableCommand {
     func run() throws {
         let prepared = try model.prepare(idle)
         let names = try classNames(labels: labels, classes: prepared.architecture.classes)
-        let interpreter = try execution.interpreter(prepared)
+        let runner = try execution.runner(prepared)
         let pixels: FloatTensor
         var files: [String]?
         if let input {
-            pixels = try loadInputChecked(input, prepared: prepared, interpreter: interpreter, execution: execution)
+            pixels = try loadInputChecked(input, prepared: prepared, runner: runner, execution: execution)
         } else {
             let paths = try imageInput.imagePaths()
-            try execution.checkBatch(interpreter, prepared, batch: paths.count, what: "--image (\(paths.count) images)")
-            let batch = try imageInput.load(paths, for: prepared.architecture)
+            try execution.checkBatch(runner.interpreter, prepared, batch: paths.count, what: "--image (\(paths.count) images)")
+            let batch = try imageInput.load(paths, for: prepared)
             (pixels, files) = (batch.pixels, batch.files)
         }
         let idleLayers = prepared.schedule?.effective.idleLayers ?? []
-        var capture = Set(idleLayers.map { "blocks.\($0).selected" })
-        if cutLoss { capture.formUnion(TokenCutLoss.requiredActivations(layers: idleLayers)) }
         let outputs: [String: Activation]
         do {
-            outputs = try interpreter.run(["pixel_values": pixels], capture: .names(capture))
+            var capture = Set(runner.selectionNames.map(\.name))
+            if cutLoss { capture.formUnion(TokenCutLoss.requiredActivations(layers: idleLayers)) }
+            outputs = try runner.run(pixels: pixels, captureNames: capture)
         } catch {
-            throw CLIError.invalid("\(error)")
+            throw CLIError.invalid(error.description)
         }
-        let logits = outputs["logits"]!.floatTensor!
+        guard let logits = ModelRunner.logits(outputs) else { throw CLIError.invalid("the model computed no logits") }
         let (batch, classes) = (logits.shape[0], logits.shape[1])
         var images: [JSONValue] = []
         for b in 0..<batch {
@@ -95,7 +96,7 @@ struct Run: ParsableCommand {
                 var table = Table(headers: ["layer", "inter", "intra", "total"], rightAligned: [1, 2, 3])
                 for (layer, values) in losses {
                     let n = Double(values.count)
-                    table.add(["blocks.\(layer)", scientific(values.map(\.inter).reduce(0, +) / n),
+                    table.add([ActivationName.block(layer).name, scientific(values.map(\.inter).reduce(0, +) / n),
                                scientific(values.map(\.intra).reduce(0, +) / n), scientific(values.map(\.total).reduce(0, +) / n)])
                 }
                 print("token cut loss (mean over images):")

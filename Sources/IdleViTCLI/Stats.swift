@@ -1,6 +1,7 @@
 import ArgumentParser
 import IR
 import IdleViTKit
+import ModelDescription
 
 struct Stats: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,7 +14,7 @@ struct Stats: ParsableCommand {
         let prepared = try model.prepare(idle)
         let a = prepared.architecture
         let summary = CostModel.summary(a, schedule: prepared.schedule)
-        let parameters = a.parameterCount
+        let parameters = ModelDescription.parameterCount(a)
         if model.json {
             printJSON(.object([
                 ("parameters", .int(parameters)),
@@ -28,7 +29,7 @@ struct Stats: ParsableCommand {
             ]))
             return
         }
-        print("model:       \(a.familyName ?? "DeiT") (\(a))")
+        print("model:       \(prepared.modelName) (\(a))")
         print("parameters:  \(grouped(parameters))")
         var table = Table(headers: ["layer", "kind", "kept tokens", "GMACs"], rightAligned: [2, 3])
         for layer in summary.layers {

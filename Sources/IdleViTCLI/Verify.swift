@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import IR
 import IdleViTKit
+import ModelDescription
 import Importers
 import Interpreter
 import Verification
@@ -39,8 +40,8 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         let prepared = try model.prepare(idle)
-        let interpreter = try execution.interpreter(prepared)
-        let pixels = try loadInputChecked(input, prepared: prepared, interpreter: interpreter, execution: execution)
+        let runner = try execution.runner(prepared)
+        let pixels = try loadInputChecked(input, prepared: prepared, runner: runner, execution: execution)
         let references: ReferenceSet
         do {
             references = try ReferenceSet.load(path: reference, maximumConvertedBytes: execution.memoryBudget)
@@ -52,9 +53,9 @@ struct Verify: ParsableCommand {
         var capture = Set(references.names)
         if cutLoss { capture.formUnion(TokenCutLoss.requiredActivations(layers: idleLayers)) }
         do {
-            outputs = try interpreter.run(["pixel_values": pixels], capture: .names(capture))
+            outputs = try runner.run(pixels: pixels, captureNames: capture)
         } catch {
-            throw CLIError.invalid("\(displayName(input)): \(error)")
+            throw CLIError.invalid("\(displayName(input).escapedForMessage): \(error)")
         }
         if cutLoss {
             for (layer, values) in TokenCutLoss.compute(graph: prepared.graph, activations: outputs, layers: idleLayers) {
@@ -63,7 +64,9 @@ struct Verify: ParsableCommand {
         }
         let checkCutLoss = cutLoss
         var report = Verifier.compare(outputs, with: references, tolerance: Tolerance(absolute: atol, relative: rtol)) { name in
-            name.contains(".cut_loss.") && !checkCutLoss ? "token cut loss diagnostic: pass --cut-loss to check it" : nil
+            guard !checkCutLoss, case .blockPart(_, let part)? = ActivationName(name),
+                  [.cutLoss, .cutLossInter, .cutLossIntra].contains(part) else { return nil }
+            return "token cut loss diagnostic: pass --cut-loss to check it"
         }
         // A reference naming nothing we compute would "pass" 0 of 0 checks: that is an unusable
         // input (exit 2), not a verified model (0) nor a numeric mismatch (1).
@@ -104,7 +107,7 @@ struct Verify: ParsableCommand {
     }
 
     private func printReport(_ report: VerificationReport, prepared: PreparedModel) {
-        print("model:     \(displayName(prepared.loaded.path)) (\(prepared.loaded.format.displayName)), \(prepared.architecture.familyName ?? "DeiT")")
+        print("model:     \(displayName(prepared.loaded.path)) (\(prepared.loaded.format.displayName)), \(prepared.modelName)")
         if let schedule = prepared.schedule { print("schedule:  \(schedule)") }
         print("reference: \(displayName(reference)), tolerance: |ours - ref| <= \(atol) + \(rtol) x max|ref|\n")
         var table = Table(headers: ["activation", "shape", "max abs err", "max rel err", "cosine", "result"], rightAligned: [2, 3, 4])

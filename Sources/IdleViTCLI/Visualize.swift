@@ -3,6 +3,7 @@ import Exporters
 import Foundation
 import IR
 import IdleViTKit
+import ModelDescription
 import Images
 import Importers
 import Interpreter
@@ -47,16 +48,15 @@ struct Visualize: ParsableCommand {
             throw CLIError.invalid("the model runs dense: pass --keep-ratio R (e.g. 0.7) or --kept-tokens, or give an IdleViT bundle")
         }
         let architecture = prepared.architecture
-        let batch = try imageInput.load(paths, for: architecture)
+        let batch = try imageInput.load(paths, for: prepared)
         // Layers whose K keeps every patch run the dense block and have no selection to capture.
         let computed = Set(schedule.effective.idleLayers)
         let outputs: [String: Activation]
+        let runner = try execution.runner(prepared)
         do {
-            let interpreter = try execution.interpreter(prepared)
-            outputs = try interpreter.run(["pixel_values": batch.pixels],
-                                          capture: .names(Set(computed.map { "blocks.\($0).selected" })))
+            outputs = try runner.run(pixels: batch.pixels, capture: runner.selectionNames)
         } catch {
-            throw CLIError.invalid("\(error)")
+            throw CLIError.invalid(error.description)
         }
 
         let prefix = architecture.prefixTokens, patches = architecture.patchCount
@@ -64,7 +64,7 @@ struct Visualize: ParsableCommand {
         for layer in schedule.idleLayers {
             var selected = Array(0..<patches)
             if computed.contains(layer) {
-                guard case .indices(_, let tokens)? = outputs["blocks.\(layer).selected"] else {
+                guard case .indices(_, let tokens)? = outputs[ActivationName.selected(layer).name] else {
                     throw CLIError.invalid("the graph has no selection output for layer \(layer)")
                 }
                 selected = tokens.map { Int($0) }.filter { $0 >= prefix }.map { $0 - prefix }.sorted()
@@ -72,7 +72,7 @@ struct Visualize: ParsableCommand {
             layers.append((layer, schedule.kept[layer] ?? patches, selected))
         }
 
-        let top = topClass(outputs["logits"]?.floatTensor, names: try classNames(labels: labels, classes: architecture.classes))
+        let top = topClass(ModelRunner.logits(outputs), names: try classNames(labels: labels, classes: architecture.classes))
         let size = architecture.imageSize
         var panels = [SelectionPicture.Panel(title: "INPUT \(size)X\(size)", selectedPatches: nil)]
         panels += layers.map { SelectionPicture.Panel(title: "LAYER \($0.layer): \($0.kept)/\(patches)", selectedPatches: Set($0.patches)) }
@@ -108,7 +108,7 @@ struct Visualize: ParsableCommand {
         } else {
             print("wrote \(output): \(picture.width)x\(picture.height) px, the input and \(layers.count) idle layers")
             var table = Table(headers: ["layer", "kept", "of"], rightAligned: [1, 2])
-            for entry in layers { table.add(["blocks.\(entry.layer)", String(entry.patches.count), String(patches)]) }
+            for entry in layers { table.add([ActivationName.block(entry.layer).name, String(entry.patches.count), String(patches)]) }
             print(table.render(), terminator: "")
             print("top-1: \(top.text)")
         }

@@ -2,6 +2,7 @@ import Bundle
 import Exporters
 import IR
 import Importers
+import ModelDescription
 
 /// `convert --to bundle`: a prepared model (any input format, rewritten or not) to an IdleViT
 /// bundle.
@@ -15,14 +16,15 @@ public enum BundleExport {
         // The graph's constants are what runs; the recogniser's canonical weights back them up
         // for importers whose graphs keep their own constant names.
         var tensors: [String: FloatTensor] = [:]
-        for (name, _) in DeiTRecognizer.expectedTensors(a) {
+        for name in ModelDescription.expectedTensors(a).map(\.name) {
             guard let tensor = prepared.graph.constant(named: name)?.tensor ?? prepared.loaded.recognized.weights[name]?.tensor else {
                 throw .invalidRequest("\(displayName(prepared.loaded.path)): no weights for '\(name)' to write into the bundle")
             }
             tensors[name] = tensor
         }
         return BundleContents(architecture: a, tensors: tensors, schedule: prepared.schedule, dtype: dtype,
-                              source: try source(of: prepared.loaded), producer: producer)
+                              source: try source(of: prepared.loaded), producer: producer,
+                              preprocessing: prepared.preprocessing)
     }
 
     /// The original checkpoint: hashed when the input is one, carried over when the input is

@@ -1,5 +1,6 @@
 import IR
 import Interpreter
+import ModelDescription
 
 /// How much working memory running a batch takes, and the check that refuses a batch over the
 /// budget before anything batch-sized is allocated. `run`, `bench` and `eval` call it with
@@ -11,7 +12,7 @@ public enum MemoryBudget {
     /// counted once per image: an over- rather than an under-estimate), plus the input
     /// pixels held twice (as decoded or converted, and as the input tensor) and `extraBytes`
     /// (converted reference tensors, decoded images).
-    public static func estimate(_ interpreter: Interpreter, architecture: DeiTArchitecture, batch: Int,
+    public static func estimate(_ interpreter: Interpreter, architecture: ModelArchitecture, batch: Int,
                                 extraBytes: Int = 0) throws(LimitError) -> Int {
         try Limits.batch.check(batch, "the batch size")
         let perImageArena = interpreter.arenaBytes(batch: 1)
@@ -24,7 +25,7 @@ public enum MemoryBudget {
 
     /// Throws when the estimate for `batch` exceeds `budget` bytes; `what` says where the
     /// batch came from ("--batch 100000", "pixel_values of input.safetensors").
-    public static func check(_ interpreter: Interpreter, architecture: DeiTArchitecture, batch: Int, extraBytes: Int = 0,
+    public static func check(_ interpreter: Interpreter, architecture: ModelArchitecture, batch: Int, extraBytes: Int = 0,
                              budget: Int, what: String) throws(SessionError) {
         let bytes: Int
         do {

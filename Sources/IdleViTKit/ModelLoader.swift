@@ -2,6 +2,7 @@ import Bundle
 import IR
 import HDF5Importer
 import Importers
+import ModelDescription
 import Passes
 import ONNXImporter
 
@@ -12,12 +13,15 @@ public struct LoadedModel: Sendable {
     /// Tensors as stored in the file (before renaming), for `inspect`.
     public var sourceTensors: [TensorSummary]
     public var sourceMetadata: [String: String]
-    public var recognized: RecognizedDeiT
+    public var recognized: RecognizedModel
     public var graph: Graph
     /// Format-specific facts (`ONNX opset`, op histogram, HDF5 layout...), printed by `inspect`.
     public var details: [(String, String)]
-    /// The schedule a file carries (a bundle), validated, with the graph it rewrites to.
+    /// The schedule a file carries (a bundle), validated, with its stored graph (weights
+    /// attached), which runs as it is.
     public var storedIdle: (schedule: IdleSchedule, graph: Graph)?
+
+    public var architecture: ModelArchitecture { recognized.architecture }
 }
 
 public struct TensorSummary: Sendable {
@@ -35,7 +39,7 @@ public struct LoadOptions: Sendable {
     }
 }
 
-/// file -> importer -> weight set -> DeiT recogniser -> dense IR graph.
+/// file -> importer -> weight set -> model description (recognition) -> dense IR graph.
 public enum ModelLoader {
     public static func load(_ path: String, options: LoadOptions = LoadOptions()) throws(ImportError) -> LoadedModel {
         let format = try FormatDetection.detect(path: path)
@@ -76,19 +80,20 @@ public enum ModelLoader {
             details += imported.details
             weights = imported.weights
         }
-        let config = try HuggingFaceConfig.load(nextTo: path)
-        if config != nil { details.append(("config.json", "found next to the weights")) }
-        let recognized = try DeiTRecognizer.recognize(weights, options: recognition, config: config)
+        let config = try ModelConfigFile.load(nextTo: path)
+        if config != nil { details.append((ModelConfigFile.fileName, "found next to the weights")) }
+        var recognized = try ModelDescription.recognize(weights, options: recognition, config: config)
         let graph: Graph
         do {
-            graph = try DeiTGraphBuilder.build(recognized)
+            graph = try ModelDescription.buildGraph(recognized)
         } catch {
             throw .architecture(file: file, problems: ["cannot build the graph: \(error)"])
         }
         var storedIdle: (schedule: IdleSchedule, graph: Graph)?
         if let bundle {
-            let rewritten = try BundleReader.checkRebuilt(bundle, file: path, recognized: recognized.architecture, dense: graph)
-            if let schedule = bundle.schedule { storedIdle = (schedule, rewritten) }
+            let stored = try BundleReader.resolve(bundle, file: path, recognized: recognized.architecture, dense: graph)
+            if let schedule = bundle.schedule { storedIdle = (schedule, stored) }
+            if let preprocessing = bundle.preprocessing, config?.preprocessing == nil { recognized.preprocessing = preprocessing }
             details += bundle.details
         }
         return LoadedModel(path: path, format: format, sourceTensors: summaries, sourceMetadata: weights.metadata,

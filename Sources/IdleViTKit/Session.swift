@@ -1,6 +1,6 @@
 import IR
 import Importers
-import Interpreter
+import ModelDescription
 import Passes
 
 /// What the user asked for on top of the file: how to recognise it and how to make it idle.
@@ -29,7 +29,13 @@ public struct PreparedModel: Sendable {
     public var graph: Graph
     public var schedule: IdleSchedule?
 
-    public var architecture: DeiTArchitecture { loaded.recognized.architecture }
+    public var architecture: ModelArchitecture { loaded.recognized.architecture }
+    /// How images are prepared for this model: config.json, the bundle, or the family default.
+    public var preprocessing: Preprocessing { loaded.recognized.preprocessing }
+    /// Class names from the model's config, if it gave them.
+    public var labels: [String]? { loaded.recognized.labels }
+    /// timm's name for a published configuration (`deit_small_patch16_224`), else the variant.
+    public var modelName: String { ModelDescription.publishedName(architecture) ?? architecture.variant }
 }
 
 public enum SessionError: Error, CustomStringConvertible {
@@ -95,19 +101,20 @@ public enum Session {
 
     /// Reads the image batch from an input safetensors file: the tensor `pixel_values`, or the
     /// only tensor in the file.
-    public static func loadInput(path: String, for architecture: DeiTArchitecture) throws(SessionError) -> FloatTensor {
+    public static func loadInput(path: String, for architecture: ModelArchitecture) throws(SessionError) -> FloatTensor {
         try openInput(path: path, for: architecture).tensor()
     }
 
     /// The input batch's entry, its shape checked against the model, not yet converted: the
     /// caller checks `batch` against its memory budget before `tensor()` allocates anything.
-    public static func openInput(path: String, for architecture: DeiTArchitecture) throws(SessionError) -> InputFile {
+    public static func openInput(path: String, for architecture: ModelArchitecture) throws(SessionError) -> InputFile {
         let file: SafetensorsFile
         do { file = try SafetensorsFile(path: path) } catch { throw .load(error) }
-        let name = displayName(path).escapedForMessage
-        guard let entry = file.entry(named: "pixel_values") ?? (file.entries.count == 1 ? file.entries[0] : nil) else {
-            let found = file.entries.prefix(8).map { "'\($0.name.escapedForMessage)'" }.joined(separator: ", ")
-            throw .input("\(name): no tensor 'pixel_values' (found \(file.entries.isEmpty ? "no tensors" : found + (file.entries.count > 8 ? ", ..." : "")))")
+        let name = displayName(path)
+        let inputName = ActivationName.pixelValues.name
+        guard let entry = file.entry(named: inputName) ?? (file.entries.count == 1 ? file.entries[0] : nil) else {
+            let found = file.entries.prefix(10).map { $0.name.escapedForMessage }.joined(separator: ", ")
+            throw .input("\(name): no tensor '\(inputName)' (found \(file.entries.isEmpty ? "no tensors" : found)\(file.entries.count > 10 ? ", ..." : ""))")
         }
         let expected = [architecture.inChannels, architecture.imageSize, architecture.imageSize]
         guard entry.shape.count == 4, Array(entry.shape.dropFirst()) == expected, entry.shape[0] > 0 else {

@@ -1,13 +1,16 @@
 import IR
+import ModelDescription
 
-/// Recognises a timm DeiT in an ONNX op graph by following the dataflow from the image input,
-/// never by node or initializer names (the exporter's names are generated, and merged equal
-/// tensors hide behind Identity nodes named after other modules). Each weight is named by the
-/// position where it is used, so block 3's norm1 weight is `blocks.3.norm1.weight` even when
-/// the file stores it as `blocks.0.norm1.weight`.
+/// Recognises a timm ViT-family model (DeiT, distilled DeiT, DeiT-III, ViT) in an ONNX op
+/// graph by following the dataflow from the image input, never by node or initializer names
+/// (the exporter's names are generated, and merged equal tensors hide behind Identity nodes
+/// named after other modules). Each weight gets the role (`TensorRole`) of the position where
+/// it is used, so block 3's norm1 weight is `blocks.3.norm1.weight` even when the file stores
+/// it as `blocks.0.norm1.weight`.
 ///
 ///     Conv -> Reshape -> Transpose -> Concat(cls[, dist], patches) -> Add pos_embed
-///     blocks: x + proj(attention(qkv(LN1 x))), then + fc2(GELU(fc1(LN2 .)))
+///       (DeiT-III: -> Add pos_embed -> Concat(cls, patches))
+///     blocks: x + [ls1 *] proj(attention(qkv(LN1 x))), then + [ls2 *] fc2(GELU(fc1(LN2 .)))
 ///     final LN -> token 0 (and 1) -> head (and head_dist, averaged)
 struct DeiTMatcher {
     struct Result {
@@ -26,16 +29,26 @@ struct DeiTMatcher {
 
     mutating func visit(_ node: ONNXNode) { visited.insert(node.index) }
 
-    private mutating func emit(_ name: String, _ weight: CanonicalWeight) { weights.append((name, weight)) }
-
-    private mutating func emit(_ prefix: String, _ linear: MatchedLinear) {
-        emit(prefix + ".weight", linear.weight)
-        emit(prefix + ".bias", linear.bias)
+    private mutating func emit(_ role: TensorRole, block: Int = 0, _ weight: CanonicalWeight?) {
+        guard let weight else { return }
+        weights.append((role.name(block: block), weight))
     }
 
-    private mutating func emit(_ prefix: String, _ norm: MatchedNorm) {
-        emit(prefix + ".weight", norm.weight)
-        emit(prefix + ".bias", norm.bias)
+    private mutating func emit(_ roles: (weight: TensorRole, bias: TensorRole), block: Int = 0, _ linear: MatchedLinear) {
+        emit(roles.weight, block: block, linear.weight)
+        emit(roles.bias, block: block, linear.bias)
+    }
+
+    private mutating func emit(_ roles: (weight: TensorRole, bias: TensorRole), block: Int = 0, _ norm: MatchedNorm) {
+        emit(roles.weight, block: block, norm.weight)
+        emit(roles.bias, block: block, norm.bias)
+    }
+
+    /// `x [* gamma]`: the LayerScale of a DeiT-III branch, when present.
+    private mutating func matchLayerScale(_ x: String, dim: Int, role: TensorRole, block: Int) throws(MatchFailure) -> String {
+        guard let (scaled, gamma) = try matchScale(x, features: dim, role: role.name(block: block)) else { return x }
+        emit(role, block: block, gamma)
+        return scaled
     }
 
     mutating func match() throws(MatchFailure) -> Result {
@@ -58,11 +71,11 @@ struct DeiTMatcher {
                   let features = analysis.fact(output(first))?.shape.last, features == 3 * dim || first.opType == "MatMul"
                     && shape(input(first, 1)).last == 3 * dim else { break }
             context = "block \(depth)"
-            let b = "blocks.\(depth)."
-            emit(b + "norm1", norm)
-            let qkv = try matchLinear(first, input: norm.output, role: "attn.qkv")
+            let i = depth
+            emit((.norm1Weight, .norm1Bias), block: i, norm)
+            let qkv = try matchLinear(first, input: norm.output, role: "attn.qkv", biasOptional: true)
             try expect(qkv, [3 * dim, dim], at: first)
-            emit(b + "attn.qkv", qkv)
+            emit((.qkvWeight, .qkvBias), block: i, qkv)
             let attention = try matchAttention(qkv.output, dim: dim)
             if let heads, heads != attention.heads {
                 throw fail(analysis.producer(of: qkv.output), "\(attention.heads) heads where block 0 has \(heads)")
@@ -71,27 +84,27 @@ struct DeiTMatcher {
             let projNode = try onlyConsumer(attention.output, ["MatMul", "Gemm"], expecting: "the attn.proj linear")
             let proj = try matchLinear(projNode, input: attention.output, role: "attn.proj")
             try expect(proj, [dim, dim], at: projNode)
-            emit(b + "attn.proj", proj)
-            let afterAttention = try matchResidual(x, branch: proj.output)
+            emit((.projWeight, .projBias), block: i, proj)
+            let afterAttention = try matchResidual(x, branch: try matchLayerScale(proj.output, dim: dim, role: .layerScale1, block: i))
 
             let norm2 = try matchLayerNorm(afterAttention, dim: dim, role: "norm2")
             epsValues.append(norm2.eps)
-            emit(b + "norm2", norm2)
+            emit((.norm2Weight, .norm2Bias), block: i, norm2)
             let fc1Node = try onlyConsumer(norm2.output, ["MatMul", "Gemm"], expecting: "the mlp.fc1 linear")
             let fc1 = try matchLinear(fc1Node, input: norm2.output, role: "mlp.fc1")
             guard fc1.inFeatures == dim else { throw fail(fc1Node, "mlp.fc1 reads \(fc1.inFeatures) features, expected \(dim)") }
-            emit(b + "mlp.fc1", fc1)
+            emit((.fc1Weight, .fc1Bias), block: i, fc1)
             let activation = try matchGELU(fc1.output)
             let fc2Node = try onlyConsumer(activation, ["MatMul", "Gemm"], expecting: "the mlp.fc2 linear")
             let fc2 = try matchLinear(fc2Node, input: activation, role: "mlp.fc2")
             try expect(fc2, [dim, fc1.outFeatures], at: fc2Node)
-            emit(b + "mlp.fc2", fc2)
-            x = try matchResidual(afterAttention, branch: fc2.output)
+            emit((.fc2Weight, .fc2Bias), block: i, fc2)
+            x = try matchResidual(afterAttention, branch: try matchLayerScale(fc2.output, dim: dim, role: .layerScale2, block: i))
             depth += 1
         }
         context = "final norm and head"
         guard depth > 0, let heads else { throw fail(analysis.producer(of: x), "no transformer block follows the token embedding") }
-        emit("norm", norm)
+        emit((.normWeight, .normBias), norm)
         let logits = try matchHeads(norm.output, dim: dim, distilled: prefixTokens == 2)
         let outputs = analysis.model.graph.outputs
         guard outputs.count == 1, let graphOutput = outputs.first, analysis.resolve(graphOutput.name) == logits else {
@@ -140,8 +153,8 @@ struct DeiTMatcher {
             throw fail(conv, "patch embedding must be a Conv with kernel = stride = \(patch), no padding, on an image divisible by it")
         }
         guard !input(conv, 2).isEmpty else { throw fail(conv, "patch embedding has no bias") }
-        emit("patch_embed.proj.weight", try weight(input(conv, 1), shape: w, at: conv, role: "patch embedding weight"))
-        emit("patch_embed.proj.bias", try weight(input(conv, 2), shape: [dim], at: conv, role: "patch embedding bias"))
+        emit(.patchWeight, try weight(input(conv, 1), shape: w, at: conv, role: "patch embedding weight"))
+        emit(.patchBias, try weight(input(conv, 2), shape: [dim], at: conv, role: "patch embedding bias"))
         visit(conv)
         let batch = inputShape[0], count = (inputShape[2] / patch) * (inputShape[3] / patch)
         let first = try onlyConsumer(output(conv), ["Reshape", "Flatten", "Transpose"], expecting: "flattening of the patch grid")
@@ -157,22 +170,38 @@ struct DeiTMatcher {
         return (output(second), dim)
     }
 
-    /// Concat(cls_token[, dist_token], patches) on the token axis, then + pos_embed.
+    /// Concat(cls_token[, dist_token], patches) on the token axis, then + pos_embed; or, for
+    /// DeiT-III (positions for the patches only), + pos_embed first, then the Concat.
     private mutating func matchTokens(_ patches: String, dim: Int) throws(MatchFailure) -> (String, Int) {
+        let readers = consumers(patches)
+        if readers.count == 1, let add = readers.first, add.opType == "Add" {
+            let positioned = try addPositions(add, to: patches, dim: dim)
+            let (tokens, prefix) = try concatTokens(positioned, dim: dim)
+            return (tokens, prefix)
+        }
+        let (tokens, prefix) = try concatTokens(patches, dim: dim)
+        let add = try onlyConsumer(tokens, ["Add"], expecting: "the position embedding Add")
+        return (try addPositions(add, to: tokens, dim: dim), prefix)
+    }
+
+    private mutating func concatTokens(_ patches: String, dim: Int) throws(MatchFailure) -> (String, Int) {
         let concat = try onlyConsumer(patches, ["Concat"], expecting: "Concat of the class token and the patches")
         let parts = analysis.inputs(of: concat)
         guard normaliseAxis(concat.int("axis") ?? 0, rank: 3) == 1, parts.last == patches, parts.count == 2 || parts.count == 3 else {
             throw fail(concat, "expected the class (and distillation) token prepended to the patches on axis 1")
         }
         for (i, part) in parts.dropLast().enumerated() {
-            emit(i == 0 ? "cls_token" : "dist_token", try tokenWeight(part, dim: dim, at: concat))
+            emit(i == 0 ? .classToken : .distillationToken, try tokenWeight(part, dim: dim, at: concat))
         }
         visit(concat)
-        let add = try onlyConsumer(output(concat), ["Add"], expecting: "the position embedding Add")
-        let tokenCount = shape(output(concat)).count == 3 ? shape(output(concat))[1] : 0
-        emit("pos_embed", try weight(try otherOperand(add, than: output(concat)), shape: [1, tokenCount, dim], at: add, role: "position embedding"))
+        return (output(concat), parts.count - 1)
+    }
+
+    private mutating func addPositions(_ add: ONNXNode, to tokens: String, dim: Int) throws(MatchFailure) -> String {
+        let tokenCount = shape(tokens).count == 3 ? shape(tokens)[1] : 0
+        emit(.positionEmbedding, try weight(try otherOperand(add, than: tokens), shape: [1, tokenCount, dim], at: add, role: "position embedding"))
         visit(add)
-        return (output(add), parts.count - 1)
+        return output(add)
     }
 
     /// A [1, 1, C] token: a weight used directly, or expanded to the batch.
@@ -204,12 +233,12 @@ struct DeiTMatcher {
         let headNode = try onlyConsumer(classToken, ["Gemm", "MatMul"], expecting: "the classification head")
         let head = try matchLinear(headNode, input: classToken, role: "head")
         guard head.inFeatures == dim else { throw fail(headNode, "head reads \(head.inFeatures) features, expected \(dim)") }
-        emit("head", head)
+        emit((.headWeight, .headBias), head)
         guard distilled, let distToken = selected[1] else { return head.output }
         let distNode = try onlyConsumer(distToken, ["Gemm", "MatMul"], expecting: "the distillation head")
         let headDist = try matchLinear(distNode, input: distToken, role: "head_dist")
         try expect(headDist, head.weight.shape, at: distNode)
-        emit("head_dist", headDist)
+        emit((.headDistWeight, .headDistBias), headDist)
         let sum = try onlyConsumer(head.output, ["Add"], expecting: "the sum of both heads")
         guard try otherOperand(sum, than: head.output) == headDist.output else { throw fail(sum, "expected head + head_dist") }
         visit(sum)

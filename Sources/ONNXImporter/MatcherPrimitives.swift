@@ -10,7 +10,8 @@ struct MatchFailure: Error {
 struct MatchedLinear {
     var output: String
     var weight: CanonicalWeight
-    var bias: CanonicalWeight
+    /// nil for a linear without bias (qkv of a ViT with `qkv_bias=False`).
+    var bias: CanonicalWeight?
     var outFeatures: Int { weight.shape[0] }
     var inFeatures: Int { weight.shape[1] }
 }
@@ -102,8 +103,8 @@ extension DeiTMatcher {
     }
 
     /// `MatMul(x, W [in, out]) + b` (W transposed back to [out, in]), `MatMul(x, Transpose(W))
-    /// + b`, or `Gemm(x, W, b)`.
-    mutating func matchLinear(_ node: ONNXNode, input x: String, role: String) throws(MatchFailure) -> MatchedLinear {
+    /// + b`, or `Gemm(x, W, b)`; with `biasOptional`, also without the bias.
+    mutating func matchLinear(_ node: ONNXNode, input x: String, role: String, biasOptional: Bool = false) throws(MatchFailure) -> MatchedLinear {
         let inFeatures = shape(x).last ?? 0
         if node.opType == "Gemm" {
             guard input(node, 0) == x, node.int("transA") ?? 0 == 0, (node.float("alpha") ?? 1) == 1, (node.float("beta") ?? 1) == 1 else {
@@ -116,8 +117,12 @@ extension DeiTMatcher {
             let out = transB ? raw[0] : raw[1]
             var weight = try self.weight(w, shape: transB ? [out, inFeatures] : [inFeatures, out], at: node, role: "\(role) weight")
             weight.needsTranspose = !transB
-            guard !input(node, 2).isEmpty else { throw fail(node, "\(role) has no bias") }
-            let bias = try self.weight(input(node, 2), shape: [out], at: node, role: "\(role) bias")
+            var bias: CanonicalWeight?
+            if !input(node, 2).isEmpty {
+                bias = try self.weight(input(node, 2), shape: [out], at: node, role: "\(role) bias")
+            } else if !biasOptional {
+                throw fail(node, "\(role) has no bias")
+            }
             visit(node)
             return MatchedLinear(output: output(node), weight: weight, bias: bias)
         }
@@ -138,11 +143,32 @@ extension DeiTMatcher {
             weight.needsTranspose = true
         }
         visit(node)
+        if biasOptional, !hasBiasAdd(output(node), features: weight.shape[0]) {
+            return MatchedLinear(output: output(node), weight: weight, bias: nil)
+        }
         let add = try onlyConsumer(output(node), ["Add"], expecting: "the \(role) bias Add")
         let biasName = try otherOperand(add, than: output(node))
         let bias = try self.weight(biasName, shape: [weight.shape[0]], at: add, role: "\(role) bias")
         visit(add)
         return MatchedLinear(output: output(add), weight: weight, bias: bias)
+    }
+
+    /// Whether a MatMul's only consumer adds a constant [features] vector to it.
+    private func hasBiasAdd(_ value: String, features: Int) -> Bool {
+        let readers = consumers(value)
+        guard readers.count == 1, let add = readers.first, add.opType == "Add", let other = try? otherOperand(add, than: value),
+              let tensor = analysis.weight(other) else { return false }
+        return tensor.shape.drop(while: { $0 == 1 }).elementsEqual([features])
+    }
+
+    /// `Mul(x, gamma)` by a constant [features] vector (LayerScale), if that is x's only consumer.
+    mutating func matchScale(_ x: String, features: Int, role: String) throws(MatchFailure) -> (output: String, gamma: CanonicalWeight)? {
+        let readers = consumers(x)
+        guard readers.count == 1, let mul = readers.first, mul.opType == "Mul", let other = try? otherOperand(mul, than: x),
+              let tensor = analysis.weight(other), tensor.shape.drop(while: { $0 == 1 }).elementsEqual([features]) else { return nil }
+        let gamma = try weight(other, shape: [features], at: mul, role: role)
+        visit(mul)
+        return (output(mul), gamma)
     }
 
     /// LayerNormalization over the last axis, or torch's opset < 17 decomposition:

@@ -1,5 +1,6 @@
 import IR
 import Importers
+import ModelDescription
 
 /// An initializer as the file stores it, for `inspect`.
 public struct ONNXInitializer: Sendable {

@@ -81,7 +81,7 @@ public enum ScheduleError: Error, CustomStringConvertible, Equatable {
     case depthNotDivisible(Int)
     case wrongLength(Int, depth: Int)
     case keptOutOfRange(layer: Int, kept: Int, patchCount: Int)
-    case notADeiTGraph(String)
+    case notAModelGraph(String)
 
     public var description: String {
         switch self {
@@ -92,7 +92,7 @@ public enum ScheduleError: Error, CustomStringConvertible, Equatable {
             return "the default schedule splits depth into 4 stages, and \(depth) is not divisible by 4: pass --idle-layers A-B or --kept-tokens"
         case .wrongLength(let count, let depth): return "the kept-token list has \(count) entries for \(depth) layers"
         case .keptOutOfRange(let layer, let kept, let patchCount): return "layer \(layer) keeps \(kept) tokens, outside 0...\(patchCount)"
-        case .notADeiTGraph(let message): return "cannot apply the IdleViT rewrite: \(message)"
+        case .notAModelGraph(let message): return "cannot apply the IdleViT rewrite: \(message)"
         }
     }
 }

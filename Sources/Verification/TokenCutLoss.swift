@@ -1,6 +1,7 @@
 import Foundation
 import IR
 import Interpreter
+import ModelDescription
 
 /// The token cut loss of IDLEVIT.md §5, a diagnostic of how cleanly a selection cuts the
 /// attention graph: per idle layer and image, with W the row softmax of the head-averaged,
@@ -17,7 +18,7 @@ public enum TokenCutLoss {
 
     /// The activations a run must capture for these idle layers.
     public static func requiredActivations(layers: [Int]) -> Set<String> {
-        Set(layers.flatMap { ["blocks.\($0).norm1", "blocks.\($0).selected"] })
+        Set(layers.flatMap { [ActivationName.blockPart($0, .norm1).name, ActivationName.selected($0).name] })
     }
 
     /// Cut loss of each idle layer, in layer order, skipping layers that are not idle.
@@ -27,10 +28,10 @@ public enum TokenCutLoss {
 
     /// Cut loss of one idle layer for every image, or nil when the layer is not idle.
     public static func compute(graph: Graph, activations: [String: Activation], layer: Int) -> [Value]? {
-        guard let select = graph.node(named: "blocks.\(layer).selected"), case .tokenSelect(let selection) = select.op,
+        guard let select = graph.node(named: ActivationName.selected(layer).name), case .tokenSelect(let selection) = select.op,
               let weight = graph.constant(named: select.inputs[1])?.tensor,
-              let norm = activations["blocks.\(layer).norm1"]?.floatTensor,
-              case .indices(let selectedShape, let selected)? = activations["blocks.\(layer).selected"] else { return nil }
+              let norm = activations[ActivationName.blockPart(layer, .norm1).name]?.floatTensor,
+              case .indices(let selectedShape, let selected)? = activations[ActivationName.selected(layer).name] else { return nil }
         let (batch, tokens, channels) = (norm.shape[0], norm.shape[1], norm.shape[2])
         let heads = selection.heads
         let bias = select.inputs.count > 2 ? graph.constant(named: select.inputs[2])?.tensor : nil
@@ -84,11 +85,11 @@ public enum TokenCutLoss {
 
     /// The values as activations named like the reference files: `blocks.{i}.cut_loss.{inter,intra,total}`, each [B].
     public static func activations(layer: Int, _ values: [Value]) -> [String: Activation] {
-        let prefix = "blocks.\(layer).cut_loss."
+        func name(_ part: BlockPart) -> String { ActivationName.blockPart(layer, part).name }
         return [
-            prefix + "inter": .floats(FloatTensor(shape: [values.count], values: values.map { Float($0.inter) })),
-            prefix + "intra": .floats(FloatTensor(shape: [values.count], values: values.map { Float($0.intra) })),
-            prefix + "total": .floats(FloatTensor(shape: [values.count], values: values.map { Float($0.total) })),
+            name(.cutLossInter): .floats(FloatTensor(shape: [values.count], values: values.map { Float($0.inter) })),
+            name(.cutLossIntra): .floats(FloatTensor(shape: [values.count], values: values.map { Float($0.intra) })),
+            name(.cutLoss): .floats(FloatTensor(shape: [values.count], values: values.map { Float($0.total) })),
         ]
     }
 }

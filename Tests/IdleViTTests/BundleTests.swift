@@ -98,7 +98,11 @@ final class BundleTests: XCTestCase {
         XCTAssertTrue(header.hasPrefix("{\"__metadata__\":{\"format\":\"idlevit-bundle\",\"format_version\":\"1\""), header.prefix(80) + "")
         let json = parts.header
         let metadata = try XCTUnwrap(json["__metadata__"])
-        XCTAssertEqual(metadata.objectPairs?.map(\.key), BundleKey.all)
+        XCTAssertEqual(metadata.objectPairs?.map(\.key),
+                       ["format", "format_version", "producer", "dtype", "source", "architecture", "idle", "preprocessing", "graph"])
+        let preprocessing = try JSONParser.parse(try XCTUnwrap(metadata["preprocessing"]?.stringValue))
+        XCTAssertEqual(preprocessing["crop_pct"]?.doubleValue, 0.875, "a DeiT's evaluation crop")
+        XCTAssertEqual(preprocessing["mean"]?.arrayValue?.compactMap(\.doubleValue), [0.485, 0.456, 0.406])
         let idle = try JSONParser.parse(try XCTUnwrap(metadata["idle"]?.stringValue))
         XCTAssertEqual(idle["kept"], .array([.null, .int(11), .int(7), .int(5)]))
         XCTAssertEqual(idle["base_rate"]?.doubleValue, 0.7)

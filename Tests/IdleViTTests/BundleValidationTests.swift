@@ -114,7 +114,7 @@ final class BundleValidationTests: XCTestCase {
                            mentions: ["metadata 'graph' names constant 'head.offset'"])
         // A stored graph that is valid IR but not the graph of these weights.
         try assertRejected(try tampered("eps.idlevit.safetensors", replacing("graph", "\"eps\":1e-06", "\"eps\":1e-05")),
-                           mentions: ["metadata 'graph' differs from the graph rebuilt", "blocks.0.norm1"])
+                           mentions: ["metadata 'graph' is not the model its tensors describe", "blocks.0.norm1"])
         // Heads change no shape, but the architecture no longer matches the graph's.
         try assertRejected(try tampered("heads.idlevit.safetensors", replacing("architecture", "\"num_heads\":2", "\"num_heads\":4")),
                            mentions: ["metadata 'graph' describes another architecture"])

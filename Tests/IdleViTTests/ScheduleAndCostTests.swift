@@ -1,5 +1,6 @@
 import XCTest
 import IR
+import ModelDescription
 @testable import IdleViTKit
 @testable import Passes
 
@@ -39,15 +40,15 @@ final class ScheduleAndCostTests: XCTestCase {
         XCTAssertThrowsError(try IdleSchedule.explicit([nil, 17, nil], depth: 3, patchCount: 16))
     }
 
-    func deit(_ dim: Int, heads: Int, distilled: Bool = false) -> DeiTArchitecture {
-        DeiTArchitecture(imageSize: 224, patchSize: 16, embedDim: dim, depth: 12, heads: heads, mlpHidden: 4 * dim,
+    func deit(_ dim: Int, heads: Int, distilled: Bool = false) -> ModelArchitecture {
+        ModelArchitecture(imageSize: 224, patchSize: 16, embedDim: dim, depth: 12, heads: heads, mlpHidden: 4 * dim,
                          classes: 1000, distilled: distilled)
     }
 
     func testParameterCountsOfPublishedConfigs() {
-        XCTAssertEqual(deit(192, heads: 3).parameterCount, 5_717_416)
-        XCTAssertEqual(deit(384, heads: 6).parameterCount, 22_050_664)
-        XCTAssertEqual(deit(768, heads: 12).parameterCount, 86_567_656)
+        XCTAssertEqual(ModelDescription.parameterCount(deit(192, heads: 3)), 5_717_416)
+        XCTAssertEqual(ModelDescription.parameterCount(deit(384, heads: 6)), 22_050_664)
+        XCTAssertEqual(ModelDescription.parameterCount(deit(768, heads: 12)), 86_567_656)
     }
 
     func testGMACsOfIDLEVITSection4() throws {
@@ -80,7 +81,7 @@ final class ScheduleAndCostTests: XCTestCase {
         let layers = json["layers"]?.arrayValue ?? []
         let kept = layers.filter { $0["name"]?.stringValue?.hasPrefix("blocks.") == true }.compactMap { $0["kept_tokens"]?.intValue }
         XCTAssertEqual(kept, [196, 196, 196, 137, 137, 137, 96, 96, 96, 67, 67, 67])
-        XCTAssertEqual(json["parameters"]?.intValue, DeiTArchitecture(imageSize: 224, patchSize: 16, embedDim: 64, depth: 12, heads: 1,
-                                                                       mlpHidden: 256, classes: 1000, distilled: false).parameterCount)
+        XCTAssertEqual(json["parameters"]?.intValue, ModelDescription.parameterCount(
+            ModelArchitecture(imageSize: 224, patchSize: 16, embedDim: 64, depth: 12, heads: 1, mlpHidden: 256, classes: 1000, distilled: false)))
     }
 }

@@ -1,0 +1,102 @@
+import IR
+
+/// How one checkpoint family names the tensors (llama.cpp's `TensorNameMap`): for each role,
+/// the source names that hold it, with `{i}` for the block index. A role may be stored as
+/// parts concatenated along the first axis (Hugging Face keeps q, k and v apart; timm fuses
+/// them into qkv).
+public struct NamingScheme: Sendable {
+    public enum Source: Sendable {
+        case tensor(NameTemplate)
+        /// Parts stacked along axis 0, in order.
+        case parts([NameTemplate])
+
+        var templates: [NameTemplate] {
+            switch self {
+            case .tensor(let template): return [template]
+            case .parts(let parts): return parts
+            }
+        }
+    }
+
+    public var name: String
+    /// Prefixes a whole state dict may carry (`module.` from DataParallel, `model.`).
+    public var strippedPrefixes: [String]
+    /// Every way this scheme stores each role; several entries are aliases.
+    public var sources: [(role: TensorRole, source: Source)]
+
+    /// The role, block and part (index into `.parts`) a source name holds, or nil.
+    public func role(of sourceName: String) -> (role: TensorRole, match: NameTemplate.Match, part: Int?)? {
+        var name = Substring(sourceName)
+        for prefix in strippedPrefixes where name.hasPrefix(prefix) {
+            name = name.dropFirst(prefix.count)
+            break
+        }
+        let stripped = String(name)
+        for (role, source) in sources {
+            for (index, template) in source.templates.enumerated() {
+                if let match = template.match(stripped) {
+                    if case .parts = source { return (role, match, index) }
+                    return (role, match, nil)
+                }
+            }
+        }
+        return nil
+    }
+}
+
+extension NamingScheme {
+    /// timm, and Facebook's DeiT / DeiT-III releases: timm's own names, with DeiT-III's
+    /// original LayerScale names `gamma_1` / `gamma_2` as aliases.
+    public static let timm: NamingScheme = {
+        var sources: [(TensorRole, Source)] = TensorRole.allCases.map { ($0, .tensor($0.canonicalName)) }
+        sources += [
+            (.layerScale1, .tensor("blocks.{i}.gamma_1")),
+            (.layerScale2, .tensor("blocks.{i}.gamma_2")),
+        ]
+        return NamingScheme(name: "timm", strippedPrefixes: ["module.", "model."], sources: sources)
+    }()
+
+    /// Hugging Face transformers ViT (`vit.`) and DeiT (`deit.`) models.
+    public static let huggingFace: NamingScheme = {
+        var sources: [(TensorRole, Source)] = []
+        for prefix in ["vit.", "deit."] {
+            let layer = prefix + "encoder.layer.{i}."
+            func t(_ text: String) -> Source { .tensor(NameTemplate(text)) }
+            func qkv(_ suffix: String) -> Source {
+                .parts(["query", "key", "value"].map { NameTemplate(layer + "attention.attention.\($0)." + suffix) })
+            }
+            sources += [
+                (.classToken, t(prefix + "embeddings.cls_token")),
+                (.distillationToken, t(prefix + "embeddings.distillation_token")),
+                (.positionEmbedding, t(prefix + "embeddings.position_embeddings")),
+                (.patchWeight, t(prefix + "embeddings.patch_embeddings.projection.weight")),
+                (.patchBias, t(prefix + "embeddings.patch_embeddings.projection.bias")),
+                (.norm1Weight, t(layer + "layernorm_before.weight")),
+                (.norm1Bias, t(layer + "layernorm_before.bias")),
+                (.qkvWeight, qkv("weight")),
+                (.qkvBias, qkv("bias")),
+                (.projWeight, t(layer + "attention.output.dense.weight")),
+                (.projBias, t(layer + "attention.output.dense.bias")),
+                (.norm2Weight, t(layer + "layernorm_after.weight")),
+                (.norm2Bias, t(layer + "layernorm_after.bias")),
+                (.fc1Weight, t(layer + "intermediate.dense.weight")),
+                (.fc1Bias, t(layer + "intermediate.dense.bias")),
+                (.fc2Weight, t(layer + "output.dense.weight")),
+                (.fc2Bias, t(layer + "output.dense.bias")),
+                (.normWeight, t(prefix + "layernorm.weight")),
+                (.normBias, t(prefix + "layernorm.bias")),
+            ]
+        }
+        sources += [
+            (.headWeight, .tensor("classifier.weight")),
+            (.headBias, .tensor("classifier.bias")),
+            (.headWeight, .tensor("cls_classifier.weight")),
+            (.headBias, .tensor("cls_classifier.bias")),
+            (.headDistWeight, .tensor("distillation_classifier.weight")),
+            (.headDistBias, .tensor("distillation_classifier.bias")),
+        ]
+        return NamingScheme(name: "huggingface", strippedPrefixes: ["module.", "model."], sources: sources)
+    }()
+
+    public static let all: [NamingScheme] = [.timm, .huggingFace]
+}
