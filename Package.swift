@@ -13,6 +13,9 @@ let package = Package(
         // Reads HDF5 files in a separate process so a libhdf5 crash cannot take idlevit down.
         .executable(name: "idlevit-hdf5-reader", targets: ["idlevit-hdf5-reader"]),
         .library(name: "IdleViTKit", targets: ["IdleViTKit"]),
+        // Every parser of untrusted input, for the libFuzzer targets in Fuzz/ (their own package,
+        // so fuzzing never slows this build).
+        .library(name: "IdleViTParsers", targets: ["IdleViTKit", "Images"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -81,7 +81,8 @@ public struct SafetensorsHeader: Sendable {
         guard String(validating: headerBytes, as: UTF8.self) != nil else { throw invalid("header is not valid UTF-8") }
         let json: JSONValue
         do {
-            json = try JSONParser.parse(headerBytes)
+            // One entry per tensor plus __metadata__: stop parsing as soon as there are more.
+            json = try JSONParser.parse(headerBytes, maximumMembers: Limits.tensorCount.maximum + 1)
         } catch {
             throw invalid("header is not valid JSON: \(error)")
         }
