@@ -126,6 +126,9 @@ def canonical_name(name):
     module, _, kind = name.rpartition(".")
     if module in HF_HEADS:
         return f"{HF_HEADS[module]}.{kind}"
+    # Facebook's DeiT-III checkpoints: LayerScale as blocks.{i}.gamma_1 / gamma_2.
+    if name.startswith("blocks.") and kind in ("gamma_1", "gamma_2"):
+        return f"{module}.ls{kind[-1]}.gamma"
     return name
 
 

@@ -35,6 +35,9 @@ CASES=(
     "distilled-r09|Fixtures/micro-distilled/model.safetensors|--keep-ratio 0.9"
     "hf-names-r07|Fixtures/micro-hf/model.safetensors|--keep-ratio 0.7"
     "tiny12-r07-f16|Fixtures/tiny12/model.safetensors|--keep-ratio 0.7 --dtype f16"
+    "deit3-r05|Fixtures/deit3-micro/model.safetensors|--heads 2 --keep-ratio 0.5"
+    "deit3-facebook-r07|Fixtures/deit3-micro/model-facebook.safetensors|--heads 2 --keep-ratio 0.7"
+    "vit-nobias-r07-bf16|Fixtures/vit-micro/model.safetensors|--heads 2 --keep-ratio 0.7 --dtype bf16"
 )
 failed=0
 for case in "${CASES[@]}"; do

@@ -86,7 +86,7 @@ def perturb(model, seed):
     """Make every parameter non-trivial while keeping activations O(1):
     weights (Linear, Conv) rescaled to std 1/sqrt(fan_in) (keeps timm's draw, changes its scale),
     biases += 0.1 N(0,1), LayerNorm weights += 0.1 N(0,1) (so 1 + 0.1 N), LayerNorm biases += 0.1 N,
-    cls_token / dist_token += N(0,1), pos_embed += 0.5 N(0,1)."""
+    cls_token / dist_token += N(0,1), pos_embed += 0.5 N(0,1), LayerScale gammas = 0.6 + 0.3 N(0,1)."""
     g = torch.Generator().manual_seed(seed)
 
     def noise(p):
@@ -106,6 +106,10 @@ def perturb(model, seed):
             p.add_(0.1 * noise(p))
         elif name.endswith(".bias"):
             p.add_(0.1 * noise(p))
+        elif name.endswith(".gamma"):
+            # LayerScale (DeiT-III): trained gammas are far from timm's 1e-5 init; values
+            # around 0.6 with spread keep both branches visible and each channel distinct.
+            p.copy_(0.6 + 0.3 * noise(p))
         elif name.endswith(".weight") and p.ndim >= 2:
             fan_in = p[0].numel()
             p.mul_((1.0 / math.sqrt(fan_in)) / float(p.std()))

@@ -2,7 +2,9 @@
 
 Only the model's weights are taken from the timm modules; every block is computed here with
 explicit maths (LayerNorm, one qkv Linear, scaled dot-product attention with an explicit softmax,
-exact-erf GELU MLP), so nothing depends on timm's fused attention or in-place tricks.
+exact-erf GELU MLP, DeiT-III's LayerScale on both residual branches), so nothing depends on timm's
+fused attention or in-place tricks. DeiT-III's patch-only position embedding (`no_embed_class`)
+is added before the class token is prepended.
 
 Public functions
   schedule(depth, num_patches, r)        -> [None | K] per layer (None = dense layer)
@@ -92,11 +94,17 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, d:
     return out.transpose(-3, -2).reshape(*lead, s, c)
 
 
+def _layer_scale(mod, x: torch.Tensor) -> torch.Tensor:
+    """DeiT-III's LayerScale (timm `ls1` / `ls2`: x * gamma per channel); identity otherwise."""
+    gamma = getattr(mod, "gamma", None)
+    return x * gamma if gamma is not None else x
+
+
 def _mlp(block, x: torch.Tensor) -> torch.Tensor:
     h = _layer_norm(block.norm2, x)
     h = _linear(block.mlp.fc1, h)
     h = F.gelu(h)  # exact erf form
-    return _linear(block.mlp.fc2, h)
+    return _layer_scale(block.ls2, _linear(block.mlp.fc2, h))
 
 
 def dense_block(block, x: torch.Tensor) -> torch.Tensor:
@@ -105,7 +113,7 @@ def dense_block(block, x: torch.Tensor) -> torch.Tensor:
     qkv = _linear(block.attn.qkv, h)
     c = x.shape[-1]
     q, k, v = qkv[..., :c], qkv[..., c:2 * c], qkv[..., 2 * c:]
-    a = _linear(block.attn.proj, _attention(q, k, v, heads, d))
+    a = _layer_scale(block.ls1, _linear(block.attn.proj, _attention(q, k, v, heads, d)))
     x = x + a
     return x + _mlp(block, x)
 
@@ -119,7 +127,11 @@ def embed(model, pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     toks = [model.cls_token.expand(b, -1, -1)]
     if num_prefix_tokens(model) == 2:
         toks.append(model.dist_token.expand(b, -1, -1))
-    x = torch.cat(toks + [p], dim=1) + model.pos_embed
+    if getattr(model, "no_embed_class", False):
+        # DeiT-III: positions for the patches only, added before the class token is prepended.
+        x = torch.cat(toks + [p + model.pos_embed], dim=1)
+    else:
+        x = torch.cat(toks + [p], dim=1) + model.pos_embed
     return p, x
 
 
@@ -203,7 +215,7 @@ def idle_block_one(block, x: torch.Tensor, k: int, prefix: int
     ks = k_all.index_select(0, sel_t)
     qs = F.linear(hs, wq, bq)
     vs = F.linear(hs, wv, bv)
-    a = _linear(block.attn.proj, _attention(qs, ks, vs, heads, d))
+    a = _layer_scale(block.ls1, _linear(block.attn.proj, _attention(qs, ks, vs, heads, d)))
     t = x.index_select(0, sel_t) + a
     t = t + _mlp(block, t)
     out = x.clone()

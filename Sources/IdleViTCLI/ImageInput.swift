@@ -119,9 +119,14 @@ struct ImageBatch {
 }
 
 /// Class names from `--labels`, else the bundled ImageNet-1k names for a 1000-class model.
-/// The file must be a regular file of at most `Limits.textFileBytes`, in UTF-8.
-func classNames(labels: String?, classes: Int) throws -> [String]? {
-    guard let labels else { return classes == ImageNetLabels.names.count ? ImageNetLabels.names : nil }
+/// Class names: `--labels FILE`, else the model's own (config.json's label names), else
+/// ImageNet-1k's for a 1000-class model. The file must be a regular file of at most
+/// `Limits.textFileBytes`, in UTF-8.
+func classNames(labels: String?, classes: Int, modelLabels: [String]? = nil) throws -> [String]? {
+    guard let labels else {
+        if let modelLabels, modelLabels.count == classes { return modelLabels }
+        return classes == ImageNetLabels.names.count ? ImageNetLabels.names : nil
+    }
     let bytes: [UInt8]
     do { bytes = try RegularFile.read(labels, limit: Limits.textFileBytes) } catch {
         throw CLIError.invalid("\(labels.escapedForMessage): cannot read the label file: \(error.reason)")

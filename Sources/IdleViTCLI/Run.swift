@@ -36,7 +36,7 @@ struct Run: ParsableCommand {
 
     func run() throws {
         let prepared = try model.prepare(idle)
-        let names = try classNames(labels: labels, classes: prepared.architecture.classes)
+        let names = try classNames(labels: labels, classes: prepared.architecture.classes, modelLabels: prepared.labels)
         let runner = try execution.runner(prepared)
         let pixels: FloatTensor
         var files: [String]?

@@ -72,7 +72,7 @@ struct Visualize: ParsableCommand {
             layers.append((layer, schedule.kept[layer] ?? patches, selected))
         }
 
-        let top = topClass(ModelRunner.logits(outputs), names: try classNames(labels: labels, classes: architecture.classes))
+        let top = topClass(ModelRunner.logits(outputs), names: try classNames(labels: labels, classes: architecture.classes, modelLabels: prepared.labels))
         let size = architecture.imageSize
         var panels = [SelectionPicture.Panel(title: "INPUT \(size)X\(size)", selectedPatches: nil)]
         panels += layers.map { SelectionPicture.Panel(title: "LAYER \($0.layer): \($0.kept)/\(patches)", selectedPatches: Set($0.patches)) }

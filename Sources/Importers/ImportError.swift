@@ -27,7 +27,7 @@ public enum ImportError: Error, CustomStringConvertible, Equatable {
         case .invalidTensor(let file, let tensor, let rule):
             return "\(file): tensor '\(tensor)': \(rule)"
         case .architecture(let file, let problems):
-            return "\(file): not a DeiT checkpoint: " + problems.joined(separator: "; ")
+            return "\(file): not a recognised ViT checkpoint: " + problems.joined(separator: "; ")
         case .invalidNode(let file, let node, let rule):
             return "\(file): node '\(node)': \(rule)"
         case .unsupportedNodes(let file, let nodes):

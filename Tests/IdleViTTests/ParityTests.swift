@@ -8,23 +8,6 @@ import IR
 final class ParityTests: XCTestCase {
     static let models = ["micro", "micro-distilled", "tiny12"]
 
-    func verify(_ model: String, reference: String, input: String, extra: [String] = [],
-                file: StaticString = #filePath, line: UInt = #line) throws -> JSONValue {
-        let result = try runIdleViT(["verify", model, "--input", input, "--reference", reference, "--json"] + extra)
-        XCTAssertEqual(result.status, 0, "\(model) vs \(reference): \(result.stderr)\n\(result.stdout)", file: file, line: line)
-        let json = try JSONParser.parse(result.stdout)
-        XCTAssertEqual(json["passed"], .bool(true), file: file, line: line)
-        let activations = json["activations"]?.arrayValue ?? []
-        XCTAssertFalse(activations.isEmpty, "compared something", file: file, line: line)
-        for activation in activations {
-            XCTAssertEqual(activation["passed"], .bool(true), "\(activation["name"]!) in \(model)", file: file, line: line)
-        }
-        let logits = activations.first { $0["name"]?.stringValue == "logits" }
-        XCTAssertNotNil(logits, "logits compared", file: file, line: line)
-        XCTAssertLessThanOrEqual(logits?["max_abs_error"]?.doubleValue ?? 1, 1e-4, "\(model) logits", file: file, line: line)
-        return json
-    }
-
     func testFloat32CheckpointsMatchEveryActivation() throws {
         for model in Self.models {
             let json = try verify(TestPaths.fixture("\(model)/model.safetensors"), reference: TestPaths.fixture("\(model)/reference.safetensors"),

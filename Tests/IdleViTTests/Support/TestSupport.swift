@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import IR
 import Importers
 import IdleViTKit
 
@@ -133,5 +134,27 @@ func assertSameWeights(_ ours: WeightSet, _ expected: WeightSet, _ label: String
         XCTAssertEqual(mine.shape, weight.shape, "\(label): \(weight.name)", file: file, line: line)
         XCTAssertTrue(mine.tensor.buffer.elementsEqual(weight.tensor.buffer) { $0.bitPattern == $1.bitPattern },
                       "\(label): \(weight.name) differs", file: file, line: line)
+    }
+}
+
+extension XCTestCase {
+    /// `idlevit verify` of `model` against `reference` passes (exit 0) with every activation
+    /// within tolerance and the logits within 1e-4; returns the JSON report.
+    @discardableResult
+    func verify(_ model: String, reference: String, input: String, extra: [String] = [],
+                file: StaticString = #filePath, line: UInt = #line) throws -> JSONValue {
+        let result = try runIdleViT(["verify", model, "--input", input, "--reference", reference, "--json"] + extra)
+        XCTAssertEqual(result.status, 0, "\(model) vs \(reference): \(result.stderr)\n\(result.stdout)", file: file, line: line)
+        let json = try JSONParser.parse(result.stdout)
+        XCTAssertEqual(json["passed"], .bool(true), file: file, line: line)
+        let activations = json["activations"]?.arrayValue ?? []
+        XCTAssertFalse(activations.isEmpty, "compared something", file: file, line: line)
+        for activation in activations {
+            XCTAssertEqual(activation["passed"], .bool(true), "\(activation["name"]!) in \(model)", file: file, line: line)
+        }
+        let logits = activations.first { $0["name"]?.stringValue == "logits" }
+        XCTAssertNotNil(logits, "logits compared", file: file, line: line)
+        XCTAssertLessThanOrEqual(logits?["max_abs_error"]?.doubleValue ?? 1, 1e-4, "\(model) logits", file: file, line: line)
+        return json
     }
 }
