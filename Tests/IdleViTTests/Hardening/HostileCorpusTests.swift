@@ -18,7 +18,8 @@ final class HostileCorpusTests: XCTestCase {
     /// Wall-clock seconds per case (the debug build is ~10x slower than release).
     static let timeLimit: Double = 30
 
-    struct Case {
+    // Read-only once loaded; `Any` in the setup dictionaries is only JSON values.
+    struct Case: @unchecked Sendable {
         var name: String
         var kind: String
         var setup: [[String: Any]]
