@@ -4,7 +4,7 @@
 //
 //     make fuzz SECONDS=600 [TARGET=safetensors]      (see Fuzz/README.md)
 //
-// Built with `swift build -c release --sanitize=fuzzer --sanitize=address`: every module,
+// Built with `swift build -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library`: every module,
 // idlevit's and these, is instrumented for coverage, and libFuzzer supplies `main`.
 import PackageDescription
 

@@ -10,7 +10,7 @@ import Verification
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the model and compare every activation named in a PyTorch reference file.",
-        discussion: "Exits 0 when everything is within tolerance, 1 when something is not, 2 on invalid input.")
+        discussion: "Exits 0 when everything is within tolerance, 1 when something is not, 2 on invalid input, including a reference that names nothing the model computes (there is nothing to verify).")
 
     @OptionGroup var model: ModelOptions
     @OptionGroup var idle: IdleOptions
