@@ -33,6 +33,10 @@ let package = Package(
         .target(name: "CSHA256"),
         // protoc-c output for Schemas/onnx.proto (regenerate with `make onnx-proto`).
         .target(name: "COnnx", dependencies: ["CProtobufC"]),
+        // The interpreter's GEMM, fused attention and FMA peak loop for AVX-512, AVX2 + FMA and
+        // portable C in one binary, picked at run time. Optimised in every configuration: the
+        // tests run these kernels on real shapes, and unoptimised they are ~50x slower.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
         // The canonical graph IR: values, nodes, constants, text and JSON forms.
         .target(name: "IR"),
@@ -46,6 +50,8 @@ let package = Package(
         // HDF5 state dicts: checks in idlevit, libhdf5 only in the reader process below.
         .target(name: "HDF5Importer", dependencies: ["IR", "Importers"]),
         .executableTarget(name: "idlevit-hdf5-reader", dependencies: ["CHDF5", "HDF5Importer", "Exporters", "IR"]),
+        // PyTorch torch.save files: zip or legacy stream -> a pickle machine that builds data only.
+        .target(name: "TorchImporter", dependencies: ["IR", "Importers"]),
         // IR and weights -> files: safetensors checkpoints, atomic output.
         .target(name: "Exporters", dependencies: ["IR", "Importers"]),
         // IR graph (dense or IdleViT) -> ONNX model for ONNX Runtime, written with libprotobuf-c.
@@ -53,7 +59,7 @@ let package = Package(
         // Graph -> graph rewrites (the IdleViT rewrite lives here).
         .target(name: "Passes", dependencies: ["IR", "ModelDescription"]),
         // CPU execution of the IR.
-        .target(name: "Interpreter", dependencies: ["IR", "CBLAS"]),
+        .target(name: "Interpreter", dependencies: ["IR", "CBLAS", "CKernels"]),
         // Activation comparison against PyTorch references.
         .target(name: "Verification", dependencies: ["IR", "Importers", "ModelDescription", "Interpreter"]),
         // IdleViT weight bundles: one safetensors file with weights, graph, schedule, provenance.
@@ -61,15 +67,17 @@ let package = Package(
         // Images in (JPEG/PNG -> DeiT's eval preprocessing), pictures out (the selection PNG).
         .target(name: "Images", dependencies: ["IR", "CImageCodecs"]),
         // Facade: detect a file's format, import, rewrite, run.
-        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ModelDescription", "ONNXImporter", "HDF5Importer", "Exporters", "ONNXExporter", "Passes", "Bundle", "Interpreter", "Verification"]),
+        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ModelDescription", "ONNXImporter", "HDF5Importer", "TorchImporter", "Exporters", "ONNXExporter", "Passes", "Bundle", "Interpreter", "Verification"]),
+        // Labelled image folders -> streamed, preprocessed batches -> top-1 / top-5 (`eval`, `run --image`).
+        .target(name: "Evaluation", dependencies: ["IR", "Images", "Interpreter", "IdleViTKit"]),
         // The command line.
         .target(name: "IdleViTCLI", dependencies: [
-            "IdleViTKit", "Importers", "ModelDescription", "Exporters", "ONNXExporter", "Interpreter", "Verification", "IR", "Images",
+            "IdleViTKit", "Importers", "TorchImporter", "ModelDescription", "Exporters", "ONNXExporter", "Interpreter", "Verification", "IR", "Images", "Evaluation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Depending on the reader builds it next to idlevit; nothing of it is linked in.
         .executableTarget(name: "idlevit", dependencies: ["IdleViTCLI", "idlevit-hdf5-reader"]),
 
-        .testTarget(name: "IdleViTTests", dependencies: ["IdleViTKit", "IdleViTCLI", "ModelDescription", "ONNXExporter", "Images", "idlevit", "idlevit-hdf5-reader"]),
+        .testTarget(name: "IdleViTTests", dependencies: ["IdleViTKit", "IdleViTCLI", "TorchImporter", "ModelDescription", "ONNXExporter", "Images", "Evaluation", "idlevit", "idlevit-hdf5-reader"]),
     ]
 )

@@ -98,7 +98,7 @@ def validate_by_hand(metadata, parsed):
     source = parsed["source"]
     if not isinstance(source, dict) or set(source) != {"file", "format", "sha256"}:
         raise Failure("metadata 'source' must be an object with exactly file, format, sha256")
-    if not source["file"] or source["format"] not in ("safetensors", "onnx", "hdf5", "idlevit-bundle"):
+    if not source["file"] or source["format"] not in ("safetensors", "onnx", "hdf5", "pytorch", "idlevit-bundle"):
         raise Failure("metadata 'source' has an empty file or an unknown format")
     sha = source["sha256"]
     if not (isinstance(sha, str) and len(sha) == 64 and all(ch in "0123456789abcdef" for ch in sha)):

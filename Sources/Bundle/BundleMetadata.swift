@@ -34,7 +34,7 @@ public enum BundleFormat {
 /// bundle (converting a bundle again keeps its `source`, so provenance survives re-conversion).
 public struct BundleSource: Sendable, Equatable {
     public var file: String
-    /// A `ModelFormat` raw value: safetensors, onnx, hdf5 (or idlevit-bundle).
+    /// A `ModelFormat` raw value: safetensors, onnx, hdf5, pytorch (or idlevit-bundle).
     public var format: String
     /// Lower-case hex SHA-256 of the source file's bytes.
     public var sha256: String

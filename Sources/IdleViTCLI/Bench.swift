@@ -21,6 +21,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Untimed warm-up runs (0 to 10000).")
     var warmup: Int = 2
 
+    @OptionGroup var engine: EngineOptions
+
     static let runLimit = Limit("timed runs", maximum: 100_000)
     static let warmupLimit = Limit("warm-up runs", minimum: 0, maximum: 10_000)
 
@@ -37,8 +39,10 @@ struct Bench: ParsableCommand {
     func run() throws {
         let prepared = try model.prepare(idle)
         let a = prepared.architecture
-        let runner = try execution.runner(prepared)
+        let runner = try execution.runner(prepared, engine: engine)
+        let options = runner.interpreter.options
         let interpreter = runner.interpreter
+        // The budget first: the pixels below are the batch's first allocation.
         try execution.checkBatch(interpreter, prepared, batch: batch, what: "--batch \(batch)")
         // Deterministic pseudo-normal pixels: timing must not depend on the input's source.
         let shape = [batch, a.inChannels, a.imageSize, a.imageSize]
@@ -63,14 +67,15 @@ struct Bench: ParsableCommand {
         let imagesPerSecond = Double(batch) / (median / 1000)
         if model.json {
             printJSON(.object([
-                ("batch", .int(batch)), ("threads", .int(interpreter.threads)), ("runs", .int(runs)),
+                ("batch", .int(batch)), ("threads", .int(interpreter.threads)), ("isa", .string(interpreter.isa.rawValue)),
+                ("gemm", .string(options.matrixBackend.rawValue)), ("runs", .int(runs)),
                 ("median_ms", .double(median)), ("min_ms", .double(times.first!)), ("max_ms", .double(times.last!)),
                 ("images_per_second", .double(imagesPerSecond)),
                 ("keep_ratio", prepared.schedule?.keepRatio.map(JSONValue.double) ?? .null),
                 ("gmacs", .double(CostModel.summary(a, schedule: prepared.schedule).macs / 1e9)),
             ]))
         } else {
-            print("\(prepared.modelName)\(prepared.schedule.map { " idle \($0.keepRatio.map { "r=\($0)" } ?? "explicit")" } ?? " dense"), batch \(batch), \(interpreter.threads) threads, \(runs) runs")
+            print("\(prepared.modelName)\(prepared.schedule.map { " idle \($0.keepRatio.map { "r=\($0)" } ?? "explicit")" } ?? " dense"), batch \(batch), \(interpreter.threads) threads, \(options.matrixBackend == .packed ? interpreter.isa.rawValue : "openblas") kernels, \(runs) runs")
             print("median \(fixed(median, 2)) ms, min \(fixed(times.first!, 2)) ms, max \(fixed(times.last!, 2)) ms, \(fixed(imagesPerSecond, 1)) images/s")
         }
     }

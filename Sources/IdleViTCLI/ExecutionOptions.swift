@@ -22,9 +22,11 @@ struct ExecutionOptions: ParsableArguments {
 
     var memoryBudget: Int { maxMemory?.bytes ?? Limits.defaultMemoryBudgetBytes }
 
-    /// The runner (interpreter) for `prepared`, with these threads.
-    func runner(_ prepared: PreparedModel) throws -> ModelRunner {
-        do { return try ModelRunner(prepared, threads: threads) } catch { throw CLIError.invalid(error.description) }
+    /// The runner (interpreter) for `prepared`, with these threads, the `IDLEVIT_*` engine
+    /// variables and, for `bench`, its hidden engine flags.
+    func runner(_ prepared: PreparedModel, engine: EngineOptions? = nil) throws -> ModelRunner {
+        let options = try engine?.interpreterOptions(threads: threads) ?? InterpreterOptions.fromEnvironment(threads: threads)
+        do { return try ModelRunner(prepared, options: options) } catch { throw CLIError.invalid(error.description) }
     }
 
     /// Refuses a batch whose working set would exceed the budget, before it is allocated.

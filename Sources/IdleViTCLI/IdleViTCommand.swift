@@ -12,11 +12,11 @@ public struct IdleViTCommand: ParsableCommand {
         commandName: "idlevit",
         abstract: "Turn DeiT checkpoints into IdleViT models and prove them numerically right.",
         discussion: """
-            MODEL may be safetensors, ONNX, HDF5 or an IdleViT bundle, detected from its content.
+            MODEL may be safetensors, ONNX, HDF5, a PyTorch checkpoint or an IdleViT bundle, detected from its content.
             Exit status: 0 success, 1 verification mismatch, 2 usage error or invalid input.
             """,
         version: IdleViTVersion.string,
-        subcommands: [Inspect.self, Convert.self, Verify.self, Run.self, Visualize.self, Stats.self, Bench.self]
+        subcommands: [Inspect.self, Convert.self, Verify.self, Run.self, Visualize.self, Stats.self, Bench.self, Eval.self]
     )
 
     public init() {}

@@ -14,15 +14,7 @@ struct ImageOptions: ParsableArguments {
                                valueName: "file"))
     var images: [String] = []
 
-    @Option(name: .customLong("crop-pct"),
-            help: "Centre-crop fraction: the shorter side is resized to floor(S / crop-pct) before the S x S crop (S = the model's image size). Default: the model's config.json or bundle, else the family's (DeiT 0.875: 256 -> 224; DeiT-III 0.9; 1.0 at 384 px).")
-    var cropPercent: Double?
-
-    @Option(help: "Normalisation mean, three comma-separated values (default: the model's; ImageNet's for DeiT).")
-    var mean: String?
-
-    @Option(help: "Normalisation std, three comma-separated values (default: the model's; ImageNet's for DeiT).")
-    var std: String?
+    @OptionGroup var preprocessingFlags: PreprocessOptions
 
     /// The files named by `--image`, folders expanded.
     func imagePaths() throws -> [String] {
@@ -38,7 +30,7 @@ struct ImageOptions: ParsableArguments {
                 throw CLIError.invalid("\(path.escapedForMessage): cannot list the folder: \(error.localizedDescription)")
             }
             guard names.count <= 4 * Limits.batch.maximum else {
-                throw CLIError.invalid("\(path.escapedForMessage): the folder holds \(names.count) entries, more than a batch can take")
+                throw CLIError.invalid("\(path.escapedForMessage): the folder holds \(names.count) entries, more than a run can take")
             }
             let found = names.filter { name in
                 !name.hasPrefix(".") && ["jpg", "jpeg", "png"].contains((name as NSString).pathExtension.lowercased())
@@ -46,47 +38,11 @@ struct ImageOptions: ParsableArguments {
             guard !found.isEmpty else { throw CLIError.invalid("\(path.escapedForMessage): the folder holds no .jpg, .jpeg or .png files") }
             paths += found.map { (path as NSString).appendingPathComponent($0) }
         }
-        do { try Limits.batch.check(paths.count, "the number of --image files") } catch { throw CLIError.invalid(error.description) }
         return paths
     }
 
-    /// The model's preprocessing with the flags applied over it.
-    func preprocessing(for prepared: PreparedModel) throws -> Preprocessing {
-        var result = prepared.preprocessing
-        func triple(_ text: String, _ flag: String) throws -> [Double] {
-            let values = text.split(separator: ",", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
-            guard values.count == 3, let parsed = values as? [Double] else {
-                throw CLIError.invalid("\(flag) '\(text.escapedForMessage)' is not three comma-separated numbers")
-            }
-            return parsed
-        }
-        if let cropPercent { result.cropPercent = cropPercent; result.source = "flags" }
-        if let mean { result.mean = try triple(mean, "--mean"); result.source = "flags" }
-        if let std { result.std = try triple(std, "--std"); result.source = "flags" }
-        do { try result.validate() } catch { throw CLIError.invalid("preprocessing: \(error)") }
-        guard result.interpolation == "bicubic" else {
-            throw CLIError.invalid("the model's preprocessing uses \(result.interpolation.escapedForMessage) interpolation; idlevit resizes with bicubic only")
-        }
-        return result
-    }
-
     func transform(for prepared: PreparedModel) throws -> EvalTransform {
-        let architecture = prepared.architecture
-        guard architecture.inChannels == 3 else {
-            throw CLIError.invalid("the model takes \(architecture.inChannels) input channels; --image gives 3 (RGB)")
-        }
-        let preprocessing = try preprocessing(for: prepared)
-        // floor(S / crop_pct) sizes the resized image; the flag or the model's file set it.
-        do {
-            let what = "the resize target floor(\(architecture.imageSize) / crop_pct \(preprocessing.cropPercent))"
-            try Limits.imageSize.check(try Checked.int(rounding: Double(architecture.imageSize) / preprocessing.cropPercent, .down, what), what)
-        } catch {
-            throw CLIError.invalid(error.description)
-        }
-        var transform = EvalTransform(imageSize: architecture.imageSize, cropPercent: preprocessing.cropPercent)
-        transform.mean = preprocessing.mean
-        transform.std = preprocessing.std
-        return transform
+        try preprocessingFlags.transform(for: prepared)
     }
 
     /// Decodes and preprocesses `paths` into one `pixel_values` batch [B, 3, S, S].
@@ -110,6 +66,72 @@ struct ImageOptions: ParsableArguments {
     }
 }
 
+/// `--crop-pct`, `--mean`, `--std`: the model's preprocessing (its config.json or bundle, else
+/// its family's defaults), each value overridable; shared by `run`, `visualize` and `eval`.
+struct PreprocessOptions: ParsableArguments {
+    @Option(name: .customLong("crop-pct"),
+            help: "Centre-crop fraction: the shorter side is resized to floor(S / crop-pct) before the S x S crop (S = the model's image size). Default: the model's config.json or bundle, else the family's (DeiT 0.875: 256 -> 224; DeiT-III 0.9; 1.0 at 384 px).")
+    var cropPercent: Double?
+
+    @Option(help: ArgumentHelp("Normalisation mean, R,G,B (or one value for all three); default: the model's (ImageNet's for DeiT).", valueName: "m"))
+    var mean: ChannelValues?
+
+    @Option(help: ArgumentHelp("Normalisation std, R,G,B (or one value for all three); default: the model's (ImageNet's for DeiT).", valueName: "s"))
+    var std: ChannelValues?
+
+    func validate() throws {
+        if let cropPercent, !(cropPercent >= 0.05 && cropPercent <= 1) {
+            throw ValidationError("--crop-pct \(cropPercent) is outside [0.05, 1]")
+        }
+        if let std, !std.values.allSatisfy({ $0 > 0 }) { throw ValidationError("--std values must be positive") }
+    }
+
+    /// The model's preprocessing with the flags applied over it.
+    func preprocessing(for prepared: PreparedModel) throws -> Preprocessing {
+        var result = prepared.preprocessing
+        if let cropPercent { result.cropPercent = cropPercent; result.source = "flags" }
+        if let mean { result.mean = mean.values; result.source = "flags" }
+        if let std { result.std = std.values; result.source = "flags" }
+        do { try result.validate() } catch { throw CLIError.invalid("preprocessing: \(error)") }
+        guard result.interpolation == "bicubic" else {
+            throw CLIError.invalid("the model's preprocessing uses \(result.interpolation.escapedForMessage) interpolation; idlevit resizes with bicubic only")
+        }
+        return result
+    }
+
+    func transform(for prepared: PreparedModel) throws -> EvalTransform {
+        let architecture = prepared.architecture
+        guard architecture.inChannels == 3 else {
+            throw CLIError.invalid("the model takes \(architecture.inChannels) input channels; images give 3 (RGB)")
+        }
+        let preprocessing = try preprocessing(for: prepared)
+        // floor(S / crop_pct) sizes the resized image; the flag or the model's file set it.
+        do {
+            let what = "the resize target floor(\(architecture.imageSize) / crop_pct \(preprocessing.cropPercent))"
+            try Limits.imageSize.check(try Checked.int(rounding: Double(architecture.imageSize) / preprocessing.cropPercent, .down, what), what)
+        } catch {
+            throw CLIError.invalid(error.description)
+        }
+        var transform = EvalTransform(imageSize: architecture.imageSize, cropPercent: preprocessing.cropPercent)
+        transform.mean = preprocessing.mean
+        transform.std = preprocessing.std
+        return transform
+    }
+}
+
+/// Three per-channel numbers (R, G, B) from `a,b,c`, or one number for all three.
+struct ChannelValues: ExpressibleByArgument {
+    var values: [Double]
+
+    init?(argument: String) {
+        let parts = argument.split(separator: ",", omittingEmptySubsequences: false).map {
+            Double($0.trimmingCharacters(in: .whitespaces))
+        }
+        guard parts.count == 1 || parts.count == 3, parts.allSatisfy({ $0?.isFinite == true }) else { return nil }
+        values = parts.count == 1 ? Array(repeating: parts[0]!, count: 3) : parts.map { $0! }
+    }
+}
+
 /// Images turned into the model's input.
 struct ImageBatch {
     var files: [String]
@@ -118,7 +140,6 @@ struct ImageBatch {
     var pixels: FloatTensor
 }
 
-/// Class names from `--labels`, else the bundled ImageNet-1k names for a 1000-class model.
 /// Class names: `--labels FILE`, else the model's own (config.json's label names), else
 /// ImageNet-1k's for a 1000-class model. The file must be a regular file of at most
 /// `Limits.textFileBytes`, in UTF-8.

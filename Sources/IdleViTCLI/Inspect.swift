@@ -37,6 +37,7 @@ struct Inspect: ParsableCommand {
             if let schedule = prepared.schedule {
                 pairs.append(("schedule", .array(schedule.kept.map { $0.map(JSONValue.int) ?? .null })))
             }
+            if let checkpoint = loaded.checkpoint { pairs.append(("checkpoint", CheckpointSection.json(checkpoint))) }
             if graph { pairs.append(("graph", GraphJSON.encode(prepared.graph))) }
             printJSON(.object(pairs))
             return
@@ -67,6 +68,7 @@ struct Inspect: ParsableCommand {
                 print("  \(key.escapedForMessage): \(shown.escapedForMessage)")
             }
         }
+        if let checkpoint = loaded.checkpoint { print(CheckpointSection.text(checkpoint), terminator: "") }
         var table = Table(headers: ["tensor", "dtype", "shape", "bytes"], rightAligned: [3])
         for tensor in loaded.sourceTensors.sorted(by: { naturalOrder($0.name, $1.name) }) {
             table.add([tensor.name.escapedForMessage, tensor.dtype.escapedForMessage, describeShape(tensor.shape), grouped(tensor.bytes)])

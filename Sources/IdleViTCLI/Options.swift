@@ -4,11 +4,14 @@ import IdleViTKit
 
 /// Options every command that loads a model shares.
 struct ModelOptions: ParsableArguments {
-    @Argument(help: "Model file: safetensors, ONNX, HDF5 or IdleViT bundle.")
+    @Argument(help: "Model file: safetensors, ONNX, HDF5, PyTorch (.pth / .pt / .bin) or IdleViT bundle.")
     var model: String
 
     @Option(help: "Attention heads, when the checkpoint's dim is not 64 x heads (DeiT's head size).")
     var heads: Int?
+
+    @Option(help: "The state dict to load from a PyTorch checkpoint holding several ('model', 'model_ema', ...).")
+    var key: String?
 
     @Flag(help: "Print one JSON document on stdout instead of tables.")
     var json = false
@@ -31,8 +34,8 @@ struct IdleOptions: ParsableArguments {
     @Option(name: .customLong("kept-tokens"), help: "Explicit image tokens kept per layer, comma separated, 'dense' or '-' for a dense layer.")
     var keptTokens: String?
 
-    func request(path: String, heads: Int?) throws -> ModelRequest {
-        var request = ModelRequest(path: path, heads: heads, keepRatio: keepRatio)
+    func request(path: String, heads: Int?, key: String? = nil) throws -> ModelRequest {
+        var request = ModelRequest(path: path, heads: heads, keepRatio: keepRatio, key: key)
         if let keepRatio, !(keepRatio > 0 && keepRatio <= 1) {
             throw CLIError.invalid("--keep-ratio \(keepRatio) is outside (0, 1]")
         }
@@ -65,7 +68,7 @@ struct IdleOptions: ParsableArguments {
 
 extension ModelOptions {
     func prepare(_ idle: IdleOptions) throws -> PreparedModel {
-        try prepare(try idle.request(path: model, heads: heads))
+        try prepare(try idle.request(path: model, heads: heads, key: key))
     }
 
     func prepare(_ request: ModelRequest) throws -> PreparedModel {

@@ -6,6 +6,7 @@ import ModelDescription
 import Images
 import Interpreter
 import Verification
+import Evaluation
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the model on an input batch and print logits and the top-K classes.")
@@ -29,67 +30,126 @@ struct Run: ParsableCommand {
     @Flag(name: .customLong("cut-loss"), help: "Report the token cut loss (inter, intra, total) of each idle layer's selection.")
     var cutLoss = false
 
+    @Option(help: "Images per forward pass with --image (files are decoded on worker threads while the model runs).")
+    var batch: Int = 32
+
     func validate() throws {
-        do { try Limits.classes.check(top, "--top") } catch { throw ValidationError(error.description) }
+        do {
+            try Limits.classes.check(top, "--top")
+            try Limits.batch.check(batch, "--batch")
+        } catch {
+            throw ValidationError(error.description)
+        }
         try checkOneInput(input: input, images: imageInput)
     }
 
     func run() throws {
         let prepared = try model.prepare(idle)
         let names = try classNames(labels: labels, classes: prepared.architecture.classes, modelLabels: prepared.labels)
-        let runner = try execution.runner(prepared)
-        let pixels: FloatTensor
-        var files: [String]?
-        if let input {
-            pixels = try loadInputChecked(input, prepared: prepared, runner: runner, execution: execution)
-        } else {
-            let paths = try imageInput.imagePaths()
-            try execution.checkBatch(runner.interpreter, prepared, batch: paths.count, what: "--image (\(paths.count) images)")
-            let batch = try imageInput.load(paths, for: prepared)
-            (pixels, files) = (batch.pixels, batch.files)
-        }
         let idleLayers = prepared.schedule?.effective.idleLayers ?? []
-        let outputs: [String: Activation]
-        do {
-            var capture = Set(runner.selectionNames.map(\.name))
-            if cutLoss { capture.formUnion(TokenCutLoss.requiredActivations(layers: idleLayers)) }
-            outputs = try runner.run(pixels: pixels, captureNames: capture)
-        } catch {
-            throw CLIError.invalid(error.description)
+        let runner = try execution.runner(prepared)
+        var capture = Set(runner.selectionNames.map(\.name))
+        if cutLoss { capture.formUnion(TokenCutLoss.requiredActivations(layers: idleLayers)) }
+        var printer = RunPrinter(json: model.json, top: top, names: names, cutLoss: cutLoss, idleLayers: idleLayers, graph: prepared.graph)
+
+        func runBatch(_ pixels: FloatTensor, files: [String]?) throws {
+            let outputs: [String: Activation]
+            do { outputs = try runner.run(pixels: pixels, captureNames: capture) } catch { throw CLIError.invalid(error.description) }
+            guard let logits = ModelRunner.logits(outputs) else { throw CLIError.invalid("the model computed no logits") }
+            printer.add(logits: logits, outputs, files: files)
         }
-        guard let logits = ModelRunner.logits(outputs) else { throw CLIError.invalid("the model computed no logits") }
+
+        printer.begin()
+        if let input {
+            try runBatch(try loadInputChecked(input, prepared: prepared, runner: runner, execution: execution), files: nil)
+        } else {
+            // Streamed: the decoders run ahead while the model runs a batch. A file that cannot
+            // be read stops the run, as it did when the folder was one batch (the batches
+            // before it are printed).
+            let preprocessor = ImagePreprocessor(transform: try imageInput.transform(for: prepared))
+            let paths = try imageInput.imagePaths()
+            try execution.checkBatch(runner.interpreter, prepared, batch: min(batch, paths.count),
+                                     what: "--image with --batch \(batch)")
+            let stream = ImageBatchStream(files: LabelledImages(unlabelled: paths).files, batchSize: batch,
+                                          workers: runner.interpreter.threads, preprocessor: preprocessor)
+            while let next = stream.next() {
+                for note in next.notes { writeNote("\(note.path.escapedForMessage): \(note.note)") }
+                if let failed = next.failed.first { throw CLIError.invalid("\(failed.path.escapedForMessage): \(failed.reason)") }
+                if let pixels = next.pixels { try runBatch(pixels, files: next.files.map(\.path)) }
+            }
+        }
+        printer.end(prepared)
+    }
+}
+
+/// Prints `run`'s results batch by batch: text per image, or one JSON document whose `images`
+/// array is written element by element (a folder of thousands of images is never held as one
+/// document).
+struct RunPrinter {
+    let json: Bool
+    let top: Int
+    let names: [String]?
+    let cutLoss: Bool
+    let idleLayers: [Int]
+    let graph: Graph
+    private var count = 0
+    /// Per idle layer, the token cut loss of every image so far.
+    private var losses: [(layer: Int, values: [TokenCutLoss.Value])] = []
+
+    init(json: Bool, top: Int, names: [String]?, cutLoss: Bool, idleLayers: [Int], graph: Graph) {
+        (self.json, self.top, self.names, self.cutLoss, self.idleLayers, self.graph) = (json, top, names, cutLoss, idleLayers, graph)
+    }
+
+    func begin() {
+        if json { print("{\n  \"images\": [", terminator: "") }
+    }
+
+    mutating func add(logits: FloatTensor, _ outputs: [String: Activation], files: [String]?) {
         let (batch, classes) = (logits.shape[0], logits.shape[1])
-        var images: [JSONValue] = []
         for b in 0..<batch {
             let row = Array(UnsafeBufferPointer(start: logits.pointer + b * classes, count: classes))
             let entries = rankClasses(row, top: top, names: names)
-            if model.json {
+            if json {
                 let file: [(key: String, value: JSONValue)] = files.map { [("file", .string($0[b]))] } ?? []
-                images.append(.object(file + [
+                let image = JSONValue.object(file + [
                     ("logits", .array(row.map { .double(Double($0)) })),
                     ("top", .array(entries.map { e in
                         .object([("class", .int(e.index)), ("label", e.label.map(JSONValue.string) ?? .null),
                                  ("logit", .double(Double(e.logit))), ("probability", .double(e.probability))])
                     })),
-                ]))
+                ])
+                // Strings in JSON text hold no raw line breaks, so indenting lines is safe.
+                let text = JSONWriter.write(image, pretty: true).replacingOccurrences(of: "\n", with: "\n    ")
+                print((count == 0 ? "\n    " : ",\n    ") + text, terminator: "")
             } else {
-                print("image \(b)\(files.map { " (\($0[b]))" } ?? ""):")
+                print("image \(count)\(files.map { " (\($0[b]))" } ?? ""):")
                 for e in entries {
                     print("  \(String(format: "%5d", e.index))  \(fixed(Double(e.logit), 4))  p=\(fixed(e.probability, 4))\(e.label.map { "  " + $0 } ?? "")")
                 }
             }
+            count += 1
         }
+        if cutLoss {
+            let batchLosses = TokenCutLoss.compute(graph: graph, activations: outputs, layers: idleLayers)
+            if losses.isEmpty { losses = batchLosses.map { ($0.0, []) } }
+            for (i, entry) in batchLosses.enumerated() { losses[i].values += entry.1 }
+        }
+    }
+
+    func end(_ prepared: PreparedModel) {
         let kept = (prepared.schedule?.kept ?? []).map { $0.map(JSONValue.int) ?? .null }
-        let losses = cutLoss ? TokenCutLoss.compute(graph: prepared.graph, activations: outputs, layers: idleLayers) : []
-        if model.json {
-            var pairs: [(key: String, value: JSONValue)] = [("images", .array(images)), ("kept_tokens", .array(kept))]
+        if json {
+            var pairs: [(key: String, value: JSONValue)] = [("kept_tokens", .array(kept))]
             if cutLoss {
                 pairs.append(("cut_loss", .array(losses.map { layer, values in
                     .object([("layer", .int(layer)), ("inter", .array(values.map { .double($0.inter) })),
                              ("intra", .array(values.map { .double($0.intra) })), ("total", .array(values.map { .double($0.total) }))])
                 })))
             }
-            printJSON(.object(pairs))
+            // The rest of the document after the images array, at the same indentation.
+            var rest = JSONWriter.write(.object(pairs), pretty: true)
+            rest.removeFirst(2)  // "{\n"
+            print((count == 0 ? "]" : "\n  ]") + ",\n" + rest)
         } else if let schedule = prepared.schedule {
             print("kept tokens per layer: \(schedule)")
             if cutLoss {

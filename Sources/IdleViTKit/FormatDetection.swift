@@ -1,6 +1,7 @@
 import HDF5Importer
 import IR
 import Importers
+import TorchImporter
 
 /// Detects a model file's kind from its first bytes, never from its extension.
 public enum FormatDetection {
@@ -16,6 +17,9 @@ public enum FormatDetection {
             throw .invalidFile(file: file, format: "model file",
                                rule: "this is a Git LFS pointer file, not the weights: run `git lfs pull` to fetch the real file")
         }
+        // PyTorch torch.save: a zip archive, or a legacy stream of pickles (checked before
+        // safetensors, whose length heuristic a zip's first bytes would pass).
+        if TorchImporter.recognizes(head: head) { return .pytorch }
         // HDF5: the signature where libhdf5 looks for it, at 0 or after a user block.
         if HDF5Superblock.signatureOffset(in: bytes) != nil { return .hdf5 }
         // safetensors: a little-endian u64 header length, then '{'.

@@ -5,6 +5,7 @@ import Importers
 import ModelDescription
 import Passes
 import ONNXImporter
+import TorchImporter
 
 /// A model file turned into the canonical IR, with what `inspect` needs to describe it.
 public struct LoadedModel: Sendable {
@@ -20,6 +21,8 @@ public struct LoadedModel: Sendable {
     /// The schedule a file carries (a bundle), validated, with its stored graph (weights
     /// attached), which runs as it is.
     public var storedIdle: (schedule: IdleSchedule, graph: Graph)?
+    /// A PyTorch checkpoint's other contents (optimizer, args, ...), for `inspect`.
+    public var checkpoint: CheckpointContents?
 
     public var architecture: ModelArchitecture { recognized.architecture }
 }
@@ -33,9 +36,12 @@ public struct TensorSummary: Sendable {
 
 public struct LoadOptions: Sendable {
     public var recognition: RecognitionOptions
+    /// Which state dict of a PyTorch checkpoint to load (`--key`), when it holds several.
+    public var checkpointKey: String?
 
-    public init(recognition: RecognitionOptions = RecognitionOptions()) {
+    public init(recognition: RecognitionOptions = RecognitionOptions(), checkpointKey: String? = nil) {
         self.recognition = recognition
+        self.checkpointKey = checkpointKey
     }
 }
 
@@ -49,6 +55,7 @@ public enum ModelLoader {
         var details: [(String, String)] = []
         var recognition = options.recognition
         var bundle: BundleInfo?
+        var checkpoint: CheckpointContents?
         switch format {
         case .safetensors, .bundle:
             let reader = try SafetensorsFile(path: path)
@@ -79,6 +86,12 @@ public enum ModelLoader {
             }
             details += imported.details
             weights = imported.weights
+        case .pytorch:
+            let imported = try TorchImporter.load(path: path, key: options.checkpointKey)
+            summaries = imported.tensors.map { TensorSummary(name: $0.name, dtype: $0.dtype, shape: $0.shape, bytes: $0.bytes) }
+            details += imported.details
+            checkpoint = imported.contents
+            weights = imported.weights
         }
         let config = try ModelConfigFile.load(nextTo: path)
         if config != nil { details.append((ModelConfigFile.fileName, "found next to the weights")) }
@@ -97,6 +110,6 @@ public enum ModelLoader {
             details += bundle.details
         }
         return LoadedModel(path: path, format: format, sourceTensors: summaries, sourceMetadata: weights.metadata,
-                           recognized: recognized, graph: graph, details: details, storedIdle: storedIdle)
+                           recognized: recognized, graph: graph, details: details, storedIdle: storedIdle, checkpoint: checkpoint)
     }
 }

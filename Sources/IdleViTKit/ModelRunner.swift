@@ -9,9 +9,13 @@ public final class ModelRunner: @unchecked Sendable {
     public let prepared: PreparedModel
     public let interpreter: Interpreter
 
-    public init(_ prepared: PreparedModel, threads: Int? = nil) throws(SessionError) {
+    public convenience init(_ prepared: PreparedModel, threads: Int? = nil) throws(SessionError) {
+        try self.init(prepared, options: InterpreterOptions(threads: threads))
+    }
+
+    public init(_ prepared: PreparedModel, options: InterpreterOptions) throws(SessionError) {
         self.prepared = prepared
-        do { interpreter = try Interpreter(graph: prepared.graph, threads: threads) } catch { throw .input(error.description) }
+        do { interpreter = try Interpreter(graph: prepared.graph, options: options) } catch { throw .input(error.description) }
     }
 
     /// The selections of the idle layers, which `run`, `visualize` and `verify` report.

@@ -11,13 +11,17 @@ public struct ModelRequest: Sendable {
     public var idleLayers: ClosedRange<Int>?
     /// One entry per layer, nil = dense.
     public var keptTokens: [Int?]?
+    /// The state dict to load from a PyTorch checkpoint that holds several (`--key`).
+    public var key: String?
 
-    public init(path: String, heads: Int? = nil, keepRatio: Double? = nil, idleLayers: ClosedRange<Int>? = nil, keptTokens: [Int?]? = nil) {
+    public init(path: String, heads: Int? = nil, keepRatio: Double? = nil, idleLayers: ClosedRange<Int>? = nil, keptTokens: [Int?]? = nil,
+                key: String? = nil) {
         self.path = path
         self.heads = heads
         self.keepRatio = keepRatio
         self.idleLayers = idleLayers
         self.keptTokens = keptTokens
+        self.key = key
     }
 
     public var asksForIdle: Bool { keepRatio != nil || idleLayers != nil || keptTokens != nil }
@@ -68,9 +72,12 @@ public enum Session {
         }
         let loaded: LoadedModel
         do {
-            loaded = try ModelLoader.load(request.path, options: LoadOptions(recognition: RecognitionOptions(heads: request.heads)))
+            loaded = try ModelLoader.load(request.path, options: LoadOptions(recognition: RecognitionOptions(heads: request.heads), checkpointKey: request.key))
         } catch {
             throw .load(error)
+        }
+        if let key = request.key, loaded.format != .pytorch {
+            throw .options("--key '\(key.escapedForMessage)' chooses a state dict in a PyTorch checkpoint; \(displayName(request.path)) is \(loaded.format.displayName)")
         }
         let a = loaded.recognized.architecture
         var schedule: IdleSchedule?

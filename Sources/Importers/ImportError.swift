@@ -21,7 +21,7 @@ public enum ImportError: Error, CustomStringConvertible, Equatable {
         case .unreadable(let file, let reason):
             return "\(file): cannot read: \(reason)"
         case .unrecognizedFormat(let file, let reason):
-            return "\(file): not a supported model file (safetensors, ONNX, HDF5 or IdleViT bundle): \(reason)"
+            return "\(file): not a supported model file (safetensors, ONNX, HDF5, PyTorch or IdleViT bundle): \(reason)"
         case .invalidFile(let file, let format, let rule):
             return "\(file): invalid \(format): \(rule)"
         case .invalidTensor(let file, let tensor, let rule):

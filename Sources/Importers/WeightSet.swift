@@ -45,6 +45,7 @@ public enum ModelFormat: String, Sendable, CaseIterable {
     case bundle = "idlevit-bundle"
     case onnx
     case hdf5
+    case pytorch
 
     public var displayName: String {
         switch self {
@@ -52,6 +53,7 @@ public enum ModelFormat: String, Sendable, CaseIterable {
         case .bundle: return "IdleViT bundle (safetensors)"
         case .onnx: return "ONNX"
         case .hdf5: return "HDF5"
+        case .pytorch: return "PyTorch (torch.save)"
         }
     }
 }

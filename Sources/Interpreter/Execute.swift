@@ -1,9 +1,32 @@
 import IR
 
+/// The pointers an instruction's fusion brings in, resolved from its slots.
+struct FusedPointers {
+    var scale: UnsafePointer<Float>?
+    var residual: UnsafePointer<Float>?
+    var layerNorm: (input: UnsafePointer<Float>, prologue: LayerNormPrologue)?
+
+    init(_ fusion: Fusion, _ slots: UnsafeBufferPointer<UnsafeRawPointer>) {
+        var next = 0
+        func take() -> UnsafePointer<Float> {
+            defer { next += 1 }
+            return slots[next].assumingMemoryBound(to: Float.self)
+        }
+        if fusion.scale != nil { scale = take() }
+        if fusion.residual != nil { residual = take() }
+        if let norm = fusion.layerNorm {
+            let input = take(), weight = take(), bias = take()
+            layerNorm = (input, LayerNormPrologue(weight: weight, bias: bias, eps: norm.eps))
+        }
+    }
+
+    func epilogue(gelu: Bool) -> LinearEpilogue { LinearEpilogue(gelu: gelu, scale: scale, residual: residual) }
+}
+
 extension Interpreter {
     /// Dispatches one instruction to its kernel with the program's concrete extents.
     func execute(_ step: Step, _ instruction: Program.Instruction, inputs: UnsafeBufferPointer<UnsafeRawPointer>,
-                 residual: UnsafePointer<Float>?,
+                 fused fusedSlots: UnsafeBufferPointer<UnsafeRawPointer>,
                  output: UnsafeMutableRawPointer, scratch: UnsafeMutableRawPointer) {
         let node = step.node
         let shapes = instruction.inputShapes
@@ -12,23 +35,22 @@ extension Interpreter {
         // An absent bias (a linear or token_select with two inputs) reads zeros.
         func bias(_ start: Int) -> UnsafePointer<Float> { inputs.count > 2 ? f(2) + start : zeros }
         let y = output.assumingMemoryBound(to: Float.self)
-        let epilogue: LinearEpilogue
-        switch instruction.fusion {
-        case .none: epilogue = .bias
-        case .gelu: epilogue = .gelu
-        case .residual: epilogue = .residual(residual!)
-        }
+        let fused = FusedPointers(instruction.fusion, fusedSlots)
+        let epilogue = fused.epilogue(gelu: instruction.fusion.gelu)
+        let floatScratch = scratch.assumingMemoryBound(to: Float.self)
 
         if let limit = instruction.rowLimit,
-           executeRows(limit, node, instruction, f, bias, inputs: inputs, epilogue: epilogue, y: y) {
+           executeRows(limit, step, instruction, f, bias, inputs: inputs, fused: fused, epilogue: epilogue, y: y,
+                       scratch: floatScratch) {
             return
         }
 
         switch node.op {
         case .patchEmbed(let embed):
             let image = shapes[0]
-            PatchEmbedKernel.run(image: f(0), batch: image[0], channels: image[1], height: image[2], width: image[3],
-                                 patch: embed.patch, weight: f(1), bias: f(2), outChannels: shapes[1][0],
+            PatchEmbedKernel.run(kernels: kernels, image: f(0), batch: image[0], channels: image[1], height: image[2],
+                                 width: image[3], patch: embed.patch, weight: f(1), packed: step.packed, bias: f(2),
+                                 outChannels: shapes[1][0],
                                  columns: scratch.assumingMemoryBound(to: Float.self), y: y, threads: threads)
 
         case .concatTokens:
@@ -43,27 +65,40 @@ extension Interpreter {
 
         case .layerNorm(let norm):
             let channels = outShape.last!
-            LayerNormKernel.run(x: f(0), rows: outShape.elementCount / channels, channels: channels, weight: f(1), bias: f(2),
-                                eps: Float(norm.eps), y: y, threads: threads)
+            LayerNormKernel.run(kernels: kernels, x: f(0), rows: outShape.elementCount / channels, channels: channels,
+                                weight: f(1), bias: f(2), eps: Float(norm.eps), y: y, threads: threads)
 
         case .linear(let linear):
             let inFeatures = shapes[0].last!
             let rows = shapes[0].elementCount / inFeatures
-            let start = linear.rows?.lowerBound ?? 0
-            LinearKernel.run(x: f(0), rows: rows, inFeatures: inFeatures, weight: f(1) + start * inFeatures, bias: bias(start),
-                             outFeatures: outShape.last!, epilogue: epilogue, y: y, threads: threads)
+            if let packed = step.packed {
+                LinearKernel.run(kernels: kernels, x: fused.layerNorm?.input ?? f(0), rows: rows, weight: packed,
+                                 bias: inputs.count > 2 ? f(2) + (linear.rows?.lowerBound ?? 0) : nil, epilogue: epilogue,
+                                 layerNorm: fused.layerNorm?.prologue, y: y, threads: threads, workspace: floatScratch)
+            } else {
+                let start = linear.rows?.lowerBound ?? 0
+                BLASLinearKernel.run(x: f(0), rows: rows, inFeatures: inFeatures, weight: f(1) + start * inFeatures,
+                                     bias: bias(start), outFeatures: outShape.last!, epilogue: epilogue, y: y, threads: threads)
+            }
 
         case .gelu:
-            GELUKernel.run(x: f(0), count: outShape.elementCount, y: y, threads: threads)
+            GELUKernel.run(kernels: kernels, x: f(0), count: outShape.elementCount, y: y, threads: threads)
 
         case .attention(let attention):
             let channels = outShape[2]
-            let packed = inputs.count == 1
-            AttentionKernel.run(q: f(0), k: packed ? f(0) + channels : f(1), v: packed ? f(0) + 2 * channels : f(2),
-                                rowStride: packed ? 3 * channels : channels, batch: outShape[0], tokens: outShape[1],
-                                channels: channels, heads: attention.heads,
-                                scratch: scratch.assumingMemoryBound(to: Float.self), y: y, threads: threads,
-                                queries: instruction.rowLimit ?? outShape[1])
+            let fusedQKV = inputs.count == 1
+            let (q, k, v) = (f(0), fusedQKV ? f(0) + channels : f(1), fusedQKV ? f(0) + 2 * channels : f(2))
+            let rowStride = fusedQKV ? 3 * channels : channels
+            let queries = instruction.rowLimit ?? outShape[1]
+            if options.matrixBackend == .packed {
+                AttentionKernel.run(kernels: kernels, q: q, k: k, v: v, rowStride: rowStride, batch: outShape[0], tokens: outShape[1],
+                                    channels: channels, heads: attention.heads, scratch: floatScratch, y: y, threads: threads,
+                                    queries: queries)
+            } else {
+                BLASAttentionKernel.run(q: q, k: k, v: v, rowStride: rowStride, batch: outShape[0], tokens: outShape[1],
+                                        channels: channels, heads: attention.heads, scratch: floatScratch, y: y, threads: threads,
+                                        queries: queries)
+            }
 
         case .tokenSelect(let selection):
             let x = shapes[0]
@@ -98,29 +133,34 @@ extension Interpreter {
     /// The row-wise ops computing only the first `limit` rows of every image (`RowDemand`);
     /// false for the others, which then compute every row (attention takes the limit as its
     /// number of queries in `execute`).
-    private func executeRows(_ limit: Int, _ node: Node, _ instruction: Program.Instruction, _ f: (Int) -> UnsafePointer<Float>,
-                             _ bias: (Int) -> UnsafePointer<Float>,
-                             inputs: UnsafeBufferPointer<UnsafeRawPointer>, epilogue: LinearEpilogue, y: UnsafeMutablePointer<Float>) -> Bool {
+    private func executeRows(_ limit: Int, _ step: Step, _ instruction: Program.Instruction, _ f: (Int) -> UnsafePointer<Float>,
+                             _ bias: (Int) -> UnsafePointer<Float>, inputs: UnsafeBufferPointer<UnsafeRawPointer>,
+                             fused: FusedPointers, epilogue: LinearEpilogue, y: UnsafeMutablePointer<Float>,
+                             scratch: UnsafeMutablePointer<Float>) -> Bool {
         let shape = instruction.outputShape
         let (batch, tokens, channels) = (shape[0], shape[1], shape[2])
-        switch node.op {
+        switch step.node.op {
         case .linear(let linear):
             let inFeatures = instruction.inputShapes[0][2]
             let start = linear.rows?.lowerBound ?? 0
             // One call per demanded token row, over the images (row stride N x features).
             for r in 0..<limit {
-                LinearKernel.run(x: f(0) + r * inFeatures, rows: batch, inFeatures: inFeatures, weight: f(1) + start * inFeatures,
-                                 bias: bias(start), outFeatures: channels, epilogue: epilogue.advanced(by: r * channels),
-                                 y: y + r * channels,
-                                 threads: 1, xStride: tokens * inFeatures, yStride: tokens * channels)
+                if let packed = step.packed {
+                    LinearKernel.run(kernels: kernels, x: (fused.layerNorm?.input ?? f(0)) + r * inFeatures, rows: batch,
+                                     xStride: tokens * inFeatures, weight: packed, bias: inputs.count > 2 ? f(2) + start : nil,
+                                     epilogue: epilogue.advanced(by: r * channels), layerNorm: fused.layerNorm?.prologue,
+                                     y: y + r * channels, yStride: tokens * channels, threads: threads, workspace: scratch)
+                } else {
+                    BLASLinearKernel.run(x: f(0) + r * inFeatures, rows: batch, inFeatures: inFeatures, weight: f(1) + start * inFeatures,
+                                         bias: bias(start), outFeatures: channels, epilogue: epilogue.advanced(by: r * channels),
+                                         y: y + r * channels, threads: 1, xStride: tokens * inFeatures, yStride: tokens * channels)
+                }
             }
         case .layerNorm(let norm):
             let eps = Float(norm.eps)
             for b in 0..<batch {
-                for r in 0..<limit {
-                    let offset = (b * tokens + r) * channels
-                    LayerNormKernel.row(f(0) + offset, channels: channels, weight: f(1), bias: f(2), eps: eps, y: y + offset)
-                }
+                let offset = b * tokens * channels
+                kernels.table.pointee.layer_norm(f(0) + offset, limit, channels, channels, f(1), f(2), eps, y + offset)
             }
         case .scale:
             for b in 0..<batch {
@@ -130,7 +170,7 @@ extension Interpreter {
         case .gelu:
             for b in 0..<batch {
                 let offset = b * tokens * channels
-                GELUKernel.apply(f(0) + offset, count: limit * channels, y: y + offset)
+                kernels.table.pointee.gelu(f(0) + offset, y + offset, limit * channels)
             }
         case .add:
             let broadcast = instruction.inputShapes[1].elementCount != shape.elementCount

@@ -29,55 +29,68 @@ public enum Capture: Sendable {
 public enum InterpreterError: Error, CustomStringConvertible {
     case invalidGraph(String)
     case badInput(String)
+    /// The options ask for something this machine cannot do (an instruction set it lacks).
+    case unsupported(String)
+    case resources(String)
 
     public var description: String {
         switch self {
         case .invalidGraph(let message): return "cannot run the graph: \(message)"
         case .badInput(let message): return "bad input: \(message)"
+        case .unsupported(let message): return message
+        case .resources(let message): return message
         }
     }
 }
 
 /// Runs an IR graph on the CPU in Float32.
 ///
-/// Preparation resolves every constant to a pointer once. Each batch size (and set of
-/// captured values) gets a `Program`, built on first use and reused: kernel order after
-/// fusion and one arena with offsets by liveness, so running allocates only the captured
-/// copies. Matrix products go through single-threaded OpenBLAS calls that the kernels split
-/// across `threads` workers themselves; row-wise kernels are vectorised and split the same way.
-///
-/// `IDLEVIT_PROFILE=1` in the environment prints, when the interpreter is released, the time
-/// spent per kind of kernel over all runs (stderr). `IDLEVIT_FUSE=0` turns fusion off and
-/// `IDLEVIT_ROWS=0` the row demand (`RowDemand`), to measure what they buy.
+/// Preparation resolves every constant to a pointer once and packs the weights of the linear
+/// layers into the GEMM's panel layout (`PackedWeights`). Each batch size (and set of captured
+/// values) gets a `Program`, built on first use and reused: kernel order after fusion and one
+/// arena with offsets by liveness, so running allocates only the captured copies. Kernels come
+/// from Sources/CKernels for the instruction set the options name or the best the CPU has;
+/// each splits its work across `threads` workers of one persistent pool.
 public final class Interpreter: @unchecked Sendable {
     public let graph: Graph
+    public let options: InterpreterOptions
     public let threads: Int
+    /// The instruction set the kernels run with.
+    public var isa: KernelISA { kernels.isa }
+    let kernels: CPUKernels
     private let steps: [Step]
     private var programs: [PlanKey: PreparedProgram] = [:]
     private let outputNames: Set<String>
     private let profile: Profile?
-    private let fuse: Bool
-    private let limitRows: Bool
-    /// Owns the copied weights the steps point into.
-    private let weights: WeightCopy?
+    /// Owns the packed weights the steps point into (nil for the OpenBLAS engine).
+    private let packedWeights: PackedWeights?
     /// Zeros standing in for the bias of a linear or token_select that has none (ViTs without
     /// qkv bias), as long as the widest such weight.
     let zeros: UnsafePointer<Float>
 
-    public init(graph: Graph, threads: Int? = nil) throws(InterpreterError) {
+    public convenience init(graph: Graph, threads: Int? = nil) throws(InterpreterError) {
+        try self.init(graph: graph, options: InterpreterOptions(threads: threads))
+    }
+
+    public init(graph: Graph, options: InterpreterOptions) throws(InterpreterError) {
         do {
             try GraphValidator.validate(graph)
         } catch {
             throw .invalidGraph(error.description)
         }
+        let isa = options.isa ?? KernelISA.best
+        guard let kernels = CPUKernels(isa) else {
+            let available = KernelISA.supported.map(\.rawValue).joined(separator: ", ")
+            throw .unsupported("this CPU cannot run the \(isa.rawValue) kernels (it can run: \(available))")
+        }
         self.graph = graph
+        self.options = options
+        self.kernels = kernels
         outputNames = Set(graph.outputs)
-        self.threads = max(1, min(threads ?? onlineCoreCount(), 64))
-        // Kernels thread their own BLAS calls; OpenBLAS threads on top would fight them.
-        openblas_set_num_threads(LinearKernel.blasThreading ? Int32(self.threads) : 1)
-        profile = environmentFlag("IDLEVIT_PROFILE") == true ? Profile() : nil
-        fuse = environmentFlag("IDLEVIT_FUSE") ?? true
-        limitRows = environmentFlag("IDLEVIT_ROWS") ?? true
+        self.threads = max(1, min(options.threads ?? onlineCoreCount(), 64))
+        // The OpenBLAS engine threads its calls itself; OpenBLAS threads on top would fight it.
+        if options.matrixBackend == .openBLAS { openblas_set_num_threads(1) }
+        profile = options.profile ? Profile() : nil
 
         var nodeIndex: [String: Int] = [:]
         var steps: [Step] = []
@@ -91,24 +104,13 @@ public final class Interpreter: @unchecked Sendable {
             steps.append(Step(node: node, operands: operands, inputTypes: types))
             nodeIndex[node.name] = i
         }
-        // Linear and patch-embedding weights into owned, huge-page-backed memory (WeightCopy).
-        if environmentFlag("IDLEVIT_COPY_WEIGHTS") ?? true {
-            var tensors: [(pointer: UnsafePointer<Float>, count: Int)] = []
-            for step in steps where step.node.kind == .linear || step.node.kind == .patchEmbed {
-                if case .constant(let pointer) = step.operands[1] {
-                    tensors.append((pointer, step.inputTypes[1].elementCount(batch: 1)))
-                }
-            }
-            let copy = WeightCopy(tensors)
-            for i in steps.indices {
-                steps[i].operands = steps[i].operands.map { operand in
-                    if case .constant(let pointer) = operand { return .constant(copy.pointer(for: pointer)) }
-                    return operand
-                }
-            }
-            weights = copy
+        if options.matrixBackend == .packed {
+            let requests = steps.map(Interpreter.packingRequest)
+            let packed = try PackedWeights(requests.compactMap { $0 }, nr: kernels.nr, threads: self.threads)
+            for i in steps.indices { steps[i].packed = requests[i].flatMap(packed.matrix) }
+            packedWeights = packed
         } else {
-            weights = nil
+            packedWeights = nil
         }
         self.steps = steps
         let widest = steps.map { $0.inputTypes.count > 1 ? $0.inputTypes[1].extent(0) ?? 0 : 0 }.max() ?? 0
@@ -117,8 +119,25 @@ public final class Interpreter: @unchecked Sendable {
         zeros = UnsafePointer(zeroMemory)
     }
 
+    /// The weight a linear layer or patch embedding multiplies by, as a matrix to pack (the
+    /// rows it uses, when it takes q, k or v out of a qkv weight); nil for other steps and for
+    /// weights computed by the graph.
+    private static func packingRequest(_ step: Step) -> PackedWeights.Request? {
+        guard step.operands.count > 1, case .constant(let pointer) = step.operands[1] else { return nil }
+        let weight = step.inputTypes[1].concreteShape(batch: 1)
+        switch step.node.op {
+        case .linear(let linear):
+            let rows = linear.rows ?? 0..<weight[0]
+            return PackedWeights.Request(source: pointer, start: rows.lowerBound, rows: rows.count, k: weight[1])
+        case .patchEmbed:
+            return PackedWeights.Request(source: pointer, start: 0, rows: weight[0], k: weight.dropFirst().reduce(1, *))
+        default:
+            return nil
+        }
+    }
+
     deinit {
-        profile?.report()
+        profile?.report(kernels: kernels, threads: threads)
         zeros.deallocate()
     }
 
@@ -152,9 +171,9 @@ public final class Interpreter: @unchecked Sendable {
         prepared.pointers.withUnsafeBufferPointer { pointers in
             for (p, instruction) in program.instructions.enumerated() {
                 let mark = profile?.start()
-                let residual = prepared.residualSlots[p].map { pointers[$0].assumingMemoryBound(to: Float.self) }
                 execute(steps[instruction.step], instruction, inputs: UnsafeBufferPointer(rebasing: pointers[prepared.operandSlots[p]]),
-                        residual: residual, output: arena + offsets[instruction.output],
+                        fused: UnsafeBufferPointer(rebasing: pointers[prepared.fusedSlots[p]]),
+                        output: arena + offsets[instruction.output],
                         scratch: arena + program.layout.scratchOffsets[p])
                 if let mark { profile?.add(instruction.label, since: mark, flops: instruction.flops) }
             }
@@ -195,10 +214,11 @@ public final class Interpreter: @unchecked Sendable {
     private final class PreparedProgram {
         let program: Program
         let arena: UnsafeMutableRawPointer
-        /// Each instruction's operands (`operandSlots[p]`), then its residual when fused.
+        /// Each instruction's operands (`operandSlots[p]`), then those its fusion brings in
+        /// (`fusedSlots[p]`, in `Fusion.operands` order).
         var pointers: [UnsafeRawPointer] = []
         private(set) var operandSlots: [Range<Int>] = []
-        private(set) var residualSlots: [Int?] = []
+        private(set) var fusedSlots: [Range<Int>] = []
         /// Slots holding a graph input (slot, input position), filled in per run.
         private(set) var inputSlots: [(slot: Int, input: Int)] = []
 
@@ -220,12 +240,9 @@ public final class Interpreter: @unchecked Sendable {
                 let start = pointers.count
                 steps[instruction.step].operands.forEach(append)
                 operandSlots.append(start..<pointers.count)
-                if case .residual(let operand) = instruction.fusion {
-                    residualSlots.append(pointers.count)
-                    append(operand)
-                } else {
-                    residualSlots.append(nil)
-                }
+                let fusedStart = pointers.count
+                instruction.fusion.operands.forEach(append)
+                fusedSlots.append(fusedStart..<pointers.count)
             }
         }
         deinit { arena.deallocate() }
@@ -234,8 +251,10 @@ public final class Interpreter: @unchecked Sendable {
     private func preparedProgram(batch: Int, captured: Set<String>) -> PreparedProgram {
         let key = PlanKey(batch: batch, captured: captured)
         if let prepared = programs[key] { return prepared }
-        let prepared = PreparedProgram(program: Program(steps: steps, batch: batch, captured: captured, threads: threads,
-                                                        fuse: fuse, limitRows: limitRows), steps: steps)
+        let settings = Program.Settings(threads: threads, fuse: options.fuse, rowDemand: options.rowDemand, kernels: kernels,
+                                        backend: options.matrixBackend)
+        let prepared = PreparedProgram(program: Program(steps: steps, batch: batch, captured: captured, settings: settings),
+                                       steps: steps)
         programs[key] = prepared
         return prepared
     }
@@ -246,6 +265,8 @@ struct Step {
     var node: Node
     var operands: [Operand]
     var inputTypes: [ValueType]
+    /// The weight packed for the GEMM (linear layers and the patch embedding, packed engine).
+    var packed: PackedMatrix?
 }
 
 enum Operand {

@@ -1,58 +1,45 @@
-import CBLAS
+import CKernels
 
-/// Multi-head scaled dot-product attention over S tokens. q, k and v are read in place with a
-/// row stride (3C inside a fused qkv, C when separate), so nothing is split or transposed.
+/// Multi-head scaled dot-product attention by the fused CKernels kernel: for each (image,
+/// head, block of queries), `K Q^T`, the softmax and `P V` in one pass whose scores never
+/// exceed tokens x NR floats, in L1 (the full score matrix is never written). q, k and v are
+/// read in place with a row stride (3C inside a fused qkv, C when separate).
 ///
-/// Work is (image, head, block of query rows) tasks, claimed by the threads as they go:
-/// whole heads when they divide evenly, otherwise each head's queries are cut in two so that
-/// DeiT-Ti's 3 heads (or an odd batch x heads) still keep both cores busy. A task computes
-/// `Q_rows K^T / sqrt(d)` into its worker's scratch (rows x S), exponentiates each row in
-/// place (vectorised), multiplies by V into its d output columns, and only then divides the
-/// output rows by the row sums: d divisions per row instead of S.
+/// Tasks are (image, head, query block), claimed by the threads as they go; heads are cut into
+/// query blocks only as far as needed for two tasks per thread (DeiT-Ti's 3 heads at batch 1).
+/// Every query's result is computed the same way whichever task holds it.
 enum AttentionKernel {
-    static func scratchFloats(tokens: Int, threads: Int) -> Int { (tokens * tokens + tokens) * max(threads, 1) }
+    static func scratchFloats(kernels: CPUKernels, tokens: Int, headDimension: Int, threads: Int) -> Int {
+        slotFloats(kernels: kernels, tokens: tokens, headDimension: headDimension) * max(threads, 1)
+    }
 
-    static func run(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, rowStride: Int,
+    private static func slotFloats(kernels: CPUKernels, tokens: Int, headDimension: Int) -> Int {
+        (kernels.table.pointee.attention_workspace_floats(tokens, headDimension) + 15) / 16 * 16
+    }
+
+    static func run(kernels: CPUKernels, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, rowStride: Int,
                     batch: Int, tokens: Int, channels: Int, heads: Int,
                     scratch: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int, queries: Int) {
         // `queries`: the first rows of each image that attend (all `tokens`, or fewer under
         // row demand); keys and values are still every token.
         let d = channels / heads
-        let scale = 1 / Float(d).squareRoot()
         let pairs = batch * heads
-        let workers = max(1, min(threads, pairs * queries / 16))
-        var splits = 1
-        while (pairs * splits) % workers != 0, splits < 4, queries / (splits * 2) >= 16 { splits *= 2 }
-        let blockRows = (queries + splits - 1) / splits
-        let tasks = pairs * splits
-        let s = Int32(tokens)
-        if LinearKernel.blasThreading { openblas_set_num_threads(1) }
-        defer { if LinearKernel.blasThreading { openblas_set_num_threads(Int32(threads)) } }
-        parallelTasks(tasks, threads: workers) { task, slot in
-            let scores = scratch + slot * (tokens * tokens + tokens)
-            let sums = scores + tokens * tokens
-            let pair = task / splits
+        let nr = kernels.nr
+        let tiles = (queries + nr - 1) / nr
+        let blocksPerPair = min(tiles, max(1, (2 * threads + pairs - 1) / pairs))
+        let blockQueries = (tiles + blocksPerPair - 1) / blocksPerPair * nr
+        let blocks = (queries + blockQueries - 1) / blockQueries
+        let slot = slotFloats(kernels: kernels, tokens: tokens, headDimension: d)
+        let scale = 1 / Float(d).squareRoot()
+        let table = kernels.table
+        parallelTasks(pairs * blocks, threads: min(threads, pairs * blocks)) { task, worker in
+            let pair = task / blocks
             let (b, h) = (pair / heads, pair % heads)
-            let row0 = (task % splits) * blockRows
-            let rows = min(blockRows, queries - row0)
-            guard rows > 0 else { return }
+            let first = (task % blocks) * blockQueries
             let base = b * tokens * rowStride + h * d
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), s, Int32(d), scale,
-                        q + base + row0 * rowStride, Int32(rowStride), k + base, Int32(rowStride), 0, scores, s)
-            for r in 0..<rows { sums[r] = SoftmaxKernel.exponentiate(scores + r * tokens, count: tokens) }
-            let out = y + (b * tokens + row0) * channels + h * d
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), s, 1,
-                        scores, s, v + base, Int32(rowStride), 0, out, Int32(channels))
-            for r in 0..<rows {
-                let inverse = 1 / sums[r]
-                let row = out + r * channels
-                var c = 0
-                while c < d {
-                    let n = min(8, d - c)
-                    VectorMath.store(VectorMath.load(row + c, count: n) * inverse, row + c, count: n)
-                    c += 8
-                }
-            }
+            var head = IdvAttentionHead(q: q + base, k: k + base, v: v + base, row_stride: rowStride, tokens: tokens,
+                                        head_dim: d, scale: scale, out: y + b * tokens * channels + h * d, out_stride: channels)
+            table.pointee.attention(&head, first, min(queries, first + blockQueries), scratch + worker * slot)
         }
     }
 }

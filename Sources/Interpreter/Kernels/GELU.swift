@@ -1,14 +1,17 @@
-/// Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), the form timm's nn.GELU uses, eight lanes at a
-/// time through `VectorMath.gelu`. Tails go through the same vector code with padded lanes,
-/// so an element's result never depends on where it sits in a row.
+/// Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), the form timm's nn.GELU uses. `run` (an unfused
+/// `gelu` node) goes through the CKernels kernel of the interpreter's instruction set, the same
+/// code the GEMM epilogue applies; `apply` is the OpenBLAS engine's, eight lanes at a time
+/// through `VectorMath.gelu`. Tails go through the same vector code with padded lanes, so an
+/// element's result never depends on where it sits in a row.
 enum GELUKernel {
-    static func run(x: UnsafePointer<Float>, count: Int, y: UnsafeMutablePointer<Float>, threads: Int) {
+    static func run(kernels: CPUKernels, x: UnsafePointer<Float>, count: Int, y: UnsafeMutablePointer<Float>, threads: Int) {
+        let table = kernels.table
         parallelChunks(count, threads: threads, grain: 1 << 14) { range in
-            apply(x + range.lowerBound, count: range.count, y: y + range.lowerBound)
+            table.pointee.gelu(x + range.lowerBound, y + range.lowerBound, range.count)
         }
     }
 
-    /// `y[i] = gelu(x[i])` for `count` elements; `y` may be `x`.
+    /// `y[i] = gelu(x[i])` for `count` elements in Swift; `y` may be `x`.
     @inline(__always)
     static func apply(_ x: UnsafePointer<Float>, count: Int, y: UnsafeMutablePointer<Float>) {
         var i = 0

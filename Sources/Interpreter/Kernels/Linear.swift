@@ -1,149 +1,127 @@
-import CBLAS
+import CKernels
 
-/// What a linear layer does around its matrix product; fused at plan time when the plain
-/// product is not needed by anything else (see `Program`).
-enum LinearEpilogue {
-    /// y = x W^T + b
-    case bias
-    /// y = gelu(x W^T + b): fc1 and the MLP's activation in one pass over hot rows.
-    case gelu
-    /// y = r + (x W^T + b): attn.proj / mlp.fc2 with their residual add; `r` may be `y`.
-    case residual(UnsafePointer<Float>)
+/// What a linear layer does around its matrix product, fused at plan time when the plain
+/// product is not needed by anything else (see `Program`):
+/// `y = residual + scale * act(x W^T + b)`.
+struct LinearEpilogue {
+    /// GELU of the biased product (fc1 and the MLP's activation).
+    var gelu = false
+    /// Per-output-channel factor (LayerScale's gamma), applied after the activation.
+    var scale: UnsafePointer<Float>?
+    /// Added last (attn.proj / mlp.fc2 and the residual stream); laid out like `y`, and may be `y`.
+    var residual: UnsafePointer<Float>?
 
     /// The same epilogue for output rows starting `offset` elements further on.
     func advanced(by offset: Int) -> LinearEpilogue {
-        if case .residual(let r) = self { return .residual(r + offset) }
-        return self
+        var moved = self
+        moved.residual = residual.map { $0 + offset }
+        return moved
     }
 }
 
-/// `y[m, o] = x[m, :] . W[o, :] + b[o]`, then the epilogue.
+/// LayerNorm of the product's input rows, applied as the GEMM reads them (`Program` fuses a
+/// LayerNorm into the linear layer that is its only reader).
+struct LayerNormPrologue {
+    var weight: UnsafePointer<Float>
+    var bias: UnsafePointer<Float>
+    var eps: Float
+}
+
+/// `y[m, o] = epilogue(x[m, :] . W[o, :] + b[o])` over weights packed once (`PackedWeights`),
+/// by the CKernels GEMM of the interpreter's instruction set.
 ///
-/// Threads split the output columns (weight rows) for one image's rows, or the rows for a
-/// batch: each task calls single-threaded OpenBLAS on its tile and finishes it (bias,
-/// residual, GELU) while it is still in cache. Doing the threading here rather than in OpenBLAS keeps one pool of
-/// threads busy instead of two pools spinning against each other on a small machine, and
-/// lets the epilogue run in parallel too. Very long row counts are cut into row blocks
-/// (`maxBlockRows`).
-/// The split is static, so results are deterministic for a given thread count.
+/// The output is cut into (rows x panels) rectangles, two per thread, claimed by the threads as
+/// they go: a thread the OS keeps waiting hands its share to the other. One image's ~200 rows
+/// (or the 68-177 gathered rows of an idle block) are split by output columns, so that each
+/// thread reads a different part of W and all of the small x; a batch is split by rows, so that
+/// each thread reads its own rows and all of W. Every output element is summed in the same
+/// order whatever the split, so results do not depend on the thread count.
 enum LinearKernel {
     /// Below this many multiply-adds a product runs on one thread: waking a worker costs more.
     static let parallelThreshold = 1 << 20
-    /// Rows per sgemm call. Each call packs its slice of W again, so calls should be long;
-    /// only beyond this do the output rows of a call outgrow the caches the epilogue reads.
-    static let maxBlockRows = 2048
+    /// Up to this many rows, split the columns; beyond, the rows.
+    static let columnSplitRows = 256
+
+    struct Partition: Equatable {
+        /// Rows per task (a multiple of the tile height) and how many row ranges.
+        var rowChunk: Int
+        var rowParts: Int
+        /// Weight panels per task and how many panel ranges.
+        var panelChunk: Int
+        var panelParts: Int
+
+        var tasks: Int { rowParts * panelParts }
+    }
+
+    static func partition(rows: Int, panels: Int, inFeatures: Int, mr: Int, nr: Int, threads: Int) -> Partition {
+        let work = rows * panels * nr * inFeatures
+        let wanted = threads > 1 && work >= parallelThreshold ? 2 * threads : 1
+        var rowParts = 1
+        var panelParts = 1
+        if rows <= columnSplitRows {
+            panelParts = min(panels, wanted)
+        } else {
+            rowParts = min((rows + mr - 1) / mr, wanted)
+        }
+        let tiles = (rows + mr - 1) / mr
+        let rowChunk = (tiles + rowParts - 1) / rowParts * mr
+        let panelChunk = (panels + panelParts - 1) / panelParts
+        return Partition(rowChunk: rowChunk, rowParts: (rows + rowChunk - 1) / rowChunk,
+                         panelChunk: panelChunk, panelParts: (panels + panelChunk - 1) / panelChunk)
+    }
+
+    /// Floats of workspace `run` needs for a product with a LayerNorm prologue (none without).
+    static func workspaceFloats(kernels: CPUKernels, rows: Int, inFeatures: Int, outFeatures: Int, threads: Int) -> Int {
+        let plan = partition(rows: rows, panels: (outFeatures + kernels.nr - 1) / kernels.nr, inFeatures: inFeatures,
+                             mr: kernels.mr, nr: kernels.nr, threads: threads)
+        if plan.panelParts > 1 { return rows * inFeatures }
+        return slotFloats(kernels: kernels, rows: plan.rowChunk, inFeatures: inFeatures) * min(threads, plan.tasks)
+    }
+
+    private static func slotFloats(kernels: CPUKernels, rows: Int, inFeatures: Int) -> Int {
+        (kernels.table.pointee.gemm_workspace_floats(rows, inFeatures) + 15) / 16 * 16
+    }
 
     /// `xStride` / `yStride`: elements from one row of x / of y and the residual to the next
-    /// (default: packed rows), so a kernel can run on one token row of every image.
-    static func run(x: UnsafePointer<Float>, rows: Int, inFeatures: Int,
-                    weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, outFeatures: Int,
-                    epilogue: LinearEpilogue = .bias, y: UnsafeMutablePointer<Float>, threads: Int,
-                    xStride: Int? = nil, yStride: Int? = nil) {
-        guard rows > 0, outFeatures > 0 else { return }
-        let xStride = xStride ?? inFeatures
-        let yStride = yStride ?? outFeatures
-        if xStride != inFeatures || yStride != outFeatures {
-            // Strided rows (row demand): few rows, one thread, one call.
-            slice(x: x, xStride: xStride, rows: rows, inFeatures: inFeatures, weight: weight, bias: bias,
-                  yStride: yStride, columns: 0..<outFeatures, epilogue: epilogue, y: y)
-            return
+    /// (default: packed rows), so a product can run on one token row of every image.
+    /// `workspace`: `workspaceFloats` floats when `layerNorm` is given.
+    ///
+    /// The LayerNorm prologue pays where each row is normalised once: when the rows are split
+    /// between threads, each normalises its own rows into its workspace as the GEMM goes and
+    /// the normalised rows are never written out. When the columns are split (few rows), every
+    /// task would normalise all rows again, so the rows are normalised once, in parallel, into
+    /// the workspace first.
+    static func run(kernels: CPUKernels, x: UnsafePointer<Float>, rows: Int, xStride: Int? = nil, weight: PackedMatrix,
+                    bias: UnsafePointer<Float>?, epilogue: LinearEpilogue = LinearEpilogue(), layerNorm: LayerNormPrologue? = nil,
+                    y: UnsafeMutablePointer<Float>, yStride: Int? = nil, threads: Int,
+                    workspace: UnsafeMutablePointer<Float>? = nil) {
+        guard rows > 0, weight.outFeatures > 0 else { return }
+        precondition(layerNorm == nil || workspace != nil, "a LayerNorm prologue needs a workspace")
+        let k = weight.inFeatures
+        let plan = partition(rows: rows, panels: weight.panelCount, inFeatures: k, mr: kernels.mr, nr: kernels.nr,
+                             threads: threads)
+        var a = x
+        var lda = xStride ?? k
+        var fusedNorm = layerNorm
+        if let norm = layerNorm, let workspace, plan.panelParts > 1 {
+            LayerNormKernel.run(kernels: kernels, x: x, xStride: lda, rows: rows, channels: k, weight: norm.weight, bias: norm.bias,
+                                eps: norm.eps, y: workspace, threads: threads)
+            (a, lda, fusedNorm) = (UnsafePointer(workspace), k, nil)
         }
-        let work = rows * outFeatures * inFeatures
-        if blasThreading && threads > 1 && work >= parallelThreshold {
-            runThreadedBLAS(x: x, rows: rows, inFeatures: inFeatures, weight: weight, bias: bias, outFeatures: outFeatures,
-                            epilogue: epilogue, y: y, threads: threads)
-            return
-        }
-        let parts = work < parallelThreshold ? 1 : threads
-        // Splitting the columns makes every thread pack all of x (rows x K) again; splitting
-        // the rows makes every thread pack all of W (out x K). Duplicate the smaller one:
-        // columns for one image's ~200 rows, rows for a batch of them.
-        let byRows = parts > 1 && rows > outFeatures && rows >= 64 * parts
-        let columnParts = byRows ? 1 : max(1, min(parts, outFeatures / 32))
-        let rowParts = byRows ? parts : 1
-        // Column slices in multiples of 16 floats: whole cache lines and whole SIMD vectors.
-        let width = ((outFeatures + columnParts - 1) / columnParts + 15) / 16 * 16
-        let rowChunk = (rows + rowParts - 1) / rowParts
-        parallelTasks(columnParts * rowParts, threads: parts) { part, _ in
-            let start = (part % columnParts) * width
-            let end = min(outFeatures, start + width)
-            let firstRow = (part / columnParts) * rowChunk
-            let lastRow = min(rows, firstRow + rowChunk)
-            guard start < end else { return }
-            var m = firstRow
-            while m < lastRow {
-                let count = min(maxBlockRows, lastRow - m)
-                slice(x: x + m * inFeatures, xStride: inFeatures, rows: count, inFeatures: inFeatures, weight: weight, bias: bias,
-                      yStride: outFeatures, columns: start..<end, epilogue: epilogue.advanced(by: m * outFeatures),
-                      y: y + m * outFeatures)
-                m += count
+        let yStride = yStride ?? weight.outFeatures
+        let gemm = IdvGemm(a: a, lda: lda, b: weight.panels, k: k, n: weight.outFeatures, c: y, ldc: yStride,
+                           bias: bias, scale: epilogue.scale, residual: epilogue.residual, ldr: yStride,
+                           gelu: epilogue.gelu ? 1 : 0, ln_weight: fusedNorm?.weight, ln_bias: fusedNorm?.bias,
+                           ln_eps: fusedNorm?.eps ?? 0)
+        let slot = fusedNorm == nil ? 0 : slotFloats(kernels: kernels, rows: plan.rowChunk, inFeatures: k)
+        let table = kernels.table
+        withUnsafePointer(to: gemm) { gemm in
+            parallelTasks(plan.tasks, threads: min(threads, plan.tasks)) { task, worker in
+                let firstRow = (task / plan.panelParts) * plan.rowChunk
+                let firstPanel = (task % plan.panelParts) * plan.panelChunk
+                table.pointee.gemm(gemm, firstRow, min(rows, firstRow + plan.rowChunk), firstPanel,
+                                   min(weight.panelCount, firstPanel + plan.panelChunk), workspace.map { $0 + worker * slot })
             }
         }
-    }
-
-    /// `IDLEVIT_GEMM_BLAS=1`: one sgemm threaded by OpenBLAS itself, the prologue and the
-    /// epilogue as separate parallel passes over rows. Kept to measure against the split.
-    static let blasThreading = environmentFlag("IDLEVIT_GEMM_BLAS") ?? false
-
-    private static func runThreadedBLAS(x: UnsafePointer<Float>, rows: Int, inFeatures: Int, weight: UnsafePointer<Float>,
-                                        bias: UnsafePointer<Float>, outFeatures: Int, epilogue: LinearEpilogue,
-                                        y: UnsafeMutablePointer<Float>, threads: Int) {
-        let columns = 0..<outFeatures
-        parallelChunks(rows, threads: threads, grain: 16) { range in
-            start(range, columns: columns, bias: bias, epilogue: epilogue, yStride: outFeatures, y: y)
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(outFeatures), Int32(inFeatures),
-                    1, x, Int32(inFeatures), weight, Int32(inFeatures), 1, y, Int32(outFeatures))
-        if case .gelu = epilogue {
-            parallelChunks(rows, threads: threads, grain: 16) { range in
-                finishGELU(range, columns: columns, yStride: outFeatures, y: y)
-            }
-        }
-    }
-
-    /// Output rows `rows` (columns `columns`) set to the bias, plus the residual: sgemm then
-    /// accumulates onto them (beta = 1); with beta = 0 OpenBLAS would spend the same pass
-    /// zeroing the output.
-    @inline(__always)
-    private static func start(_ rows: Range<Int>, columns: Range<Int>, bias: UnsafePointer<Float>, epilogue: LinearEpilogue,
-                              yStride: Int, y: UnsafeMutablePointer<Float>) {
-        let (o, n) = (columns.lowerBound, columns.count)
-        for m in rows {
-            let out = y + m * yStride + o
-            switch epilogue {
-            case .bias, .gelu:
-                out.update(from: bias + o, count: n)
-            case .residual(let r):
-                ElementwiseKernel.addRange(r + m * yStride + o, bias + o, count: n, y: out)
-            }
-        }
-    }
-
-    /// GELU over output rows `rows` (columns `columns`) in place, after the product.
-    @inline(__always)
-    private static func finishGELU(_ rows: Range<Int>, columns: Range<Int>, yStride: Int, y: UnsafeMutablePointer<Float>) {
-        for m in rows {
-            let out = y + m * yStride + columns.lowerBound
-            GELUKernel.apply(out, count: columns.count, y: out)
-        }
-    }
-
-    @inline(__always)
-    private static func slice(x: UnsafePointer<Float>, xStride: Int, rows: Int, inFeatures: Int, weight: UnsafePointer<Float>,
-                              bias: UnsafePointer<Float>, yStride: Int, columns: Range<Int>, epilogue: LinearEpilogue,
-                              y: UnsafeMutablePointer<Float>) {
-        let o = columns.lowerBound
-        let n = columns.count
-        start(0..<rows, columns: columns, bias: bias, epilogue: epilogue, yStride: yStride, y: y)
-        if rows == 1 {
-            // A single row (the class token of one image): sgemm would first pack all of W;
-            // sgemv streams it once.
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(inFeatures), 1, weight + o * inFeatures, Int32(inFeatures),
-                        x, 1, 1, y + o, 1)
-        } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(inFeatures),
-                        1, x, Int32(xStride), weight + o * inFeatures, Int32(inFeatures), 1, y + o, Int32(yStride))
-        }
-        if case .gelu = epilogue { finishGELU(0..<rows, columns: columns, yStride: yStride, y: y) }
     }
 }

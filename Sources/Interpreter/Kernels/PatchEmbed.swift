@@ -8,8 +8,9 @@ enum PatchEmbedKernel {
         (height / patch) * (width / patch) * channels * patch * patch
     }
 
-    static func run(image: UnsafePointer<Float>, batch: Int, channels: Int, height: Int, width: Int, patch: Int,
-                    weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, outChannels: Int,
+    /// `packed`: the weight packed for the CKernels GEMM, nil for the OpenBLAS engine.
+    static func run(kernels: CPUKernels, image: UnsafePointer<Float>, batch: Int, channels: Int, height: Int, width: Int, patch: Int,
+                    weight: UnsafePointer<Float>, packed: PackedMatrix?, bias: UnsafePointer<Float>, outChannels: Int,
                     columns: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, threads: Int) {
         let perRow = width / patch
         let patches = (height / patch) * perRow
@@ -29,8 +30,13 @@ enum PatchEmbedKernel {
                     }
                 }
             }
-            LinearKernel.run(x: columns, rows: patches, inFeatures: k, weight: weight, bias: bias, outFeatures: outChannels,
-                             y: y + b * patches * outChannels, threads: threads)
+            if let packed {
+                LinearKernel.run(kernels: kernels, x: columns, rows: patches, weight: packed, bias: bias,
+                                 y: y + b * patches * outChannels, threads: threads)
+            } else {
+                BLASLinearKernel.run(x: columns, rows: patches, inFeatures: k, weight: weight, bias: bias, outFeatures: outChannels,
+                                     y: y + b * patches * outChannels, threads: threads)
+            }
         }
     }
 }

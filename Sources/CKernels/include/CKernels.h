@@ -1,0 +1,105 @@
+// The interpreter's compute kernels in C: a GEMM over weights packed once into panels, fused
+// multi-head attention, and an FMA peak loop, each compiled for AVX-512, for AVX2 + FMA and
+// for the portable baseline in one binary. The caller picks a kernel table at run time with
+// `idv_isa_supported` (CPUID and XGETBV), so no instruction the CPU or the OS lacks ever runs.
+//
+// Threading and partitioning stay in Swift (Sources/Interpreter): a kernel call computes one
+// rectangle of the output (rows x panels, or queries of one head) on the calling thread.
+#ifndef IDLEVIT_CKERNELS_H
+#define IDLEVIT_CKERNELS_H
+
+#include <stddef.h>
+
+/// Instruction sets the kernels are built for, best last.
+typedef enum {
+    IDV_ISA_PORTABLE = 0,
+    IDV_ISA_AVX2 = 1,
+    IDV_ISA_AVX512 = 2,
+} IdvISA;
+
+/// 1 when this CPU and its operating system can run the kernels of `isa` (the instructions in
+/// CPUID and the register state enabled in XCR0), else 0. Portable is always 1.
+int idv_isa_supported(int isa);
+
+/// One matrix product `C = epilogue(A W^T)` over weights packed by `idv_pack_panels`:
+///
+///     acc[m, o]  = sum_k A[m, k] * W[o, k]          (k in order 0..<K, same on every thread)
+///     C[m, o]    = residual[m, o] + scale[o] * act(acc[m, o] + bias[o])
+///
+/// with `act` GELU (exact erf form) when `gelu` is set, and each of bias, scale and residual
+/// left out when NULL. `residual` may be `c` itself (same stride): each element is read before
+/// it is written. With `ln_weight`, each row of A first goes through LayerNorm over its K
+/// elements (biased variance, `ln_eps`) with `ln_weight`/`ln_bias`, in the workspace.
+typedef struct {
+    const float *a;
+    size_t lda;
+    /// Packed weight panels: `panels` x [K][NR].
+    const float *b;
+    size_t k;
+    /// Output columns (weight rows) in the packed matrix.
+    size_t n;
+    float *c;
+    size_t ldc;
+    const float *bias;
+    const float *scale;
+    const float *residual;
+    size_t ldr;
+    int gelu;
+    const float *ln_weight;
+    const float *ln_bias;
+    float ln_eps;
+} IdvGemm;
+
+/// One head of scaled dot-product attention for the queries [query_begin, query_end):
+/// `out[i, :] = softmax_j(scale * q_i . k_j) v_j` over all `tokens` keys. Rows of q, k and v
+/// are `row_stride` floats apart (3C inside a fused qkv), rows of out `out_stride` apart.
+typedef struct {
+    const float *q;
+    const float *k;
+    const float *v;
+    size_t row_stride;
+    size_t tokens;
+    size_t head_dim;
+    float scale;
+    float *out;
+    size_t out_stride;
+} IdvAttentionHead;
+
+typedef struct {
+    int isa;
+    /// Microkernel tile: MR rows by NR columns; weights are packed in panels of NR.
+    size_t mr;
+    size_t nr;
+    /// Rows of output [row_begin, row_end) and weight panels [panel_begin, panel_end).
+    /// `workspace`: `gemm_workspace_floats(rows, k)` floats, 64-byte aligned, per thread.
+    void (*gemm)(const IdvGemm *g, size_t row_begin, size_t row_end, size_t panel_begin, size_t panel_end,
+                 float *workspace);
+    size_t (*gemm_workspace_floats)(size_t rows, size_t k);
+    /// `workspace`: `attention_workspace_floats(tokens, head_dim)` floats, 64-byte aligned.
+    void (*attention)(const IdvAttentionHead *h, size_t query_begin, size_t query_end, float *workspace);
+    size_t (*attention_workspace_floats)(size_t tokens, size_t head_dim);
+    /// `y[i] = gelu(x[i])`, exact erf form; `y` may be `x`.
+    void (*gelu)(const float *x, float *y, size_t count);
+    /// LayerNorm (biased variance) of `rows` rows of `count` floats, `stride` floats apart in
+    /// both x and y; `y` may be `x`.
+    void (*layer_norm)(const float *x, size_t rows, size_t count, size_t stride, const float *weight, const float *bias,
+                       float eps, float *y);
+    /// `iterations` rounds of dependent FMAs on independent accumulators (enough to fill every
+    /// FMA pipe); returns a value that depends on all of them. Flops: `peak_flops_per_iteration`.
+    float (*fma_loop)(size_t iterations);
+    size_t peak_flops_per_iteration;
+} IdvKernels;
+
+/// The kernel table of `isa`, or NULL when this build has none for it (not x86-64). Check
+/// `idv_isa_supported` before calling into it.
+const IdvKernels *idv_kernels(int isa);
+
+/// Floats of a `rows` x `k` matrix packed in panels of `nr` rows (the last panel zero-padded).
+size_t idv_packed_floats(size_t rows, size_t k, size_t nr);
+
+/// Packs panels [panel_begin, panel_end) of the row-major `rows` x `k` matrix `w` (a linear
+/// layer's [out, in] weight): `out[p][kk][j] = w[p * nr + j][kk]`, zero past the last row.
+void idv_pack_panels(const float *w, size_t rows, size_t k, size_t nr, size_t panel_begin, size_t panel_end,
+                     float *out);
+
+#endif

@@ -1,0 +1,169 @@
+import Foundation
+import IR
+import Images
+
+/// Files -> batches of model input, decoded and preprocessed on worker threads while the
+/// caller runs the model on the previous batch.
+///
+///     files (sorted) --workers claim the next index--> slot ring (window entries)
+///                    --next(): in file order, failures set aside--> Batch [n, 3, S, S]
+///
+/// Workers may run at most `window` entries ahead of what `next()` has taken, so memory is
+/// bounded by the batch size whatever the number of files: the window's preprocessed images
+/// (2 batches by default) plus the batch being run. Batches hold `batchSize` images (failed
+/// files do not leave holes: the interpreter keeps one plan per batch size, so a ragged batch
+/// would cost a plan of its own); only the last one is smaller. The order of images and
+/// failures is the order of `files`, whatever order the workers finish in.
+public final class ImageBatchStream {
+    public struct Batch {
+        /// `pixel_values` [images, 3, S, S]; nil when the entries since the last batch all failed.
+        public var pixels: FloatTensor?
+        /// The images in `pixels`, in order.
+        public var files: [LabelledFile]
+        /// Entries that could not be used since the previous batch, in order.
+        public var failed: [FailedFile]
+        /// Decoder notes (lossy conversions), per file.
+        public var notes: [(path: String, note: String)]
+        /// Entries taken from the list so far (images and failures), for progress.
+        public var entriesDone: Int
+    }
+
+    public let batchSize: Int
+    public let entryCount: Int
+    private let shared: SharedState
+    private let preprocessor: ImagePreprocessor
+
+    /// Starts `workers` threads decoding `files` in order.
+    public init(files: [LabelledFile], batchSize: Int, workers: Int, preprocessor: ImagePreprocessor, window: Int? = nil) {
+        precondition(batchSize > 0 && workers > 0)
+        self.batchSize = batchSize
+        self.preprocessor = preprocessor
+        entryCount = files.count
+        shared = SharedState(files: files, window: max(window ?? 2 * batchSize, 1))
+        for _ in 0..<min(workers, max(files.count, 1)) {
+            let thread = Thread { [shared, preprocessor] in shared.work(preprocessor) }
+            thread.stackSize = 4 << 20
+            thread.name = "idlevit-decode"
+            thread.start()
+        }
+    }
+
+    /// Workers stop after the file they are on.
+    deinit { shared.stop() }
+
+    /// The next batch, or nil when every entry has been handed out.
+    public func next() -> Batch? {
+        let taken = shared.take(images: batchSize)
+        guard !taken.entries.isEmpty else { return nil }
+        var files: [LabelledFile] = [], failed: [FailedFile] = [], notes: [(String, String)] = []
+        var images: [[Float]] = []
+        for (file, result) in taken.entries {
+            switch result {
+            case .image(let values, let fileNotes):
+                files.append(file)
+                images.append(values)
+                notes += fileNotes.map { (file.path, $0) }
+            case .failed(let reason):
+                failed.append(FailedFile(path: file.path, reason: reason))
+            }
+        }
+        var pixels: FloatTensor?
+        if !images.isEmpty {
+            let size = preprocessor.transform.imageSize
+            let perImage = preprocessor.valuesPerImage
+            let (storage, memory) = TensorStorage.allocate(byteCount: images.count * perImage * MemoryLayout<Float>.size)
+            let floats = memory.assumingMemoryBound(to: Float.self)
+            for (i, values) in images.enumerated() {
+                values.withUnsafeBufferPointer { (floats + i * perImage).update(from: $0.baseAddress!, count: perImage) }
+            }
+            pixels = FloatTensor(shape: [images.count, 3, size, size], storage: storage, pointer: UnsafePointer(floats))
+        }
+        return Batch(pixels: pixels, files: files, failed: failed, notes: notes, entriesDone: taken.done)
+    }
+
+    // MARK: the shared state
+
+    enum Outcome {
+        case image([Float], notes: [String])
+        case failed(String)
+    }
+
+    /// The slot ring and the counters, under one lock; the workers hold this, not the stream,
+    /// so dropping the stream stops them.
+    final class SharedState: @unchecked Sendable {
+        private let condition = NSCondition()
+        private let files: [LabelledFile]
+        private let window: Int
+        private var slots: [Outcome?]
+        /// The next entry a worker may claim, and the next one `take` hands out.
+        private var claimed = 0, taken = 0
+        private var stopped = false
+
+        init(files: [LabelledFile], window: Int) {
+            self.files = files
+            self.window = window
+            slots = Array(repeating: nil, count: window)
+        }
+
+        func stop() {
+            condition.lock()
+            stopped = true
+            condition.broadcast()
+            condition.unlock()
+        }
+
+        /// A worker's loop: claim the next entry inside the window, prepare it, store it.
+        func work(_ preprocessor: ImagePreprocessor) {
+            var values: [Float] = []
+            while true {
+                condition.lock()
+                while !stopped, claimed < files.count, claimed >= taken + window { condition.wait() }
+                if stopped || claimed >= files.count {
+                    condition.unlock()
+                    return
+                }
+                let index = claimed
+                claimed += 1
+                condition.unlock()
+
+                let file = files[index]
+                let outcome: Outcome
+                if let problem = file.problem {
+                    outcome = .failed(problem)
+                } else {
+                    values = []
+                    values.reserveCapacity(preprocessor.valuesPerImage)
+                    do {
+                        let notes = try preprocessor.prepare(path: file.path, into: &values)
+                        outcome = .image(values, notes: notes)
+                    } catch {
+                        outcome = .failed(error.reason)
+                    }
+                }
+                condition.lock()
+                slots[index % window] = outcome
+                condition.broadcast()
+                condition.unlock()
+            }
+        }
+
+        /// The entries from the last one taken up to and including the `images`-th usable
+        /// image (or the end), waiting for workers as needed; and how many entries are taken.
+        func take(images: Int) -> (entries: [(LabelledFile, Outcome)], done: Int) {
+            var entries: [(LabelledFile, Outcome)] = []
+            var found = 0
+            condition.lock()
+            defer { condition.unlock() }
+            while found < images, taken < files.count {
+                while slots[taken % window] == nil { condition.wait() }
+                let outcome = slots[taken % window]!
+                slots[taken % window] = nil
+                if case .image = outcome { found += 1 }
+                entries.append((files[taken], outcome))
+                taken += 1
+                condition.broadcast()  // the window moved: a waiting worker may claim
+            }
+            return (entries, taken)
+        }
+    }
+}

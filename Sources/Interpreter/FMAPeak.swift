@@ -1,0 +1,46 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// This machine's fused multiply-add peak as the kernels' instruction set can reach it: a
+/// loop of independent FMA chains (enough to fill every FMA pipe, no memory traffic), timed on
+/// one thread and on several at once. It is what `IDLEVIT_PROFILE` and the kernel benchmark
+/// quote percentages of. On a shared host the figure moves with what the neighbours run;
+/// measure it next to the thing it is compared with.
+public enum FMAPeak {
+    public struct Measurement: Sendable {
+        public var isa: KernelISA
+        public var threads: Int
+        /// Floating-point operations per second over all `threads` (an FMA counts two).
+        public var flopsPerSecond: Double
+    }
+
+    /// Runs the loop on `threads` threads for about `seconds` and returns the rate; nil when the
+    /// machine cannot run `isa`.
+    public static func measure(isa: KernelISA, threads: Int, seconds: Double = 0.05) -> Measurement? {
+        guard let kernels = CPUKernels(isa) else { return nil }
+        return measure(kernels, threads: threads, seconds: seconds)
+    }
+
+    static func measure(_ kernels: CPUKernels, threads: Int, seconds: Double) -> Measurement {
+        let table = kernels.table
+        let iterations = 100_000
+        let perTask = Double(iterations) * Double(table.pointee.peak_flops_per_iteration)
+        // Calibrate on one thread, then run many short tasks so that a thread the OS delays
+        // leaves its share to the others instead of stretching the wall time.
+        var start = now()
+        _ = table.pointee.fma_loop(iterations)
+        let one = max(now() - start, 1e-6)
+        let tasks = max(threads, Int(seconds / one) * threads)
+        start = now()
+        parallelTasks(tasks, threads: threads) { _, _ in _ = table.pointee.fma_loop(iterations) }
+        let wall = max(now() - start, 1e-9)
+        return Measurement(isa: kernels.isa, threads: threads, flopsPerSecond: Double(tasks) * perTask / wall)
+    }
+
+    static func now() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+    }
+}

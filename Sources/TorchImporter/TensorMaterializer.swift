@@ -1,0 +1,70 @@
+import IR
+import Importers
+
+/// Tensor views turned into Float32 weights. A contiguous F32 view is a pointer into the
+/// file's map (no copy, as safetensors); anything else (F16 / BF16 / F64, a transposed or
+/// strided view) is gathered element by element into owned memory in row-major order.
+enum TensorMaterializer {
+    static func floatTensor(_ tensor: TensorRecord, storage: StorageRecord, map: TensorStorage) throws(CheckpointError) -> (FloatTensor, ElementType) {
+        guard let source = tensor.dtype.floatSource else {
+            throw CheckpointError("dtype \(tensor.dtype.rawValue) cannot be read as weights (float32, float16, bfloat16 or float64 expected)")
+        }
+        guard let range = storage.bytes else { throw CheckpointError("storage '\(storage.key.escapedForMessage)' has no bytes") }
+        let size = tensor.dtype.size
+        // TensorRebuild checked that the view lies inside the storage, and the layouts that
+        // the storage lies inside the file; these are the same bytes.
+        let base = map.bytes(range)
+        if tensor.isContiguous {
+            let start = tensor.offset * size
+            let bytes = UnsafeRawBufferPointer(rebasing: base[start ..< start + tensor.elementCount * size])
+            return (NumericConversion.floatTensor(bytes, type: source, shape: tensor.sizes, storage: map), source)
+        }
+        // A strided view reads each element once, so it may not have more elements than the
+        // storage: a broadcast (stride 0) view would make a tiny file allocate without bound.
+        guard tensor.elementCount <= storage.byteCount / size else {
+            throw CheckpointError("a broadcast view of \(tensor.elementCount) elements over a storage of \(storage.byteCount / size): refused")
+        }
+        let (owned, memory) = TensorStorage.allocate(byteCount: tensor.elementCount * 4)
+        let out = memory.bindMemory(to: Float.self, capacity: max(tensor.elementCount, 1))
+        if tensor.elementCount > 0 {
+            gather(from: base, type: source, tensor: tensor, into: out)
+        }
+        return (FloatTensor(shape: tensor.sizes, storage: owned, pointer: UnsafePointer(out)), source)
+    }
+
+    /// Row-major walk over the view: an odometer over the outer axes, the last axis inner.
+    private static func gather(from base: UnsafeRawBufferPointer, type: ElementType, tensor: TensorRecord, into out: UnsafeMutablePointer<Float>) {
+        let sizes = tensor.sizes.isEmpty ? [1] : tensor.sizes
+        let strides = tensor.strides.isEmpty ? [1] : tensor.strides
+        let rank = sizes.count
+        let inner = sizes[rank - 1], innerStride = strides[rank - 1]
+        var index = [Int](repeating: 0, count: rank)
+        var written = 0
+        while written < tensor.elementCount {
+            var element = tensor.offset
+            for axis in 0..<(rank - 1) { element += index[axis] * strides[axis] }
+            for j in 0..<inner {
+                out[written + j] = load(base, type: type, element: element + j * innerStride)
+            }
+            written += inner
+            var axis = rank - 2
+            while axis >= 0 {
+                index[axis] += 1
+                if index[axis] < sizes[axis] { break }
+                index[axis] = 0
+                axis -= 1
+            }
+        }
+    }
+
+    @inline(__always)
+    private static func load(_ base: UnsafeRawBufferPointer, type: ElementType, element: Int) -> Float {
+        switch type {
+        case .f32: return base.loadUnaligned(fromByteOffset: element * 4, as: Float.self)
+        case .f16: return Float(Float16(bitPattern: base.loadUnaligned(fromByteOffset: element * 2, as: UInt16.self)))
+        case .bf16: return Float(bitPattern: UInt32(base.loadUnaligned(fromByteOffset: element * 2, as: UInt16.self)) << 16)
+        case .f64: return Float(base.loadUnaligned(fromByteOffset: element * 8, as: Double.self))
+        case .i64, .i32: return 0 // not a float source; floatTensor refuses these first
+        }
+    }
+}

@@ -1,0 +1,353 @@
+import Foundation
+import XCTest
+import IR
+@testable import IdleViTKit
+@testable import Interpreter
+import Verification
+
+/// The CKernels kernels against naive Double references, for every instruction set this
+/// machine can run (the portable path always among them), at shapes that exercise every edge:
+/// 1, 7, 17, 65 and 197 rows, K not a multiple of the vector width and split into several
+/// blocks, N not a multiple of the panel width, every epilogue, a LayerNorm prologue, strided
+/// rows, one and two threads. Then the whole DeiT fixtures per instruction set against PyTorch.
+final class KernelTests: XCTestCase {
+    /// Kernels of every supported instruction set.
+    private var kernelSets: [CPUKernels] {
+        let sets = KernelISA.supported.compactMap(CPUKernels.init)
+        XCTAssertTrue(sets.contains { $0.isa == .portable })
+        return sets
+    }
+
+    private struct Shape {
+        var rows: Int
+        var k: Int
+        var n: Int
+    }
+
+    /// Epilogue and prologue combinations, as `Program` fuses them.
+    private enum Mode: CaseIterable {
+        case plain, noBias, gelu, residualInPlace, scaleResidualInPlace, geluScaleResidualInPlace, residualApart, layerNorm, layerNormGelu
+    }
+
+    private func values(_ count: Int, _ generator: inout SeededRandom, scale: Float = 1) -> [Float] {
+        (0..<count).map { _ in Float(Int64(generator.next() >> 40) - (1 << 23)) / Float(1 << 23) * scale }
+    }
+
+    private func gelu(_ x: Double) -> Double { 0.5 * x * (1 + erf(x / 2.0.squareRoot())) }
+
+    func testLinearMatchesNaiveProductForEveryISAShapeAndEpilogue() throws {
+        // Rows 1-197; K of 1, not a multiple of 8 or 16, and long enough to be cut into K blocks
+        // (over 256 for AVX2, 128 for AVX-512); N of 1, odd, and not a multiple of the panel.
+        let shapes = [Shape(rows: 1, k: 5, n: 13), Shape(rows: 7, k: 17, n: 33), Shape(rows: 17, k: 1, n: 7),
+                      Shape(rows: 65, k: 300, n: 21), Shape(rows: 197, k: 77, n: 50), Shape(rows: 65, k: 600, n: 40)]
+        var generator = SeededRandom(seed: 7)
+        for kernels in kernelSets {
+            for shape in shapes {
+                let data = LinearData(x: values(shape.rows * shape.k, &generator, scale: 2),
+                                      w: values(shape.n * shape.k, &generator, scale: 0.2), b: values(shape.n, &generator),
+                                      gamma: values(shape.n, &generator), r: values(shape.rows * shape.n, &generator),
+                                      lnWeight: values(shape.k, &generator), lnBias: values(shape.k, &generator))
+                let key = PackedWeights.Request(source: data.w.pointer, start: 0, rows: shape.n, k: shape.k)
+                let packed = try PackedWeights([key], nr: kernels.nr, threads: 1)
+                for mode in Mode.allCases {
+                    let expected = reference(mode, shape, data)
+                    for threads in [1, 2] {
+                        let got = runLinear(kernels, mode, shape, packed.matrix(key)!, data, threads: threads)
+                        assertClose(got, expected, "\(kernels.isa) \(mode) rows \(shape.rows) K \(shape.k) N \(shape.n) T \(threads)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// One token row of every image (the row-demand path): rows `tokens * K` apart in x and
+    /// `tokens * N` apart in y and the residual, both threads.
+    func testLinearOnStridedRows() throws {
+        var generator = SeededRandom(seed: 11)
+        let (images, tokens, k, n) = (3, 5, 40, 37)
+        for kernels in kernelSets {
+            let x = FloatBuffer(values(images * tokens * k, &generator))
+            let w = FloatBuffer(values(n * k, &generator, scale: 0.3))
+            let b = FloatBuffer(values(n, &generator))
+            let key = PackedWeights.Request(source: w.pointer, start: 0, rows: n, k: k)
+            let packed = try PackedWeights([key], nr: kernels.nr, threads: 1)
+            for threads in [1, 2] {
+                let y = FloatBuffer([Float](repeating: 7, count: images * tokens * n))
+                LinearKernel.run(kernels: kernels, x: x.pointer + 2 * k, rows: images, xStride: tokens * k, weight: packed.matrix(key)!,
+                                 bias: b.pointer, epilogue: LinearEpilogue(residual: y.pointer + 2 * n), y: y.pointer + 2 * n,
+                                 yStride: tokens * n, threads: threads)
+                let (xs, ws, bs, ys) = (x.values, w.values, b.values, y.values)
+                for image in 0..<images {
+                    for t in 0..<tokens {
+                        for o in 0..<n {
+                            let value = ys[(image * tokens + t) * n + o]
+                            guard t == 2 else {
+                                XCTAssertEqual(value, 7, "rows between the strided ones untouched")
+                                continue
+                            }
+                            var acc = 7.0 + Double(bs[o])
+                            for kk in 0..<k { acc += Double(xs[(image * tokens + 2) * k + kk]) * Double(ws[o * k + kk]) }
+                            XCTAssertEqual(Double(value), acc, accuracy: 1e-4 * (1 + abs(acc)), "\(kernels.isa) T\(threads)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A linear layer taking rows [start, end) of a larger weight (q, k or v of a qkv).
+    func testPackingARangeOfRows() throws {
+        var generator = SeededRandom(seed: 5)
+        let (rows, k, total, start, n) = (9, 24, 60, 20, 19)
+        let x = FloatBuffer(values(rows * k, &generator)), w = FloatBuffer(values(total * k, &generator))
+        let (xs, ws) = (x.values, w.values)
+        for kernels in kernelSets {
+            let key = PackedWeights.Request(source: w.pointer, start: start, rows: n, k: k)
+            let packed = try PackedWeights([key, key], nr: kernels.nr, threads: 2)
+            let y = FloatBuffer([Float](repeating: 0, count: rows * n))
+            LinearKernel.run(kernels: kernels, x: x.pointer, rows: rows, weight: packed.matrix(key)!, bias: nil, y: y.pointer, threads: 2)
+            let ys = y.values
+            for m in 0..<rows {
+                for o in 0..<n {
+                    var acc = 0.0
+                    for kk in 0..<k { acc += Double(xs[m * k + kk]) * Double(ws[(start + o) * k + kk]) }
+                    XCTAssertEqual(Double(ys[m * n + o]), acc, accuracy: 1e-4 * (1 + abs(acc)), "\(kernels.isa)")
+                }
+            }
+        }
+    }
+
+    func testAttentionMatchesNaiveSoftmaxForEveryISA() throws {
+        var generator = SeededRandom(seed: 3)
+        // Head sizes: DeiT's 64, one not a multiple of the panel (V is padded), and a tiny one.
+        for kernels in kernelSets {
+            for tokens in [1, 7, 17, 65, 197] {
+                for (heads, d) in [(2, 64), (3, 24), (2, 5)] where tokens < 100 || d == 64 {
+                    let batch = 2, channels = heads * d
+                    let qkv = values(batch * tokens * 3 * channels, &generator, scale: 2)
+                    let expected = naiveAttention(qkv: qkv, batch: batch, tokens: tokens, heads: heads, d: d)
+                    for queries in Set([tokens, min(2, tokens)]) {
+                        for threads in [1, 2] {
+                            let got = runAttention(kernels, qkv: qkv, batch: batch, tokens: tokens, heads: heads, d: d,
+                                                   queries: queries, threads: threads)
+                            for image in 0..<batch {
+                                for t in 0..<queries {
+                                    let offset = (image * tokens + t) * channels
+                                    assertClose(Array(got[offset..<offset + channels]), Array(expected[offset..<offset + channels]),
+                                                "\(kernels.isa) attention S \(tokens) d \(d) queries \(queries) T \(threads)")
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func testGELUAndLayerNormKernels() throws {
+        var generator = SeededRandom(seed: 9)
+        let x = values(203, &generator, scale: 6) + [-30, -5, 0, 5, 30]
+        for kernels in kernelSets {
+            var y = [Float](repeating: 0, count: x.count)
+            kernels.table.pointee.gelu(x, &y, x.count)
+            for (input, output) in zip(x, y) {
+                XCTAssertEqual(Double(output), gelu(Double(input)), accuracy: 2e-6 * (1 + abs(Double(input))), "\(kernels.isa) gelu(\(input))")
+            }
+            let (rows, channels) = (7, 29)
+            let weight = values(channels, &generator), bias = values(channels, &generator)
+            let input = values(rows * channels, &generator, scale: 3).map { $0 + 10 }
+            var normed = [Float](repeating: 0, count: rows * channels)
+            kernels.table.pointee.layer_norm(input, rows, channels, channels, weight, bias, 1e-6, &normed)
+            let expected = naiveLayerNorm(input, rows: rows, channels: channels, weight: weight, bias: bias)
+            assertClose(normed, expected, "\(kernels.isa) layer_norm")
+        }
+    }
+
+    func testThreadCountDoesNotChangeResults() throws {
+        let model = TestPaths.fixture("micro/model.safetensors")
+        for isa in KernelISA.supported {
+            let prepared = try Session.prepare(ModelRequest(path: model, keepRatio: 0.7))
+            let input = try Session.loadInput(path: TestPaths.fixture("micro/input.safetensors"), for: prepared.architecture)
+            var results: [[UInt32]] = []
+            for threads in [1, 2] {
+                let interpreter = try Interpreter(graph: prepared.graph, options: InterpreterOptions(threads: threads, isa: isa))
+                results.append(try interpreter.run(["pixel_values": input])["logits"]!.floatTensor!.values.map(\.bitPattern))
+            }
+            XCTAssertEqual(results[0], results[1], "\(isa)")
+        }
+    }
+
+    /// Every fixture, dense and idle, through each instruction set (fused and not, and the
+    /// OpenBLAS engine) against PyTorch's activations, at verify's tolerance.
+    func testFixturesMatchPyTorchWithEveryISA() throws {
+        var configurations = KernelISA.supported.map { InterpreterOptions(isa: $0) }
+        configurations.append(InterpreterOptions(isa: .portable, fuse: false, rowDemand: false))
+        configurations.append(InterpreterOptions(matrixBackend: .openBLAS))
+        for model in ParityTests.models {
+            for ratio in [nil, "0.7"] {
+                let path = TestPaths.fixture("\(model)/model.safetensors")
+                let prepared = try Session.prepare(ModelRequest(path: path, keepRatio: ratio.flatMap(Double.init)))
+                let input = try Session.loadInput(path: TestPaths.fixture("\(model)/input.safetensors"), for: prepared.architecture)
+                let references = try ReferenceSet.load(path: TestPaths.fixture("\(model)/\(ratio.map { "idle-\($0)" } ?? "reference").safetensors"))
+                for options in configurations {
+                    let interpreter = try Interpreter(graph: prepared.graph, options: options)
+                    let outputs = try interpreter.run(["pixel_values": input], capture: .names(Set(references.names)))
+                    let report = Verifier.compare(outputs, with: references, tolerance: Tolerance()) { name in
+                        name.contains(".cut_loss.") ? "not computed here" : nil
+                    }
+                    let label = "\(model) r=\(ratio ?? "dense") \(options.isa?.rawValue ?? "best") \(options.matrixBackend) fuse \(options.fuse)"
+                    XCTAssertTrue(report.passed, "\(label): \(report.activations.filter { !$0.passed }.map(\.name)) \(report.selections.filter { !$0.passed }.map(\.name))")
+                    XCTAssertTrue(report.activations.contains { $0.name == "logits" }, label)
+                }
+            }
+        }
+    }
+
+    func testUnsupportedISAIsAnErrorNotACrash() throws {
+        let prepared = try Session.prepare(ModelRequest(path: TestPaths.fixture("micro/model.safetensors")))
+        for isa in KernelISA.allCases where !isa.isSupported {
+            XCTAssertThrowsError(try Interpreter(graph: prepared.graph, options: InterpreterOptions(isa: isa))) { error in
+                XCTAssertTrue("\(error)".contains("cannot run the \(isa.rawValue) kernels"), "\(error)")
+            }
+            let bench = try runIdleViT(["bench", TestPaths.fixture("micro/model.safetensors"), "--isa", isa.rawValue, "--runs", "1"])
+            XCTAssertEqual(bench.status, 2, bench.stderr)
+            XCTAssertEqual(bench.stderr.split(separator: "\n").count, 1, bench.stderr)
+        }
+        let bad = try runIdleViT(["bench", TestPaths.fixture("micro/model.safetensors"), "--isa", "sse9", "--runs", "1"])
+        XCTAssertEqual(bad.status, 2, bad.stderr)
+        let forced = try runIdleViT(["bench", TestPaths.fixture("micro/model.safetensors"), "--isa", "portable", "--runs", "1", "--json"])
+        XCTAssertEqual(forced.status, 0, forced.stderr)
+        XCTAssertEqual(try JSONParser.parse(forced.stdout)["isa"]?.stringValue, "portable")
+    }
+
+    // MARK: helpers
+
+    /// Test data in memory of its own, so kernels get stable pointers without escaping an
+    /// array's buffer from its closure.
+    private final class FloatBuffer {
+        let pointer: UnsafeMutablePointer<Float>
+        let count: Int
+        init(_ values: [Float]) {
+            count = values.count
+            pointer = .allocate(capacity: max(count, 1))
+            pointer.initialize(from: values, count: count)
+        }
+        deinit { pointer.deallocate() }
+        var values: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+    }
+
+    private struct LinearData {
+        let x: FloatBuffer, w: FloatBuffer, b: FloatBuffer, gamma: FloatBuffer, r: FloatBuffer, lnWeight: FloatBuffer, lnBias: FloatBuffer
+
+        init(x: [Float], w: [Float], b: [Float], gamma: [Float], r: [Float], lnWeight: [Float], lnBias: [Float]) {
+            (self.x, self.w, self.b, self.gamma) = (FloatBuffer(x), FloatBuffer(w), FloatBuffer(b), FloatBuffer(gamma))
+            (self.r, self.lnWeight, self.lnBias) = (FloatBuffer(r), FloatBuffer(lnWeight), FloatBuffer(lnBias))
+        }
+    }
+
+    private func reference(_ mode: Mode, _ shape: Shape, _ data: LinearData) -> [Float] {
+        let (x, w, b, gamma, r) = (data.x.values, data.w.values, data.b.values, data.gamma.values, data.r.values)
+        let input = (mode == .layerNorm || mode == .layerNormGelu)
+            ? naiveLayerNorm(x, rows: shape.rows, channels: shape.k, weight: data.lnWeight.values, bias: data.lnBias.values) : x
+        var y = [Float](repeating: 0, count: shape.rows * shape.n)
+        for m in 0..<shape.rows {
+            for o in 0..<shape.n {
+                var acc = 0.0
+                for kk in 0..<shape.k { acc += Double(input[m * shape.k + kk]) * Double(w[o * shape.k + kk]) }
+                if mode != .noBias { acc += Double(b[o]) }
+                switch mode {
+                case .gelu, .layerNormGelu: acc = gelu(acc)
+                case .residualInPlace, .residualApart: acc += Double(r[m * shape.n + o])
+                case .scaleResidualInPlace: acc = acc * Double(gamma[o]) + Double(r[m * shape.n + o])
+                case .geluScaleResidualInPlace: acc = gelu(acc) * Double(gamma[o]) + Double(r[m * shape.n + o])
+                case .plain, .noBias, .layerNorm: break
+                }
+                y[m * shape.n + o] = Float(acc)
+            }
+        }
+        return y
+    }
+
+    private func runLinear(_ kernels: CPUKernels, _ mode: Mode, _ shape: Shape, _ matrix: PackedMatrix, _ data: LinearData,
+                           threads: Int) -> [Float] {
+        let inPlace: Set<Mode> = [.residualInPlace, .scaleResidualInPlace, .geluScaleResidualInPlace]
+        let y = FloatBuffer(inPlace.contains(mode) ? data.r.values : [Float](repeating: .nan, count: shape.rows * shape.n))
+        let workspace = FloatBuffer([Float](repeating: 0, count: max(1, LinearKernel.workspaceFloats(
+            kernels: kernels, rows: shape.rows, inFeatures: shape.k, outFeatures: shape.n, threads: threads))))
+        var epilogue = LinearEpilogue(gelu: [.gelu, .layerNormGelu, .geluScaleResidualInPlace].contains(mode))
+        if [.scaleResidualInPlace, .geluScaleResidualInPlace].contains(mode) { epilogue.scale = UnsafePointer(data.gamma.pointer) }
+        if inPlace.contains(mode) { epilogue.residual = UnsafePointer(y.pointer) }
+        if mode == .residualApart { epilogue.residual = UnsafePointer(data.r.pointer) }
+        let prologue = mode == .layerNorm || mode == .layerNormGelu
+            ? LayerNormPrologue(weight: data.lnWeight.pointer, bias: data.lnBias.pointer, eps: 1e-6) : nil
+        LinearKernel.run(kernels: kernels, x: data.x.pointer, rows: shape.rows, weight: matrix,
+                         bias: mode == .noBias ? nil : UnsafePointer(data.b.pointer), epilogue: epilogue, layerNorm: prologue,
+                         y: y.pointer, threads: threads, workspace: workspace.pointer)
+        return y.values
+    }
+
+    private func naiveLayerNorm(_ x: [Float], rows: Int, channels: Int, weight: [Float], bias: [Float]) -> [Float] {
+        var y = [Float](repeating: 0, count: x.count)
+        for m in 0..<rows {
+            let row = x[m * channels..<(m + 1) * channels].map(Double.init)
+            let mean = row.reduce(0, +) / Double(channels)
+            let variance = row.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(channels)
+            for c in 0..<channels {
+                y[m * channels + c] = Float((row[c] - mean) / (variance + 1e-6).squareRoot() * Double(weight[c]) + Double(bias[c]))
+            }
+        }
+        return y
+    }
+
+    private func runAttention(_ kernels: CPUKernels, qkv: [Float], batch: Int, tokens: Int, heads: Int, d: Int, queries: Int,
+                              threads: Int) -> [Float] {
+        let channels = heads * d
+        let input = FloatBuffer(qkv)
+        let y = FloatBuffer([Float](repeating: 0, count: batch * tokens * channels))
+        let scratch = FloatBuffer([Float](repeating: 0, count: AttentionKernel.scratchFloats(kernels: kernels, tokens: tokens,
+                                                                                             headDimension: d, threads: threads)))
+        let q = UnsafePointer(input.pointer)
+        AttentionKernel.run(kernels: kernels, q: q, k: q + channels, v: q + 2 * channels, rowStride: 3 * channels, batch: batch,
+                            tokens: tokens, channels: channels, heads: heads, scratch: scratch.pointer, y: y.pointer, threads: threads,
+                            queries: queries)
+        return y.values
+    }
+
+    private func naiveAttention(qkv: [Float], batch: Int, tokens: Int, heads: Int, d: Int) -> [Float] {
+        let channels = heads * d, stride = 3 * channels
+        var y = [Float](repeating: 0, count: batch * tokens * channels)
+        for image in 0..<batch {
+            let base = image * tokens * stride
+            for h in 0..<heads {
+                for i in 0..<tokens {
+                    var scores = [Double](repeating: 0, count: tokens)
+                    for j in 0..<tokens {
+                        var dot = 0.0
+                        for c in 0..<d { dot += Double(qkv[base + i * stride + h * d + c]) * Double(qkv[base + j * stride + channels + h * d + c]) }
+                        scores[j] = dot / Double(d).squareRoot()
+                    }
+                    let top = scores.max()!
+                    let weights = scores.map { exp($0 - top) }
+                    let sum = weights.reduce(0, +)
+                    for c in 0..<d {
+                        var out = 0.0
+                        for j in 0..<tokens { out += weights[j] * Double(qkv[base + j * stride + 2 * channels + h * d + c]) }
+                        y[(image * tokens + i) * channels + h * d + c] = Float(out / sum)
+                    }
+                }
+            }
+        }
+        return y
+    }
+
+    private func assertClose(_ got: [Float], _ expected: [Float], _ label: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(got.count, expected.count, label, file: file, line: line)
+        var worst = 0.0
+        var at = 0
+        for (i, (a, b)) in zip(got, expected).enumerated() {
+            let error = abs(Double(a) - Double(b)) / (1 + abs(Double(b)))
+            if !(error <= worst) { (worst, at) = (error.isNaN ? .infinity : error, i) }
+        }
+        XCTAssertLessThanOrEqual(worst, 1e-4, "\(label): element \(at) is \(got[at]), expected \(expected[at])", file: file, line: line)
+    }
+}
