@@ -4,8 +4,9 @@
 //
 //     make fuzz SECONDS=600 [TARGET=safetensors]      (see Fuzz/README.md)
 //
-// Built with `swift build -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library`: every module,
-// idlevit's and these, is instrumented for coverage, and libFuzzer supplies `main`.
+// Built with `swift build -c release -Xswiftc -sanitize=fuzzer,address` (Fuzz/run.sh): every
+// module, idlevit's and these, is instrumented for coverage; each target's main hands its
+// callback to libFuzzer's driver.
 import PackageDescription
 
 let targets = ["safetensors", "bundle", "onnx", "hdf5", "jpeg", "png"]
@@ -15,8 +16,9 @@ let package = Package(
     platforms: [.macOS(.v13)],
     dependencies: [.package(name: "idlevit", path: "..")],
     targets: [
-        // Writing the input to a file (the importers read files), and the fuzz entry helper.
-        .target(name: "FuzzSupport"),
+        // Writing the input to a file (the importers read files), and libFuzzer's driver.
+        .target(name: "CFuzzDriver"),
+        .target(name: "FuzzSupport", dependencies: ["CFuzzDriver"]),
     ] + targets.map { name in
         .executableTarget(name: "fuzz-\(name)", dependencies: [
             "FuzzSupport", .product(name: "IdleViTParsers", package: "idlevit"),

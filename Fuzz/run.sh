@@ -12,10 +12,8 @@ targets=("$@")
 jobs=${FUZZ_JOBS:-2}
 
 # One -sanitize flag with both: swiftc lets a later -sanitize= replace an earlier one, and
-# SwiftPM's --sanitize passes them separately (coverage would silently be lost). libFuzzer
-# supplies main, hence -parse-as-library for the targets' main.swift.
-(cd Fuzz && swift build -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library \
-    -Xcc -fsanitize=fuzzer-no-link,address)
+# SwiftPM's --sanitize passes them separately (coverage would silently be lost).
+(cd Fuzz && swift build -c release -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address)
 bin=Fuzz/.build/release
 
 run_one() {

@@ -230,6 +230,12 @@ def safetensors_cases():
          setup=[tiny, {"copy": inp, "to": "in.safetensors", "size": inp_size}])
     inp, inp_size = header_model("safetensors/input-ok.safetensors", [("pixel_values", "F32", [1, 3, IMAGE, IMAGE])])
     ok_input = {"copy": inp, "to": "in.safetensors", "size": inp_size}
+    nan = np.full((1, 3, IMAGE, IMAGE), np.nan, dtype=np.float32)
+    nan[0, 1] = np.inf
+    header, _ = st_header([("pixel_values", "F32", [1, 3, IMAGE, IMAGE])])
+    fixture = write("safetensors/input-nan.safetensors", st_bytes(header) + nan.tobytes())
+    case("input-nan-pixels", "wrong-answer", ["run", "{tmp}/model.safetensors", "--input", "{tmp}/in.safetensors", "--json"],
+         setup=[tiny, {"copy": fixture, "to": "in.safetensors"}], contains="non-finite")
     ref, ref_size = header_model("safetensors/reference-unrelated.safetensors", [("foo", "F32", [2])])
     case("verify-nothing-comparable", "wrong-answer",
          ["verify", "{tmp}/model.safetensors", "--input", "{tmp}/in.safetensors", "--reference", "{tmp}/ref.safetensors"],
@@ -675,6 +681,13 @@ def hdf5_cases():
     case("h5-sparse-8gb", "allocation", ["inspect", "{tmp}/m.h5"], setup=[{"copy": fixture, "to": "m.h5", "size": 8 << 30}])
 
 
+def pth_cases():
+    # The PyTorch importer's own hostile files (written by the pth stream's generator), replayed
+    # here too so the corpus test covers every file in this folder.
+    for path in sorted(HERE.glob("*.pth")):
+        case("torch-" + path.stem, "container", ["inspect", "{fixtures}/hostile/" + path.name])
+
+
 def main():
     for sub in ("safetensors", "bundle", "onnx", "images", "hdf5", "text"):
         folder = HERE / sub
@@ -689,6 +702,7 @@ def main():
     onnx_cases()
     image_cases()
     hdf5_cases()
+    pth_cases()
     names = [c["name"] for c in CASES]
     assert len(names) == len(set(names)), "duplicate case names"
     manifest = {"about": "Hostile inputs replayed by HostileCorpusTests; written by make_hostile.py.",

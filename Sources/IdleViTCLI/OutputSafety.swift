@@ -23,8 +23,15 @@ func loadInputChecked(_ path: String, prepared: PreparedModel, runner: ModelRunn
         let input = try Session.openInput(path: path, for: prepared.architecture)
         try MemoryBudget.check(runner.interpreter, architecture: prepared.architecture, batch: input.batch,
                                budget: execution.memoryBudget, what: displayName(path).escapedForMessage)
-        return try input.tensor()
+        let pixels = try input.tensor()
+        // NaN or infinite pixels make every logit NaN: an input no image can produce.
+        if let index = pixels.buffer.firstIndex(where: { !$0.isFinite }) {
+            throw CLIError.invalid("\(displayName(path)): tensor '\(input.entry.name.escapedForMessage)' holds a non-finite value (\(pixels.buffer[index]) at element \(index))")
+        }
+        return pixels
+    } catch let error as CLIError {
+        throw error
     } catch {
-        throw CLIError.invalid(error.description)
+        throw CLIError.invalid("\(error)")
     }
 }

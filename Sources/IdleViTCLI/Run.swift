@@ -112,10 +112,10 @@ struct RunPrinter {
             if json {
                 let file: [(key: String, value: JSONValue)] = files.map { [("file", .string($0[b]))] } ?? []
                 let image = JSONValue.object(file + [
-                    ("logits", .array(row.map { .double(Double($0)) })),
+                    ("logits", .array(row.map { jsonNumber(Double($0)) })),
                     ("top", .array(entries.map { e in
                         .object([("class", .int(e.index)), ("label", e.label.map(JSONValue.string) ?? .null),
-                                 ("logit", .double(Double(e.logit))), ("probability", .double(e.probability))])
+                                 ("logit", jsonNumber(Double(e.logit))), ("probability", jsonNumber(e.probability))])
                     })),
                 ])
                 // Strings in JSON text hold no raw line breaks, so indenting lines is safe.
@@ -142,8 +142,8 @@ struct RunPrinter {
             var pairs: [(key: String, value: JSONValue)] = [("kept_tokens", .array(kept))]
             if cutLoss {
                 pairs.append(("cut_loss", .array(losses.map { layer, values in
-                    .object([("layer", .int(layer)), ("inter", .array(values.map { .double($0.inter) })),
-                             ("intra", .array(values.map { .double($0.intra) })), ("total", .array(values.map { .double($0.total) }))])
+                    .object([("layer", .int(layer)), ("inter", .array(values.map { jsonNumber($0.inter) })),
+                             ("intra", .array(values.map { jsonNumber($0.intra) })), ("total", .array(values.map { jsonNumber($0.total) }))])
                 })))
             }
             // The rest of the document after the images array, at the same indentation.

@@ -1,6 +1,13 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CFuzzDriver
+
+/// Runs libFuzzer on `callback` with the process's command line (every target's main.swift
+/// ends with this); never returns.
+public func runFuzzer(_ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Never {
+    exit(idlevit_fuzz_main(CommandLine.argc, CommandLine.unsafeArgv, callback))
+}
 
 /// The fuzz input as a file: idlevit's importers read paths (they map files, check they are
 /// regular, look next to them for config.json), so each input is written to one file in a

@@ -32,8 +32,7 @@ let tensors: (json: String, dataBytes: Int) = {
     return (parts.joined(separator: ","), offset)
 }()
 
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzBundle(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+func fuzzBundle(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let input = FuzzInput.bytes(data, size)
     if let json = try? JSONParser.parse(input) {
         if let graph = try? GraphJSON.decode(json) {
@@ -60,3 +59,5 @@ public func fuzzBundle(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     }
     return 0
 }
+
+runFuzzer { data, size in fuzzBundle(data, size) }

@@ -5,8 +5,7 @@ import FuzzSupport
 import HDF5Importer
 import IR
 
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzHDF5(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+func fuzzHDF5(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let path = FuzzInput.write(data, size, name: "model.h5")
     do {
         let superblock = try HDF5Superblock.check(path: path)
@@ -19,3 +18,5 @@ public func fuzzHDF5(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     }
     return 0
 }
+
+runFuzzer { data, size in fuzzHDF5(data, size) }

@@ -7,8 +7,7 @@ import Importers
 import ModelDescription
 import ONNXImporter
 
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzONNX(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+func fuzzONNX(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let path = FuzzInput.write(data, size, name: "model.onnx")
     do {
         let imported = try ONNXImporter.load(path: path)
@@ -20,3 +19,5 @@ public func fuzzONNX(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     }
     return 0
 }
+
+runFuzzer { data, size in fuzzONNX(data, size) }

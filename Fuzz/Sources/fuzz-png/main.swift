@@ -4,8 +4,7 @@
 import FuzzSupport
 import Images
 
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzImage(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+func fuzzImage(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     do {
         let decoded = try ImageDecoder.decode(bytes: FuzzInput.bytes(data, size), name: "input.png")
         _ = EvalTransform(imageSize: 16).crop(decoded.image)
@@ -14,3 +13,5 @@ public func fuzzImage(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     }
     return 0
 }
+
+runFuzzer { data, size in fuzzImage(data, size) }

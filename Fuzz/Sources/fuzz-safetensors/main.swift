@@ -6,8 +6,7 @@ import IR
 import IdleViTKit
 import Importers
 
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzSafetensors(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+func fuzzSafetensors(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let path = FuzzInput.write(data, size, name: "model.safetensors")
     guard let format = try? FormatDetection.detect(path: path), format == .safetensors || format == .bundle else { return 0 }
     do {
@@ -19,3 +18,5 @@ public func fuzzSafetensors(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32
     }
     return 0
 }
+
+runFuzzer { data, size in fuzzSafetensors(data, size) }
