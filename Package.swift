@@ -67,7 +67,7 @@ let package = Package(
         // Images in (JPEG/PNG -> DeiT's eval preprocessing), pictures out (the selection PNG).
         .target(name: "Images", dependencies: ["IR", "CImageCodecs"]),
         // Facade: detect a file's format, import, rewrite, run.
-        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ModelDescription", "ONNXImporter", "HDF5Importer", "TorchImporter", "Exporters", "ONNXExporter", "Passes", "Bundle", "Interpreter", "Verification"]),
+        .target(name: "IdleViTKit", dependencies: ["IR", "Importers", "ModelDescription", "ONNXImporter", "HDF5Importer", "TorchImporter", "Exporters", "Passes", "Bundle", "Interpreter"]),
         // Labelled image folders -> streamed, preprocessed batches -> top-1 / top-5 (`eval`, `run --image`).
         .target(name: "Evaluation", dependencies: ["IR", "Images", "Interpreter", "IdleViTKit"]),
         // The command line.

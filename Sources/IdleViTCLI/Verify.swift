@@ -52,6 +52,7 @@ struct Verify: ParsableCommand {
         let idleLayers = prepared.schedule?.effective.idleLayers ?? []
         var capture = Set(references.names)
         if cutLoss { capture.formUnion(TokenCutLoss.requiredActivations(layers: idleLayers)) }
+        capture.formUnion(SelectionMargins.requiredActivations(graph: prepared.graph))
         do {
             outputs = try runner.run(pixels: pixels, captureNames: capture)
         } catch {
@@ -62,6 +63,7 @@ struct Verify: ParsableCommand {
                 outputs.merge(TokenCutLoss.activations(layer: layer, values)) { $1 }
             }
         }
+        let margins = SelectionMargins.compute(graph: prepared.graph, activations: outputs)
         let checkCutLoss = cutLoss
         var report = Verifier.compare(outputs, with: references, tolerance: Tolerance(absolute: atol, relative: rtol)) { name in
             guard !checkCutLoss, case .blockPart(_, let part)? = ActivationName(name),
@@ -81,6 +83,13 @@ struct Verify: ParsableCommand {
         let position = Dictionary(prepared.graph.nodes.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         report.activations.sort { (position[$0.name] ?? Int.max, $0.name) < (position[$1.name] ?? Int.max, $1.name) }
         report.selections.sort { (position[$0.name] ?? Int.max, $0.name) < (position[$1.name] ?? Int.max, $1.name) }
+        let marginOf = Dictionary(margins.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        for (i, selection) in report.selections.enumerated() where !selection.passed && selection.problem == nil {
+            // Say whether a differing selection is a near tie or a bug.
+            if let smallest = marginOf[selection.name]?.smallest, smallest < SelectionMargins.nearTie {
+                report.selections[i].problem = "near tie: smallest margin \(scientific(smallest))"
+            }
+        }
         if model.json {
             printJSON(.object([
                 ("passed", .bool(report.passed)),
@@ -93,12 +102,17 @@ struct Verify: ParsableCommand {
                 })),
                 ("selection", .array(report.selections.map { s in
                     .object([("name", .string(s.name)), ("agreement", .double(s.agreement)), ("differing_tokens", .int(s.differingTokens)),
+                             ("min_margin", marginOf[s.name]?.smallest.map(jsonNumber) ?? .null),
                              ("passed", .bool(s.passed)), ("problem", s.problem.map(JSONValue.string) ?? .null)])
+                })),
+                ("selection_margins", .array(margins.map { m in
+                    .object([("name", .string(m.name)), ("kept_tokens", .int(m.keep)),
+                             ("min_margin", m.smallest.map(jsonNumber) ?? .null), ("image", m.image.map(JSONValue.int) ?? .null)])
                 })),
                 ("not_compared", .array(report.notCompared.map { .object([("name", .string($0.0)), ("reason", .string($0.1))]) })),
             ]))
         } else {
-            printReport(report, prepared: prepared)
+            printReport(report, margins: margins, prepared: prepared)
         }
         if !report.passed {
             let failed = report.activations.filter { !$0.passed }.map(\.name) + report.selections.filter { !$0.passed }.map(\.name)
@@ -106,7 +120,7 @@ struct Verify: ParsableCommand {
         }
     }
 
-    private func printReport(_ report: VerificationReport, prepared: PreparedModel) {
+    private func printReport(_ report: VerificationReport, margins: [SelectionMargins.Layer], prepared: PreparedModel) {
         print("model:     \(displayName(prepared.loaded.path)) (\(prepared.loaded.format.displayName)), \(prepared.modelName)")
         if let schedule = prepared.schedule { print("schedule:  \(schedule)") }
         print("reference: \(displayName(reference)), tolerance: |ours - ref| <= \(atol) + \(rtol) x max|ref|\n")
@@ -124,6 +138,16 @@ struct Verify: ParsableCommand {
             }
             print()
             print(selections.render(), terminator: "")
+        }
+        if !margins.isEmpty {
+            // How close each layer came to a tie: a differing selection at a margin below ~1e-5
+            // is rounding deciding a near tie, at a larger margin a bug.
+            var table = Table(headers: ["selection", "kept", "smallest margin", "image"], rightAligned: [1, 2, 3])
+            for m in margins {
+                table.add([m.name, String(m.keep), m.smallest.map(scientific) ?? "-", m.image.map(String.init) ?? "-"])
+            }
+            print()
+            print(table.render(), terminator: "")
         }
         // One line per reason: an idle reference carries 27 cut-loss tensors for DeiT-S alone.
         var reasons: [String] = []
