@@ -10,7 +10,7 @@ import Verification
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the model and compare every activation named in a PyTorch reference file.",
-        discussion: "Exits 0 when everything is within tolerance, 1 when something is not, 2 on invalid input.")
+        discussion: "Exits 0 when everything is within tolerance, 1 when something is not, 2 on invalid input, including a reference that names nothing the model computes (there is nothing to verify).")
 
     @OptionGroup var model: ModelOptions
     @OptionGroup var idle: IdleOptions
@@ -27,22 +27,25 @@ struct Verify: ParsableCommand {
     @Option(help: "Relative tolerance, times max |reference| of each activation.")
     var rtol: Double = 1e-4
 
-    @Option(help: "Threads (default: all cores).")
-    var threads: Int?
+    @OptionGroup var execution: ExecutionOptions
 
     @Flag(name: .customLong("cut-loss"), help: "Also compute the token cut loss of each idle layer and compare it with the reference's blocks.{i}.cut_loss.*.")
     var cutLoss = false
 
+    func validate() throws {
+        guard atol >= 0, rtol >= 0, atol.isFinite, rtol.isFinite else {
+            throw ValidationError("--atol and --rtol must be finite and non-negative")
+        }
+    }
+
     func run() throws {
-        guard atol >= 0, rtol >= 0 else { throw CLIError.invalid("--atol and --rtol must be non-negative") }
         let prepared = try model.prepare(idle)
-        let pixels: FloatTensor
+        let runner = try execution.runner(prepared)
+        let pixels = try loadInputChecked(input, prepared: prepared, runner: runner, execution: execution)
         let references: ReferenceSet
         do {
-            pixels = try Session.loadInput(path: input, for: prepared.architecture)
-            references = try ReferenceSet.load(path: reference)
+            references = try ReferenceSet.load(path: reference, maximumConvertedBytes: execution.memoryBudget)
         } catch {
-            // SessionError and ImportError both print their description.
             throw CLIError.invalid("\(error)")
         }
         var outputs: [String: Activation]
@@ -50,9 +53,8 @@ struct Verify: ParsableCommand {
         var capture = Set(references.names)
         if cutLoss { capture.formUnion(TokenCutLoss.requiredActivations(layers: idleLayers)) }
         capture.formUnion(SelectionMargins.requiredActivations(graph: prepared.graph))
-        let engine = try InterpreterOptions.fromEnvironment(threads: threads)
         do {
-            outputs = try ModelRunner(prepared, options: engine).run(pixels: pixels, captureNames: capture)
+            outputs = try runner.run(pixels: pixels, captureNames: capture)
         } catch {
             throw CLIError.invalid("\(displayName(input).escapedForMessage): \(error)")
         }
@@ -67,6 +69,15 @@ struct Verify: ParsableCommand {
             guard !checkCutLoss, case .blockPart(_, let part)? = ActivationName(name),
                   [.cutLoss, .cutLossInter, .cutLossIntra].contains(part) else { return nil }
             return "token cut loss diagnostic: pass --cut-loss to check it"
+        }
+        // A reference naming nothing we compute would "pass" 0 of 0 checks: that is an unusable
+        // input (exit 2), not a verified model (0) nor a numeric mismatch (1).
+        let comparable = report.activations.filter { outputs[$0.name] != nil }.count + report.selections.filter { outputs[$0.name] != nil }.count
+        if comparable == 0 {
+            let names = references.names
+            let found = names.isEmpty ? "it holds no tensors"
+                : "none of its \(names.count) tensors (\(names.prefix(3).map { "'\($0.escapedForMessage)'" }.joined(separator: ", "))\(names.count > 3 ? ", ..." : "")) names an activation this model computes"
+            throw CLIError.invalid("\(displayName(reference)): nothing to compare: \(found) (expected names like logits, norm, blocks.0)")
         }
         // Rows in the order the graph computes them, not the reference file's order.
         let position = Dictionary(prepared.graph.nodes.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
