@@ -37,6 +37,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 IDLEVIT = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / ".build/debug/idlevit"
 CASES = []
+# Per-case wall-clock limit of HostileCorpusTests unless a case says otherwise (seconds; the
+# tests run the debug build on a shared machine, so this is generous; `time_limit` tightens it
+# where only speed shows the bug, e.g. inflating 16 GB of IDAT takes longer than 10 s).
 
 # The tiny DeiT every model case starts from: image 8, patch 4 (4 patches), dim 64, one head,
 # depth 1, MLP 64, 2 classes, timm names.
@@ -94,9 +97,10 @@ def write(rel, data):
     return "hostile/" + rel
 
 
-def case(name, kind, args, setup=(), expect=2, contains=None, stdout_clean=False, note=""):
+def case(name, kind, args, setup=(), expect=2, contains=None, stdout_clean=False, note="", time_limit=None):
     CASES.append({"name": name, "class": kind, "setup": list(setup), "args": args, "expect": expect,
                   **({"stderr_contains": contains} if contains else {}),
+                  **({"time_limit": time_limit} if time_limit else {}),
                   **({"stdout_clean": True} if stdout_clean else {}),
                   **({"note": note} if note else {})})
 
@@ -362,6 +366,8 @@ def data_loss_cases():
     case("convert-hard-link", "data-loss", ["convert", "{tmp}/m.safetensors", "-o", "{tmp}/twin.safetensors"],
          setup=[model, {"hardlink": "m.safetensors", "to": "twin.safetensors"}])
     case("convert-double-slash", "data-loss", ["convert", "{tmp}//m.safetensors", "-o", "{tmp}/m.safetensors", "--to", "safetensors"], setup=[model])
+    case("convert-onnx-data-over-model", "data-loss", ["convert", "{tmp}/m.onnx.data", "-o", "{tmp}/m.onnx", "--to", "onnx", "--external-data"],
+         setup=[{"copy": "micro/model-f16.safetensors", "to": "m.onnx.data"}])
     image = {"copy": "images/rocket.jpg", "to": "rocket.jpg"}
     case("visualize-over-image", "data-loss",
          ["visualize", "{fixtures}/micro/model.safetensors", "--keep-ratio", "0.5", "--image", "{tmp}/rocket.jpg", "-o", "{tmp}/rocket.jpg"], setup=[image])
@@ -609,7 +615,7 @@ def image_cases():
     chunk = write("images/png-idat-bomb.chunk", png_chunk(b"IDAT", zeros))
     tail = write("images/png-idat-bomb.tail", png_chunk(b"IDAT", final) + end)
     case("png-idat-bomb-16gb", "hang", ["run", model, "--image", "{tmp}/bomb.png"],
-         setup=[{"repeat": chunk, "head": head, "tail": tail, "count": 1024, "to": "bomb.png"}], expect=0,
+         setup=[{"repeat": chunk, "head": head, "tail": tail, "count": 1024, "to": "bomb.png"}], expect=0, time_limit=10.0,
          note="valid rows first, then 16 GB of deflated zeros: decoding must stop after the rows")
     # Same, but one interlaced 1x1 image: the last pass is the only one with pixels.
     c2 = zlib.compressobj(9)
@@ -618,7 +624,7 @@ def image_cases():
     head2 = write("images/png-idat-bomb-interlaced.head", sig + ihdr(1, 1, interlace=1) + png_chunk(b"IDAT", rows2))
     chunk2 = write("images/png-idat-bomb-interlaced.chunk", png_chunk(b"IDAT", zeros2))
     case("png-idat-bomb-interlaced", "hang", ["run", model, "--image", "{tmp}/bomb.png"],
-         setup=[{"repeat": chunk2, "head": head2, "tail": tail, "count": 512, "to": "bomb.png"}], expect=0)
+         setup=[{"repeat": chunk2, "head": head2, "tail": tail, "count": 512, "to": "bomb.png"}], expect=0, time_limit=10.0)
     # A zlib bomb inside the rows themselves is bounded by the pixel budget; an iCCP / zTXt bomb
     # by libpng's chunk allocation limit.
     ztxt = b"Comment\x00\x00" + zlib.compress(b"A" * (64 << 20), 9)

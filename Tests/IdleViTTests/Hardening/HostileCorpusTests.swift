@@ -27,6 +27,7 @@ final class HostileCorpusTests: XCTestCase {
         var expect: Int32
         var stderrContains: String?
         var stdoutClean: Bool
+        var timeLimit: Double
     }
 
     static func loadCases() throws -> [Case] {
@@ -37,7 +38,8 @@ final class HostileCorpusTests: XCTestCase {
             Case(name: try XCTUnwrap(entry["name"] as? String), kind: entry["class"] as? String ?? "",
                  setup: entry["setup"] as? [[String: Any]] ?? [], args: try XCTUnwrap(entry["args"] as? [String]),
                  expect: Int32(entry["expect"] as? Int ?? 2), stderrContains: entry["stderr_contains"] as? String,
-                 stdoutClean: entry["stdout_clean"] as? Bool ?? false)
+                 stdoutClean: entry["stdout_clean"] as? Bool ?? false,
+                 timeLimit: min(timeLimit, entry["time_limit"] as? Double ?? timeLimit))
         }
     }
 
@@ -100,10 +102,10 @@ final class HostileCorpusTests: XCTestCase {
         let start = Date()
         do { try process.run() } catch { return ["cannot start: \(error)"] }
         var problems: [String] = []
-        if finished.wait(timeout: .now() + timeLimit) == .timedOut {
+        if finished.wait(timeout: .now() + item.timeLimit) == .timedOut {
             kill(process.processIdentifier, SIGKILL)
             finished.wait()
-            problems.append("no answer within \(Int(timeLimit)) s (a hang)")
+            problems.append("no answer within \(Int(item.timeLimit)) s (a hang)")
         }
         let seconds = Date().timeIntervalSince(start)
         let stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "<not UTF-8>"
