@@ -681,6 +681,14 @@ def hdf5_cases():
         data[offset:offset + len(value)] = value
         fixture = write(f"hdf5/{name}.h5", bytes(data))
         case(name, "container", ["inspect", "{tmp}/m.h5"], setup=[{"copy": fixture, "to": "m.h5"}])
+    # Found by fuzz-hdf5: a file cut inside the superblock's fixed fields (signature, version 1,
+    # 17 bytes) was read past its end. Every cut length of each superblock version.
+    sig = b"\x89HDF\r\n\x1a\n"
+    for version in (0, 1, 2, 3):
+        for length in range(9, 24):
+            body = (sig + bytes([version]) + bytes(range(1, 40)))[:length]
+            fixture = write(f"hdf5/h5-superblock-v{version}-cut-{length}.h5", body)
+            case(f"h5-superblock-v{version}-cut-{length}", "container", ["inspect", "{tmp}/m.h5"], setup=[{"copy": fixture, "to": "m.h5"}])
     fixture = write("hdf5/h5-truncated-superblock.h5", bytes(sb[:20]))
     case("h5-truncated-superblock", "container", ["inspect", "{tmp}/m.h5"], setup=[{"copy": fixture, "to": "m.h5"}])
     fixture = write("hdf5/h5-signature-only-sparse.h5", bytes(sb[:64]))
