@@ -278,6 +278,10 @@ def fifo_cases(tiny):
     case("dev-zero-labels", "fifo", ["run", model, "--input", "{fixtures}/micro/input.safetensors", "--labels", "/dev/zero"])
     case("directory-model", "fifo", ["inspect", "{tmp}"])
     case("missing-model", "fifo", ["inspect", "{tmp}/missing.safetensors"])
+    case("symlink-loop-model", "fifo", ["inspect", "{tmp}/loop"], setup=[{"link": "{tmp}/loop", "to": "loop"}])
+    case("dangling-symlink-image", "fifo", ["run", model, "--image", "{tmp}/gone.png"], setup=[{"link": "{tmp}/nowhere.png", "to": "gone.png"}])
+    case("path-too-long", "fifo", ["inspect", "{tmp}/" + "a" * 5000 + ".safetensors"])
+    case("path-with-newline-missing", "message", ["inspect", "{tmp}/new\nline\x1b[31m.safetensors"])
     case("labels-3gb-sparse", "allocation", ["run", model, "--input", "{fixtures}/micro/input.safetensors", "--labels", "{tmp}/labels.txt"],
          setup=[{"sparse": "labels.txt", "size": 3_000_000_000}])
     case("labels-not-utf8", "message", ["run", model, "--input", "{fixtures}/micro/input.safetensors", "--labels", "{tmp}/labels.txt"],
