@@ -25,7 +25,7 @@ struct Inspect: ParsableCommand {
                 ("family", ModelDescription.publishedName(a).map(JSONValue.string) ?? .null),
                 ("variant", .string(a.variant)),
                 ("preprocessing", prepared.preprocessing.json),
-                ("parameters", .int(prepared.graph.parameterCount)),
+                ("parameters", .int(ModelDescription.parameterCount(prepared.architecture))),
                 ("tensors", .array(loaded.sourceTensors.map {
                     .object([("name", .string($0.name)), ("dtype", .string($0.dtype)),
                              ("shape", .array($0.shape.map(JSONValue.int))), ("bytes", .int($0.bytes))])
@@ -54,7 +54,7 @@ struct Inspect: ParsableCommand {
         print("architecture: \(a)")
         if let family = ModelDescription.publishedName(a) { print("family:       \(family)") }
         print("recognised:   \(loaded.recognized.notes.joined(separator: "; ").lineSafe)")
-        print("parameters:   \(grouped(prepared.graph.parameterCount))")
+        print("parameters:   \(grouped(ModelDescription.parameterCount(prepared.architecture)))")
         let ops = prepared.graph.opHistogram.map { "\($0.0.rawValue) \($0.1)" }.joined(separator: ", ")
         print("IR:           \(prepared.graph.nodes.count) nodes (\(ops))")
         if let schedule = prepared.schedule {

@@ -90,6 +90,10 @@ public struct SafetensorsFile: Sendable {
     public func weightSet(format: ModelFormat = .safetensors) throws(ImportError) -> WeightSet {
         var set = WeightSet(file: path, format: format, metadata: metadata)
         for entry in entriesInFileOrder {
+            if BatchNormCounter.matches(name: entry.name, isInteger: entry.dtype.isInteger, shape: entry.shape) {
+                set.counters.append(entry.name)
+                continue
+            }
             set.append(Weight(name: entry.name, tensor: try floatTensor(entry), sourceType: entry.dtype.floatSource!))
         }
         return set
