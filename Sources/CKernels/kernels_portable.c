@@ -18,18 +18,22 @@ static inline vf portable_load(const float *p) {
 
 static inline void portable_store(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
+static inline vf portable_splat(float x) { return (vf){x, x, x, x}; }
+
 // The second operand when unordered, like vmaxps / vminps.
 static inline vf portable_select(portable_vi mask, vf a, vf b) {
     return (vf)((mask & (portable_vi)a) | (~mask & (portable_vi)b));
 }
 
 #define VL 4
-#define MR 6
+// 4 x 8 tiles: 8 accumulators, 2 B vectors, the broadcast and a product temporary fit SSE's 16
+// registers (without FMA each product needs its own register before the add; 6 rows spilled).
+#define MR 4
 #define ISA_NAME(x) x##_portable
 #define ISA_ID IDV_ISA_PORTABLE
 #define PEAK_CHAINS 12
 #define V_ZERO() ((vf){0, 0, 0, 0})
-#define V_SET1(x) ((vf){0, 0, 0, 0} + (float)(x))
+#define V_SET1(x) portable_splat(x)
 #define V_LOAD(p) portable_load(p)
 #define V_STORE(p, v) portable_store(p, v)
 #define V_FMA(a, b, c) ((a) * (b) + (c))
