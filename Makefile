@@ -37,3 +37,12 @@ test: deps
 onnx-proto:
 	protoc-c --proto_path=Schemas --c_out=Sources/COnnx Schemas/onnx.proto
 	mv Sources/COnnx/onnx.pb-c.h Sources/COnnx/include/onnx.pb-c.h
+
+.PHONY: fuzz
+
+## libFuzzer targets of every parser (Fuzz/README.md): `make fuzz SECONDS=600 TARGET=onnx`.
+## Builds Fuzz/ (its own package, never part of `make test`), runs each target for SECONDS.
+SECONDS ?= 60
+TARGET ?=
+fuzz: deps
+	bash Fuzz/run.sh $(SECONDS) $(TARGET)

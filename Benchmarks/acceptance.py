@@ -1,9 +1,10 @@
-"""Acceptance on real DeiT geometries (issues 2 and 5): DeiT-Ti, DeiT-S, DeiT-B and distilled
-DeiT-S with random, perturbed weights, saved by timm as safetensors F32/F16/BF16, verified
-dense against timm's activations and as IdleViT at r = 0.5/0.7/0.9 against
+"""Acceptance on real ViT-family geometries (issues 2, 5 and 15): DeiT-Ti/S/B, distilled DeiT-S,
+DeiT-III-S, ViT-S (augreg) and ViT-Ti at 384 px with random, perturbed weights (LayerScale
+included), saved by timm as safetensors F32/F16/BF16 and (--onnx) exported with torch.onnx at
+opset 17, verified dense against timm's activations and as IdleViT at r = 0.5/0.7/0.9 against
 Fixtures/idlevit_reference.py (selections in every idle layer and image, logits <= 1e-4).
 
-    python Benchmarks/acceptance.py [--idlevit .build/release/idlevit] [--models deit_small_patch16_224 ...]
+    python Benchmarks/acceptance.py [--idlevit .build/release/idlevit] [--models deit3_small_patch16_224 ...] [--onnx]
 
 Writes models under Benchmarks/work/ (gitignored) and prints a summary; exits 1 on any failure.
 """
@@ -26,7 +27,8 @@ import generate  # noqa: E402  (perturb, capture_reference, rounded_model)
 import idlevit_reference as ref  # noqa: E402
 
 MODELS = ["deit_tiny_patch16_224", "deit_small_patch16_224", "deit_base_patch16_224",
-          "deit_small_distilled_patch16_224"]
+          "deit_small_distilled_patch16_224", "deit3_small_patch16_224", "vit_small_patch16_224.augreg_in21k_ft_in1k",
+          "vit_tiny_patch16_384.augreg_in21k_ft_in1k"]
 
 
 def save(path, tensors, metadata=None):
@@ -53,6 +55,7 @@ def main():
     parser.add_argument("--idlevit", default=os.path.join(HERE, "..", ".build", "release", "idlevit"))
     parser.add_argument("--models", nargs="*", default=MODELS)
     parser.add_argument("--ratios", nargs="*", type=float, default=[0.5, 0.7, 0.9])
+    parser.add_argument("--onnx", action="store_true", help="also export each model to ONNX (opset 17) and verify that")
     args = parser.parse_args()
     work = os.path.join(HERE, "work", "acceptance")
     os.makedirs(work, exist_ok=True)
@@ -62,7 +65,8 @@ def main():
         torch.manual_seed(seed)
         model = timm.create_model(name, pretrained=False).eval()
         generate.perturb(model, 1000 + seed)
-        x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(seed))
+        size = model.patch_embed.img_size[0]
+        x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(seed))
         base = os.path.join(work, name)
         save(base + "-input.safetensors", {"pixel_values": x})
         sd = model.state_dict()
@@ -76,9 +80,12 @@ def main():
             save(f"{base}-{dtype}-reference.safetensors", {"logits": rounded(x)})
             rows.append((f"dense {dtype}", verify(args.idlevit, f"{base}-{dtype}.safetensors", base + "-input.safetensors",
                                                   f"{base}-{dtype}-reference.safetensors")))
+        if args.onnx:
+            generate.export_onnx(model, x, __import__("pathlib").Path(base + ".onnx"), 17)
+            rows.append(("dense onnx", verify(args.idlevit, base + ".onnx", base + "-input.safetensors", base + "-reference.safetensors")))
         depth = len(model.blocks)
         for r in args.ratios:
-            kept = ref.schedule(depth, 196, r)
+            kept = ref.schedule(depth, model.patch_embed.num_patches, r)
             result = ref.idle_forward(model, x, kept, with_cut_loss=False)
             tensors = OrderedDict([("logits", result.logits)])
             for i, sel in result.selected.items():
@@ -89,6 +96,10 @@ def main():
                          ("--keep-ratio", str(r)))
             row["smallest_margin"] = min(margins) if margins else None
             rows.append((f"idle r={r}", row))
+            if args.onnx:
+                row = verify(args.idlevit, base + ".onnx", base + "-input.safetensors", f"{base}-idle-{r}.safetensors",
+                             ("--keep-ratio", str(r)))
+                rows.append((f"onnx r={r}", row))
         for label, row in rows:
             ok = row.get("status") == 0 and row.get("logits_max_abs", 1) <= 1e-4 and row.get("selection_agreement") in (None, 1.0)
             failures += 0 if ok else 1

@@ -113,7 +113,7 @@ def scoring_session(form, channels, tokens):
         q = node("Add", [node("MatMul", [cast(h0), cast(node("Transpose", [w["q"]], "WqT", perm=[1, 0]))], "qh"), cast(b["q"])], "q")
         u = node("MatMul", [q, cast(w["k"])], "u")
         dots = node("MatMul", [cast("h"), node("Unsqueeze", [u, axis2], "u.column")], "dots")
-        offset = node("ReduceSum", [node("Mul", [q, cast(b["k"])], "qbk")], "offset", keepdims=1)
+        offset = node("ReduceSum", [node("Mul", [q, cast(b["k"])], "qbk"), const("axis1", [1])], "offset", keepdims=1)
         score = node("Add", [node("Squeeze", [dots, axis2], "dots.flat"), offset], "score")
     else:
         q = node("Add", [node("MatMul", [h0, node("Transpose", [w["q"]], "WqT", perm=[1, 0])], "qh"), b["q"]], "q")

@@ -162,11 +162,11 @@ def make_input(cfg, seed):
     return torch.randn((2, 3, cfg["img"], cfg["img"]), generator=g, dtype=torch.float32)
 
 
-def idle_runs(model, cfg, x):
+def idle_runs(model, cfg, x, ratios=RATIOS):
     """Runs the idle reference at every ratio; raises MarginError when a selection is fragile."""
     np_ = model.patch_embed.num_patches
     runs = OrderedDict()
-    for r in RATIOS:
+    for r in ratios:
         kept = ref.schedule(cfg["depth"], np_, float(r))
         res = ref.idle_forward(model, x, kept)
         margins = [m for ms in res.margins.values() for m in ms if m is not None]

@@ -55,19 +55,6 @@ def build(cfg):
     return model
 
 
-def idle_runs(model, cfg, x):
-    np_ = model.patch_embed.num_patches
-    runs = OrderedDict()
-    for r in RATIOS:
-        kept = ref.schedule(cfg["depth"], np_, float(r))
-        res = ref.idle_forward(model, x, kept)
-        margins = [m for ms in res.margins.values() for m in ms if m is not None]
-        if margins and min(margins) < gen.MARGIN_MIN:
-            raise gen.MarginError(f"r={r}: smallest relative selection margin {min(margins):.3e}")
-        runs[r] = (kept, res, min(margins) if margins else None)
-    return runs
-
-
 def facebook_names(sd):
     """DeiT-III's original checkpoints name LayerScale gamma_1 / gamma_2."""
     return OrderedDict((k.replace(".ls1.gamma", ".gamma_1").replace(".ls2.gamma", ".gamma_2"), v) for k, v in sd.items())
@@ -97,7 +84,7 @@ def main():
         for _ in range(gen.MAX_SEED_TRIES):
             x = gen.make_input(cfg, seed)
             try:
-                runs = idle_runs(model, cfg, x)
+                runs = gen.idle_runs(model, cfg, x, RATIOS)
                 break
             except gen.MarginError as e:
                 print(f"    input seed {seed} rejected: {e}")

@@ -17,6 +17,26 @@ typedef struct {
     char *message;
 } error_state;
 
+// Counts scans as libjpeg consumes them: a progressive file may hold thousands of (empty)
+// scans, each a pass over every block of the image, so a 60 KB file could keep the decoder
+// busy for minutes. libjpeg-turbo's own answer (djpeg -maxscans) is this hook.
+typedef struct {
+    struct jpeg_progress_mgr base;
+    int max_scans;
+} progress_state;
+
+static void on_progress(j_common_ptr cinfo) {
+    progress_state *progress = (progress_state *)cinfo->progress;
+    j_decompress_ptr decompress = (j_decompress_ptr)cinfo;
+    if (decompress->input_scan_number > progress->max_scans) {
+        error_state *state = (error_state *)cinfo->err;
+        state->status = ICC_TOO_LARGE;
+        snprintf(state->message, ICC_MESSAGE_SIZE, "progressive JPEG with more than %d scans (a decoding-time attack?)",
+                 progress->max_scans);
+        longjmp(state->escape, 1);
+    }
+}
+
 static void format_message(j_common_ptr cinfo, char *message) {
     char text[JMSG_LENGTH_MAX];
     (*cinfo->err->format_message)(cinfo, text);
@@ -35,6 +55,7 @@ static void on_error(j_common_ptr cinfo) {
         state->status = ICC_UNSUPPORTED;
         break;
     case JERR_OUT_OF_MEMORY:
+    case JERR_NO_BACKING_STORE:
         state->status = ICC_TOO_LARGE;
         break;
     default:
@@ -59,7 +80,7 @@ static void on_message(j_common_ptr cinfo, int level) {
 
 static void silent_output(j_common_ptr cinfo) { (void)cinfo; }
 
-int icc_jpeg_decode(const uint8_t *data, size_t size, icc_image *out, char message[ICC_MESSAGE_SIZE]) {
+int icc_jpeg_decode(const uint8_t *data, size_t size, icc_limits limits, icc_image *out, char message[ICC_MESSAGE_SIZE]) {
     memset(out, 0, sizeof(*out));
     message[0] = 0;
     if (size > (size_t)0x7fffffff) {
@@ -77,7 +98,16 @@ int icc_jpeg_decode(const uint8_t *data, size_t size, icc_image *out, char messa
     // Volatile: assigned after setjmp and read after a longjmp back.
     uint8_t *volatile pixels = NULL;
 
+    progress_state progress;
+    memset(&progress, 0, sizeof(progress));
+    progress.base.progress_monitor = on_progress;
+    progress.max_scans = limits.max_scans;
+
     jpeg_create_decompress(&cinfo);
+    cinfo.progress = &progress.base;
+    // libjpeg's working memory (the whole-image coefficient buffer of a progressive file is
+    // the large part); over it, libjpeg-turbo fails with JERR_NO_BACKING_STORE.
+    cinfo.mem->max_memory_to_use = limits.max_bytes;
     if (setjmp(state.escape)) {
         free(pixels);
         jpeg_destroy_decompress(&cinfo);
@@ -109,7 +139,8 @@ int icc_jpeg_decode(const uint8_t *data, size_t size, icc_image *out, char messa
     // libjpeg's defaults (islow IDCT, fancy upsampling) are what PIL decodes with.
     out->progressive = jpeg_has_multiple_scans(&cinfo) ? 1 : 0;
     out->adobe_marker = cinfo.saw_Adobe_marker ? 1 : 0;
-    if (!icc_size_ok((long)cinfo.image_width, (long)cinfo.image_height, message)) {
+    long bytes_per_pixel = out->layout == ICC_GRAY ? 1 : out->layout == ICC_CMYK ? 4 : 3;
+    if (!icc_size_ok((long)cinfo.image_width, (long)cinfo.image_height, bytes_per_pixel, limits, message)) {
         jpeg_destroy_decompress(&cinfo);
         return ICC_TOO_LARGE;
     }

@@ -5,18 +5,21 @@
 #include <stdio.h>
 #include "CImageCodecs.h"
 
-// PIL refuses images above 2 x 89,478,485 pixels as a decompression bomb; use the same
-// ceiling so a hostile header cannot make us allocate gigabytes.
-#define ICC_MAX_PIXELS 178956970L
-
-static inline int icc_size_ok(long width, long height, char *message) {
+// Refuses an image before anything is allocated for it: no pixels, more pixels than the
+// budget, or a decoded buffer (width x height x bytes per pixel) over the byte budget.
+static inline int icc_size_ok(long width, long height, long bytes_per_pixel, icc_limits limits, char *message) {
     if (width <= 0 || height <= 0) {
         snprintf(message, ICC_MESSAGE_SIZE, "image has no pixels (%ldx%ld)", width, height);
         return 0;
     }
-    if (width > ICC_MAX_PIXELS / height) {
+    if (width > limits.max_pixels / height) {
         snprintf(message, ICC_MESSAGE_SIZE, "image of %ldx%ld pixels exceeds the limit of %ld pixels", width, height,
-                 ICC_MAX_PIXELS);
+                 limits.max_pixels);
+        return 0;
+    }
+    if (bytes_per_pixel > 0 && width * height > limits.max_bytes / bytes_per_pixel) {
+        snprintf(message, ICC_MESSAGE_SIZE, "image of %ldx%ld pixels at %ld bytes each exceeds the decoded size limit of %ld bytes",
+                 width, height, bytes_per_pixel, limits.max_bytes);
         return 0;
     }
     return 1;

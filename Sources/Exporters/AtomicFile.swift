@@ -3,7 +3,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Synchronization
 
 /// Writes an output file so that readers only ever see the whole thing or nothing: the
 /// bytes go to a temporary file in the destination's folder, which is fsynced and renamed
@@ -21,8 +20,8 @@ public final class AtomicFile {
     /// still being copied and `commit()`'s fsync finds little left to do.
     private static let writebackStride = 16 << 20
 
-    /// Temporary files not yet committed, so a signal handler can remove them.
-    private static let pending = Mutex<Set<String>>([])
+    /// This file's slot in the table the signal handler reads (`PendingTemporaryFiles`).
+    private var pendingSlot: Int?
 
     public init(destination: String) throws(ExportError) {
         self.destination = destination
@@ -36,7 +35,7 @@ public final class AtomicFile {
         descriptor = fd
         temporaryPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         fchmod(fd, 0o644)
-        AtomicFile.pending.withLock { _ = $0.insert(temporaryPath) }
+        pendingSlot = PendingTemporaryFiles.register(temporaryPath)
     }
 
     deinit {
@@ -102,20 +101,26 @@ public final class AtomicFile {
             throw .cannotWrite(file: destination, reason: "rename: " + reason)
         }
         committed = true
-        AtomicFile.pending.withLock { _ = $0.remove(temporaryPath) }
+        forgetPending()
     }
 
     private func abandon() {
         if descriptor >= 0 { close(descriptor); descriptor = -1 }
         unlink(temporaryPath)
-        AtomicFile.pending.withLock { _ = $0.remove(temporaryPath) }
+        forgetPending()
     }
 
-    /// Removes every uncommitted temporary file (called from the SIGINT/SIGTERM handler).
-    public static func removeAllPending() {
-        let paths = pending.withLock { $0 }
-        for path in paths { unlink(path) }
+    private func forgetPending() {
+        if let slot = pendingSlot { PendingTemporaryFiles.unregister(slot) }
+        pendingSlot = nil
     }
+
+    /// Allocates what `removeAllPending` uses; call it before installing a signal handler.
+    public static func prepareForSignals() { PendingTemporaryFiles.prepare() }
+
+    /// Removes every uncommitted temporary file. Async-signal-safe (no locks, no allocation):
+    /// the SIGINT/SIGTERM handler calls it.
+    public static func removeAllPending() { PendingTemporaryFiles.removeAll() }
 }
 
 /// Why an output could not be written.

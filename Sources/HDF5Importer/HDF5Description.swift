@@ -136,7 +136,11 @@ extension HDF5Description {
                   let shape = value["shape"]?.arrayValue?.compactMap(\.intValue),
                   let storage = value["storage"]?.stringValue,
                   let filters = value["filters"]?.arrayValue?.compactMap(\.stringValue),
-                  let stored = value["stored_bytes"]?.intValue else { return nil }
+                  let stored = value["stored_bytes"]?.intValue, stored >= 0 else { return nil }
+            // The reader checked the shape; idlevit checks again what crosses the process
+            // boundary before anything multiplies it (`logicalBytes`).
+            guard shape.count == value["shape"]?.arrayValue?.count, Limits.rank.contains(shape.count),
+                  let count = try? Checked.elementCount(shape, "shape"), Limits.elementCount.contains(count) else { return nil }
             datasets.append(HDF5DatasetInfo(name: name, path: path, sourceType: dtype, shape: shape,
                                             storage: storage, filters: filters, storedBytes: stored))
         }

@@ -3,6 +3,9 @@ public enum ModelFamily: String, Hashable, Sendable, CaseIterable {
     /// timm's `VisionTransformer`: DeiT, distilled DeiT, DeiT-III (LayerScale, positions for the
     /// patches only) and the timm ViTs, with or without qkv bias.
     case vit
+    /// LV-ViT (TokenLabeling, and IdleViT's `lvvit.py`): a convolutional stem before the patch
+    /// projection, residual branches divided by `skip_lam`, and the token-labelling head.
+    case lvvit
 }
 
 /// A model's hyper-parameters, as recognised from its weights (and what a config says that
@@ -30,10 +33,25 @@ public struct ModelArchitecture: Hashable, Sendable, CustomStringConvertible {
     /// for the patches only, added before the class token is prepended (DeiT-III, timm's
     /// `no_embed_class`).
     public var prefixPositions: Bool
+    /// LV-ViT: output channels of the stem's three convolutions (64 for LV-ViT-T/S/M, 128 for
+    /// -L) before the patch projection (kernel = stride = patch / 2); 0 for the ViT family,
+    /// whose patch embedding is one convolution.
+    public var stemChannels: Int
+    /// LV-ViT: the stem's convolutions are followed by BatchNorm (a checkpoint's
+    /// `patch_embed.bn{k}`); false when an exporter folded each BatchNorm into its convolution,
+    /// which then has a bias (`torch.onnx.export` in eval mode).
+    public var stemBatchNorm: Bool
+    /// LV-ViT's `skip_lam`: both residual branches are divided by it (2 for LV-ViT-S/M, 3 for
+    /// -L); 1 for the ViT family.
+    public var skipLam: Double
+    /// LV-ViT's token-labelling head: prediction = head(class token) + 0.5 * the max over the
+    /// patch tokens of `aux_head` (`return_dense=True`, every released LV-ViT checkpoint).
+    public var auxHead: Bool
 
     public init(family: ModelFamily = .vit, imageSize: Int, patchSize: Int, inChannels: Int = 3, embedDim: Int, depth: Int,
                 heads: Int, mlpHidden: Int, classes: Int, distilled: Bool, layerNormEps: Double = 1e-6,
-                qkvBias: Bool = true, layerScale: Bool = false, prefixPositions: Bool = true) {
+                qkvBias: Bool = true, layerScale: Bool = false, prefixPositions: Bool = true,
+                stemChannels: Int = 0, stemBatchNorm: Bool = false, skipLam: Double = 1, auxHead: Bool = false) {
         self.family = family
         self.imageSize = imageSize
         self.patchSize = patchSize
@@ -48,6 +66,10 @@ public struct ModelArchitecture: Hashable, Sendable, CustomStringConvertible {
         self.qkvBias = qkvBias
         self.layerScale = layerScale
         self.prefixPositions = prefixPositions
+        self.stemChannels = stemChannels
+        self.stemBatchNorm = stemBatchNorm
+        self.skipLam = skipLam
+        self.auxHead = auxHead
     }
 
     /// Image patches per side and in all (Np: 196 at 224 px with patch 16).
@@ -65,6 +87,8 @@ public struct ModelArchitecture: Hashable, Sendable, CustomStringConvertible {
         case .vit:
             if layerScale || !prefixPositions { return "DeiT-III" + (distilled ? " (distilled)" : "") }
             return distilled ? "DeiT (distilled)" : "ViT / DeiT"
+        case .lvvit:
+            return "LV-ViT"
         }
     }
 
@@ -73,6 +97,11 @@ public struct ModelArchitecture: Hashable, Sendable, CustomStringConvertible {
         if !qkvBias { features.append("no qkv bias") }
         if layerScale { features.append("layer scale") }
         if !prefixPositions { features.append("positions for patches only") }
+        if family == .lvvit {
+            features.append("conv stem \(stemChannels) (\(stemBatchNorm ? "BatchNorm" : "BatchNorm folded"))")
+            features.append("skip_lam \(formatDouble(skipLam))")
+            if auxHead { features.append("aux head") }
+        }
         return "\(variant): image \(imageSize), patch \(patchSize) (\(patchCount) patches), "
             + "dim \(embedDim), depth \(depth), heads \(heads), mlp \(mlpHidden), classes \(classes), ln eps \(layerNormEps)"
             + features.map { ", " + $0 }.joined()
@@ -102,6 +131,21 @@ extension ModelArchitecture {
         guard embedDim % heads == 0 else { throw .inconsistent("\(heads) heads do not divide dim \(embedDim)") }
         guard layerNormEps.isFinite, layerNormEps >= 0, layerNormEps < 1 else {
             throw .outOfRange("layer norm eps \(layerNormEps) is outside [0, 1)")
+        }
+        switch family {
+        case .vit:
+            guard stemChannels == 0, !stemBatchNorm, skipLam == 1, !auxHead else {
+                throw .inconsistent("a ViT-family model has no convolutional stem, skip_lam or auxiliary head")
+            }
+        case .lvvit:
+            // The stem's widths are bounded like the embedding's; its projection's kernel is
+            // patch / 2 (the 7x7 convolution halves the image first).
+            try check(Limits.embedDim, stemChannels)
+            guard patchSize % 2 == 0 else { throw .inconsistent("LV-ViT's patch size \(patchSize) is not even (stride 2, then patch / 2)") }
+            guard skipLam.isFinite, skipLam >= 1e-3, skipLam <= 1e3 else { throw .outOfRange("skip_lam \(skipLam) is outside [0.001, 1000]") }
+            guard !distilled, !layerScale, prefixPositions else {
+                throw .inconsistent("an LV-ViT has no distillation token, no LayerScale, and positions for the class token too")
+            }
         }
     }
 }

@@ -21,8 +21,10 @@ public enum GraphJSON {
         return .object(pairs)
     }
 
+    /// The LV-ViT keys are written for that family only, so a ViT's architecture reads exactly
+    /// as before they existed.
     public static func encode(_ architecture: ModelArchitecture) -> JSONValue {
-        .object([
+        var pairs: [(key: String, value: JSONValue)] = [
             ("family", .string(architecture.family.rawValue)),
             ("image_size", .int(architecture.imageSize)),
             ("patch_size", .int(architecture.patchSize)),
@@ -37,7 +39,16 @@ public enum GraphJSON {
             ("qkv_bias", .bool(architecture.qkvBias)),
             ("layer_scale", .bool(architecture.layerScale)),
             ("prefix_positions", .bool(architecture.prefixPositions)),
-        ])
+        ]
+        if architecture.family == .lvvit {
+            pairs += [
+                ("stem_channels", .int(architecture.stemChannels)),
+                ("stem_batch_norm", .bool(architecture.stemBatchNorm)),
+                ("skip_lam", .double(architecture.skipLam)),
+                ("aux_head", .bool(architecture.auxHead)),
+            ]
+        }
+        return .object(pairs)
     }
 
     static func encode(_ type: ValueType) -> JSONValue {
@@ -129,11 +140,14 @@ public enum GraphJSON {
     /// Reads an architecture strictly: integers must be integer literals within `Limits`, the
     /// geometry consistent (`ModelArchitecture.validate`). The keys bundles of the first
     /// release lack (`family`, `qkv_bias`, `layer_scale`, `prefix_positions`) default to a
-    /// DeiT's values; unknown keys are refused.
+    /// DeiT's values; the LV-ViT keys (`stem_channels`, `stem_batch_norm`, `skip_lam`,
+    /// `aux_head`) default to a ViT's (no stem, skip_lam 1, no auxiliary head); unknown keys are
+    /// refused.
     public static func decodeArchitecture(_ value: JSONValue) throws(GraphError) -> ModelArchitecture {
         guard let pairs = value.objectPairs else { throw .malformedJSON("architecture must be an object") }
         let known: Set<String> = ["family", "image_size", "patch_size", "in_channels", "embed_dim", "depth", "num_heads", "mlp_hidden",
-                                  "num_classes", "distilled", "layer_norm_eps", "qkv_bias", "layer_scale", "prefix_positions"]
+                                  "num_classes", "distilled", "layer_norm_eps", "qkv_bias", "layer_scale", "prefix_positions",
+                                  "stem_channels", "stem_batch_norm", "skip_lam", "aux_head"]
         if let unknown = pairs.first(where: { !known.contains($0.key) }) {
             throw .malformedJSON("architecture has an unknown key '\(unknown.key.escapedForMessage)'")
         }
@@ -159,12 +173,20 @@ public enum GraphJSON {
             family = known
         }
         guard let eps = value["layer_norm_eps"]?.doubleValue else { throw .malformedJSON("architecture 'layer_norm_eps' must be a number") }
+        var stemChannels = 0
+        if value["stem_channels"] != nil { stemChannels = try int("stem_channels") }
+        var skipLam = 1.0
+        if let entry = value["skip_lam"] {
+            guard let v = entry.doubleValue else { throw .malformedJSON("architecture 'skip_lam' must be a number") }
+            skipLam = v
+        }
         let architecture = ModelArchitecture(
             family: family, imageSize: try int("image_size"), patchSize: try int("patch_size"), inChannels: try int("in_channels"),
             embedDim: try int("embed_dim"), depth: try int("depth"), heads: try int("num_heads"), mlpHidden: try int("mlp_hidden"),
             classes: try int("num_classes"), distilled: try bool("distilled"), layerNormEps: eps,
             qkvBias: try bool("qkv_bias", default: true), layerScale: try bool("layer_scale", default: false),
-            prefixPositions: try bool("prefix_positions", default: true))
+            prefixPositions: try bool("prefix_positions", default: true), stemChannels: stemChannels,
+            stemBatchNorm: try bool("stem_batch_norm", default: false), skipLam: skipLam, auxHead: try bool("aux_head", default: false))
         do { try architecture.validate() } catch { throw .malformedJSON("architecture: \(error)") }
         return architecture
     }

@@ -78,8 +78,9 @@ public enum Limits {
     public static let rank = Limit("tensor rank", minimum: 0, maximum: 8)
     /// Elements of one tensor (2^34: 64 GiB of F32, far above any ViT weight).
     public static let elementCount = Limit("element count", minimum: 0, maximum: 1 << 34)
-    /// Tensors in one checkpoint, bundle or ONNX model (ViT-22B has ~1,000 weights).
-    public static let tensorCount = Limit("tensor count", minimum: 0, maximum: 100_000)
+    /// Tensors in one checkpoint, bundle, reference or ONNX model (ViT-22B has ~1,100 weights
+    /// with Hugging Face's separate q, k, v).
+    public static let tensorCount = Limit("tensor count", minimum: 0, maximum: 20_000)
     /// Bytes of a tensor, metadata key, dataset or op name.
     public static let nameBytes = Limit("name length", minimum: 0, maximum: 4_096)
 
@@ -90,6 +91,9 @@ public enum Limits {
     public static let imageFileBytes = Limit("image file size", minimum: 0, maximum: 256 << 20)
     /// Decoded pixels of one image (8192 x 8192): the RGB buffer is at most 192 MiB.
     public static let imagePixels = Limit("image pixel count", maximum: 1 << 26)
+    /// Bytes of one decoded image buffer (16-bit RGBA: 32 M pixels), and of libjpeg's working
+    /// memory for it.
+    public static let imageDecodedBytes = Limit("decoded image size", maximum: 256 << 20)
     /// Scans of one progressive JPEG: real encoders write about 10; thousands of empty scans
     /// each cost a pass over the whole image.
     public static let jpegScans = Limit("JPEG scan count", maximum: 100)

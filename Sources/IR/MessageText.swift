@@ -28,3 +28,25 @@ extension Unicode.Scalar {
 
     fileprivate var needsMessageEscape: Bool { isUnprintable || value == 0x5C }
 }
+
+extension String {
+    /// A whole message made safe to print as one line, for text that may already hold
+    /// `escapedForMessage` output: line breaks become "; " and any control or format
+    /// character left is escaped, but backslashes stay as they are (escaping them again would
+    /// mangle the escapes already there). The last gate before stderr, so a rejection is
+    /// exactly one line whatever reached it.
+    public var lineSafe: String {
+        let lines = split(whereSeparator: { $0.isNewline }).map { line in
+            line.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed()
+        }.map { String($0) }.filter { !$0.isEmpty }
+        var result = ""
+        for scalar in lines.joined(separator: "; ").unicodeScalars {
+            if scalar.isUnprintable {
+                result += "\\u{" + String(scalar.value, radix: 16) + "}"
+            } else {
+                result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+}

@@ -27,6 +27,13 @@
 ///   rows replaced; every other row unchanged bit for bit
 /// - `take_token(x[B,N,C]) {index}` -> `[B, C]`
 /// - `mean(a, b, ...)`: elementwise mean of same-shaped values
+///
+/// LV-ViT's (`Ops/Convolution.swift`, `Ops/Scaling.swift`):
+/// - `conv2d(x[B,Ci,H,W], weight[O,Ci,K,K], bias[O]?) {stride, padding}` -> `[B, O, H', W']`
+/// - `batch_norm(x[B,C,H,W], weight[C], bias[C], mean[C], var[C]) {eps}` (eval mode)
+/// - `relu(x)`
+/// - `divide(x) {divisor}` -> `x / divisor` (skip_lam; the aux head's 0.5 as / 2)
+/// - `max_tokens(x[B,N,C]) {start}` -> `[B, C]`: max over tokens `start..<N`
 public enum Op: Hashable, Sendable {
     case patchEmbed(PatchEmbed)
     case concatTokens
@@ -41,6 +48,11 @@ public enum Op: Hashable, Sendable {
     case scatterTokens
     case takeToken(TakeToken)
     case mean
+    case conv2d(Conv2d)
+    case batchNorm(BatchNorm)
+    case relu
+    case divide(Divide)
+    case maxTokens(MaxTokens)
 
     /// The op's name, without attributes.
     public var kind: OpKind {
@@ -58,6 +70,11 @@ public enum Op: Hashable, Sendable {
         case .scatterTokens: return .scatterTokens
         case .takeToken: return .takeToken
         case .mean: return .mean
+        case .conv2d: return .conv2d
+        case .batchNorm: return .batchNorm
+        case .relu: return .relu
+        case .divide: return .divide
+        case .maxTokens: return .maxTokens
         }
     }
 
@@ -78,6 +95,11 @@ public enum Op: Hashable, Sendable {
         case .scatterTokens: return try TokenOps.scatterType(check)
         case .takeToken(let op): return try op.outputType(check)
         case .mean: return try Elementwise.meanType(check)
+        case .conv2d(let op): return try op.outputType(check)
+        case .batchNorm(let op): return try op.outputType(check)
+        case .relu: return try Elementwise.unaryType(check)
+        case .divide(let op): return try op.outputType(check)
+        case .maxTokens(let op): return try op.outputType(check)
         }
     }
 
@@ -90,7 +112,11 @@ public enum Op: Hashable, Sendable {
         case .attention(let op): return [("heads", .int(op.heads))]
         case .tokenSelect(let op): return [("heads", .int(op.heads)), ("keep", .int(op.keep)), ("prefix", .int(op.prefix))]
         case .takeToken(let op): return [("index", .int(op.index))]
-        case .concatTokens, .add, .scale, .gelu, .gatherTokens, .scatterTokens, .mean: return []
+        case .conv2d(let op): return [("stride", .int(op.stride)), ("padding", .int(op.padding))]
+        case .batchNorm(let op): return [("eps", .float(op.eps))]
+        case .divide(let op): return [("divisor", .float(op.divisor))]
+        case .maxTokens(let op): return [("start", .int(op.start))]
+        case .concatTokens, .add, .scale, .gelu, .gatherTokens, .scatterTokens, .mean, .relu: return []
         }
     }
 
@@ -114,6 +140,11 @@ public enum Op: Hashable, Sendable {
         case .scatterTokens: op = .scatterTokens
         case .takeToken: op = .takeToken(try TakeToken(index: try reader.int("index")))
         case .mean: op = .mean
+        case .conv2d: op = .conv2d(try Conv2d(stride: try reader.int("stride"), padding: try reader.int("padding")))
+        case .batchNorm: op = .batchNorm(try BatchNorm(eps: try reader.double("eps")))
+        case .relu: op = .relu
+        case .divide: op = .divide(try Divide(divisor: try reader.double("divisor")))
+        case .maxTokens: op = .maxTokens(try MaxTokens(start: try reader.int("start")))
         }
         try reader.finish()
         return op
@@ -135,6 +166,11 @@ public enum OpKind: String, Sendable, CaseIterable, Codable {
     case scatterTokens = "scatter_tokens"
     case takeToken = "take_token"
     case mean
+    case conv2d
+    case batchNorm = "batch_norm"
+    case relu
+    case divide
+    case maxTokens = "max_tokens"
 }
 
 /// An attribute value in the serialised forms.

@@ -59,8 +59,10 @@ public struct ValueType: Hashable, Sendable, CustomStringConvertible {
 }
 
 extension Array where Element == Int {
-    /// Product of the extents; 1 for a scalar.
-    public var elementCount: Int { reduce(1, *) }
+    /// Product of the extents; 1 for a scalar. A zero extent anywhere makes it 0 before any
+    /// other is multiplied, so [2^40, 2^40, 0] is 0, not a trap. (Shapes from files go through
+    /// `Checked.elementCount` first; this is for shapes already known to fit.)
+    public var elementCount: Int { contains(0) ? 0 : reduce(1, *) }
 }
 
 /// Shapes print as `[2, 197, 64]`.

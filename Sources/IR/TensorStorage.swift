@@ -45,13 +45,12 @@ public final class TensorStorage: @unchecked Sendable {
 
     /// Maps a whole file read-only. Errors are returned as text for the caller to wrap.
     public static func map(path: String) throws(MapError) -> TensorStorage {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw MapError(message: String(cString: strerror(errno))) }
+        // Never blocks on a FIFO; only regular files get this far.
+        let file: RegularFile.Opened
+        do { file = try RegularFile.open(path) } catch { throw MapError(message: error.reason) }
+        let fd = file.descriptor
         defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw MapError(message: String(cString: strerror(errno))) }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw MapError(message: "not a regular file") }
-        let size = Int(info.st_size)
+        let size = file.size
         if size == 0 {
             let (storage, _) = allocate(byteCount: 0)
             return storage

@@ -10,38 +10,51 @@ struct Bench: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @OptionGroup var idle: IdleOptions
 
-    @Option(help: "Images per run.")
+    @Option(help: "Images per run (1 to 65536; the working set must also fit --max-memory).")
     var batch: Int = 1
 
-    @Option(help: "Threads (default: all cores).")
-    var threads: Int?
+    @OptionGroup var execution: ExecutionOptions
 
-    @Option(help: "Timed runs, after warm-up.")
+    @Option(help: "Timed runs, after warm-up (1 to 100000).")
     var runs: Int = 10
 
-    @Option(help: "Untimed warm-up runs.")
+    @Option(help: "Untimed warm-up runs (0 to 10000).")
     var warmup: Int = 2
 
     @OptionGroup var engine: EngineOptions
 
+    static let runLimit = Limit("timed runs", maximum: 100_000)
+    static let warmupLimit = Limit("warm-up runs", minimum: 0, maximum: 10_000)
+
+    func validate() throws {
+        do {
+            try Limits.batch.check(batch, "--batch")
+            try Bench.runLimit.check(runs, "--runs")
+            try Bench.warmupLimit.check(warmup, "--warmup")
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+
     func run() throws {
-        guard batch > 0, runs > 0, warmup >= 0 else { throw CLIError.invalid("--batch and --runs must be positive") }
-        if let threads, threads <= 0 { throw CLIError.invalid("--threads must be positive") }
-        let options = try engine.interpreterOptions(threads: threads)
         let prepared = try model.prepare(idle)
         let a = prepared.architecture
+        let runner = try execution.runner(prepared, engine: engine)
+        let options = runner.interpreter.options
+        let interpreter = runner.interpreter
+        // The budget first: the pixels below are the batch's first allocation.
+        try execution.checkBatch(interpreter, prepared, batch: batch, what: "--batch \(batch)")
         // Deterministic pseudo-normal pixels: timing must not depend on the input's source.
+        let shape = [batch, a.inChannels, a.imageSize, a.imageSize]
+        let count = try Checked.elementCount(shape, "the input size")
+        let (storage, memory) = TensorStorage.allocate(byteCount: count * 4)
+        let values = memory.bindMemory(to: Float.self, capacity: max(count, 1))
         var state: UInt64 = 0x9E3779B97F4A7C15
-        let count = batch * a.inChannels * a.imageSize * a.imageSize
-        var values = [Float](repeating: 0, count: count)
         for i in 0..<count {
             state = state &* 6364136223846793005 &+ 1442695040888963407
             values[i] = Float(Int64(bitPattern: state >> 11) % 2_000_001 - 1_000_000) / 1_000_000
         }
-        let pixels = FloatTensor(shape: [batch, a.inChannels, a.imageSize, a.imageSize], values: values)
-        let runner: ModelRunner
-        do { runner = try ModelRunner(prepared, options: options) } catch { throw CLIError.invalid(error.description) }
-        let interpreter = runner.interpreter
+        let pixels = FloatTensor(shape: shape, storage: storage, pointer: UnsafePointer(values))
         for _ in 0..<warmup { _ = try runner.run(pixels: pixels) }
         var times: [Double] = []
         for _ in 0..<runs {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Exporters
 import IR
 import IdleViTKit
+import ModelDescription
 import ONNXExporter
 
 struct Convert: ParsableCommand {
@@ -51,6 +52,7 @@ struct Convert: ParsableCommand {
         guard let outputType = OutputDType(rawValue: dtype.lowercased()) else {
             throw CLIError.invalid("--dtype '\(dtype)' is not one of f32, f16, bf16")
         }
+        try refuseOutputs([output], overwriting: [model.model])
         let request = try idle.request(path: model.model, heads: model.heads, key: model.key)
         // A bundle's stored schedule is dropped by --to safetensors (the weights are the dense
         // model's); only an idle schedule asked for on the command line is an error.
@@ -78,13 +80,13 @@ struct Convert: ParsableCommand {
                                    ("nodes", .int(summary.nodes)), ("outputs", .array(summary.outputs.map(JSONValue.string)))]))
             } else {
                 let data = summary.dataFile.map { " + \($0) (\(grouped(summary.dataBytes)) bytes)" } ?? ""
-                print("wrote \(output) (onnx, opset \(opset), \(summary.nodes) nodes, \(grouped(prepared.graph.parameterCount)) parameters)\(data)")
+                print("wrote \(output) (onnx, opset \(opset), \(summary.nodes) nodes, \(grouped(ModelDescription.parameterCount(prepared.architecture))) parameters)\(data)")
                 print("outputs: \(summary.outputs.joined(separator: ", "))")
             }
             return
         }
         if !model.json {
-            print("wrote \(output) (\(to.rawValue), \(outputType.rawValue), \(grouped(prepared.graph.parameterCount)) parameters)")
+            print("wrote \(output) (\(to.rawValue), \(outputType.rawValue), \(grouped(ModelDescription.parameterCount(prepared.architecture))) parameters)")
         } else {
             printJSON(.object([("output", .string(output)), ("format", .string(to.rawValue)), ("dtype", .string(outputType.rawValue))]))
         }

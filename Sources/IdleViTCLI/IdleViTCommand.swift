@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Exporters
+import IR
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,6 +27,7 @@ public struct IdleViTCommand: ParsableCommand {
         do {
             var command = try parseAsRoot(arguments)
             try command.run()
+            flushNotes()
             terminate(0)
         } catch let error as CLIError {
             writeError(error.message)
@@ -38,12 +40,17 @@ public struct IdleViTCommand: ParsableCommand {
                 // --help, --version
                 self.exit(withError: error)
             }
-            writeError(message(for: error) + "\n" + "Run 'idlevit --help' for usage.")
+            // One line: ArgumentParser's own messages may span several.
+            writeError(message(for: error) + " (see 'idlevit --help')")
             terminate(2)
         }
     }
 
+    /// On SIGINT/SIGTERM: delete the temporary files of unfinished outputs and exit 128 + signal.
+    /// The handler only does async-signal-safe work (atomic loads, unlink, _exit): the
+    /// interrupted thread may hold any lock, including malloc's.
     static func installInterruptHandler() {
+        AtomicFile.prepareForSignals()
         let handler: @convention(c) (Int32) -> Void = { signal in
             AtomicFile.removeAllPending()
             _exit(128 + signal)
@@ -66,9 +73,10 @@ struct CLIError: Error {
     static func mismatch(_ message: String) -> CLIError { CLIError(message: message, status: 1) }
 }
 
+/// Prints a rejection as exactly one line (`String.lineSafe`: line breaks joined, control
+/// characters escaped), whatever text reached it.
 func writeError(_ message: String) {
-    var text = "idlevit: error: " + message
-    if !text.hasSuffix("\n") { text += "\n" }
+    let text = "idlevit: error: " + message.lineSafe + "\n"
     FileHandle.standardError.write(Data(text.utf8))
 }
 

@@ -4,6 +4,7 @@ import IR
 import IdleViTKit
 import Images
 import ModelDescription
+import Synchronization
 
 /// `--image` and its preprocessing options, shared by `run` and `visualize`.
 struct ImageOptions: ParsableArguments {
@@ -26,12 +27,15 @@ struct ImageOptions: ParsableArguments {
             }
             let names: [String]
             do { names = try FileManager.default.contentsOfDirectory(atPath: path) } catch {
-                throw CLIError.invalid("\(path): cannot list the folder: \(error.localizedDescription)")
+                throw CLIError.invalid("\(path.escapedForMessage): cannot list the folder: \(error.localizedDescription)")
+            }
+            guard names.count <= 4 * Limits.batch.maximum else {
+                throw CLIError.invalid("\(path.escapedForMessage): the folder holds \(names.count) entries, more than a run can take")
             }
             let found = names.filter { name in
                 !name.hasPrefix(".") && ["jpg", "jpeg", "png"].contains((name as NSString).pathExtension.lowercased())
             }.sorted()
-            guard !found.isEmpty else { throw CLIError.invalid("\(path): the folder holds no .jpg, .jpeg or .png files") }
+            guard !found.isEmpty else { throw CLIError.invalid("\(path.escapedForMessage): the folder holds no .jpg, .jpeg or .png files") }
             paths += found.map { (path as NSString).appendingPathComponent($0) }
         }
         return paths
@@ -52,7 +56,7 @@ struct ImageOptions: ParsableArguments {
         for path in paths {
             let decoded: DecodedImage
             do { decoded = try ImageDecoder.decode(path: path) } catch { throw CLIError.invalid(error.description) }
-            for note in decoded.notes { writeNote("\(path): \(note)") }
+            for note in decoded.notes { writeNote("\(path.escapedForMessage): \(note)") }
             let crop = transform.crop(decoded.image)
             transform.normalise(crop, into: &values)
             crops.append(crop)
@@ -101,6 +105,13 @@ struct PreprocessOptions: ParsableArguments {
             throw CLIError.invalid("the model takes \(architecture.inChannels) input channels; images give 3 (RGB)")
         }
         let preprocessing = try preprocessing(for: prepared)
+        // floor(S / crop_pct) sizes the resized image; the flag or the model's file set it.
+        do {
+            let what = "the resize target floor(\(architecture.imageSize) / crop_pct \(preprocessing.cropPercent))"
+            try Limits.imageSize.check(try Checked.int(rounding: Double(architecture.imageSize) / preprocessing.cropPercent, .down, what), what)
+        } catch {
+            throw CLIError.invalid(error.description)
+        }
         var transform = EvalTransform(imageSize: architecture.imageSize, cropPercent: preprocessing.cropPercent)
         transform.mean = preprocessing.mean
         transform.std = preprocessing.std
@@ -129,16 +140,20 @@ struct ImageBatch {
     var pixels: FloatTensor
 }
 
-/// Class names from `--labels`, else the bundled ImageNet-1k names for a 1000-class model.
 /// Class names: `--labels FILE`, else the model's own (config.json's label names), else
-/// ImageNet-1k's for a 1000-class model.
+/// ImageNet-1k's for a 1000-class model. The file must be a regular file of at most
+/// `Limits.textFileBytes`, in UTF-8.
 func classNames(labels: String?, classes: Int, modelLabels: [String]? = nil) throws -> [String]? {
     guard let labels else {
         if let modelLabels, modelLabels.count == classes { return modelLabels }
         return classes == ImageNetLabels.names.count ? ImageNetLabels.names : nil
     }
-    guard let text = try? String(contentsOfFile: labels, encoding: .utf8) else {
-        throw CLIError.invalid("\(labels): cannot read the label file")
+    let bytes: [UInt8]
+    do { bytes = try RegularFile.read(labels, limit: Limits.textFileBytes) } catch {
+        throw CLIError.invalid("\(labels.escapedForMessage): cannot read the label file: \(error.reason)")
+    }
+    guard let text = String(validating: bytes, as: UTF8.self) else {
+        throw CLIError.invalid("\(labels.escapedForMessage): the label file is not UTF-8 text")
     }
     var names = text.split(separator: "\n", omittingEmptySubsequences: false).map {
         String($0).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -157,6 +172,18 @@ func checkOneInput(input: String?, images: ImageOptions) throws {
     }
 }
 
+/// A note for the user (a lossy conversion of an image, say). Notes are printed when the
+/// command succeeds; a failing command prints only its one error line.
 func writeNote(_ message: String) {
-    FileHandle.standardError.write(Data(("idlevit: note: " + message + "\n").utf8))
+    pendingNotes.withLock { $0.append(message) }
+}
+
+let pendingNotes = Mutex<[String]>([])
+
+func flushNotes() {
+    let notes = pendingNotes.withLock { notes in
+        defer { notes.removeAll() }
+        return notes
+    }
+    for note in notes { FileHandle.standardError.write(Data(("idlevit: note: " + note.lineSafe + "\n").utf8)) }
 }

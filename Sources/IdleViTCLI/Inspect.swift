@@ -25,7 +25,7 @@ struct Inspect: ParsableCommand {
                 ("family", ModelDescription.publishedName(a).map(JSONValue.string) ?? .null),
                 ("variant", .string(a.variant)),
                 ("preprocessing", prepared.preprocessing.json),
-                ("parameters", .int(prepared.graph.parameterCount)),
+                ("parameters", .int(ModelDescription.parameterCount(prepared.architecture))),
                 ("tensors", .array(loaded.sourceTensors.map {
                     .object([("name", .string($0.name)), ("dtype", .string($0.dtype)),
                              ("shape", .array($0.shape.map(JSONValue.int))), ("bytes", .int($0.bytes))])
@@ -46,13 +46,15 @@ struct Inspect: ParsableCommand {
             print(GraphPrinter.text(prepared.graph), terminator: "")
             return
         }
-        print("file:         \(loaded.path)")
+        // Everything taken from the file is escaped: a metadata value with ANSI escapes or a
+        // newline must not reach the terminal as it is.
+        print("file:         \(loaded.path.escapedForMessage)")
         print("format:       \(loaded.format.displayName)")
-        for (key, value) in loaded.details { print("\(key + ":")\(String(repeating: " ", count: max(1, 14 - key.count - 1)))\(value)") }
+        for (key, value) in loaded.details { print("\(key + ":")\(String(repeating: " ", count: max(1, 14 - key.count - 1)))\(value.lineSafe)") }
         print("architecture: \(a)")
         if let family = ModelDescription.publishedName(a) { print("family:       \(family)") }
-        print("recognised:   \(loaded.recognized.notes.joined(separator: "; "))")
-        print("parameters:   \(grouped(prepared.graph.parameterCount))")
+        print("recognised:   \(loaded.recognized.notes.joined(separator: "; ").lineSafe)")
+        print("parameters:   \(grouped(ModelDescription.parameterCount(prepared.architecture)))")
         let ops = prepared.graph.opHistogram.map { "\($0.0.rawValue) \($0.1)" }.joined(separator: ", ")
         print("IR:           \(prepared.graph.nodes.count) nodes (\(ops))")
         if let schedule = prepared.schedule {
@@ -63,13 +65,13 @@ struct Inspect: ParsableCommand {
             print("metadata:")
             for (key, value) in interesting {
                 let shown = value.count > 160 ? String(value.prefix(157)) + "..." : value
-                print("  \(key): \(shown)")
+                print("  \(key.escapedForMessage): \(shown.escapedForMessage)")
             }
         }
         if let checkpoint = loaded.checkpoint { print(CheckpointSection.text(checkpoint), terminator: "") }
         var table = Table(headers: ["tensor", "dtype", "shape", "bytes"], rightAligned: [3])
         for tensor in loaded.sourceTensors.sorted(by: { naturalOrder($0.name, $1.name) }) {
-            table.add([tensor.name, tensor.dtype, describeShape(tensor.shape), grouped(tensor.bytes)])
+            table.add([tensor.name.escapedForMessage, tensor.dtype.escapedForMessage, describeShape(tensor.shape), grouped(tensor.bytes)])
         }
         print("\n\(loaded.sourceTensors.count) tensors:")
         print(table.render(), terminator: "")

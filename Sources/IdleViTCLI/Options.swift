@@ -1,4 +1,5 @@
 import ArgumentParser
+import IR
 import IdleViTKit
 
 /// Options every command that loads a model shares.
@@ -14,6 +15,12 @@ struct ModelOptions: ParsableArguments {
 
     @Flag(help: "Print one JSON document on stdout instead of tables.")
     var json = false
+
+    func validate() throws {
+        if let heads {
+            do { try Limits.heads.check(heads, "--heads") } catch { throw ValidationError(error.description) }
+        }
+    }
 }
 
 /// The IdleViT schedule options.
@@ -34,17 +41,23 @@ struct IdleOptions: ParsableArguments {
         }
         if let idleLayers {
             let parts = idleLayers.split(separator: "-", omittingEmptySubsequences: false)
-            guard parts.count == 2, let a = Int(parts[0]), let b = Int(parts[1]), a >= 0, a <= b else {
-                throw CLIError.invalid("--idle-layers '\(idleLayers)' is not a range A-B of layer indices")
+            guard parts.count == 2, let a = Int(parts[0]), let b = Int(parts[1]), a >= 0, a <= b, b < Limits.depth.maximum else {
+                throw CLIError.invalid("--idle-layers '\(idleLayers.escapedForMessage)' is not a range A-B of layer indices (0 <= A <= B < \(Limits.depth.maximum))")
             }
             request.idleLayers = a...b
         }
         if let keptTokens {
             var list: [Int?] = []
-            for item in keptTokens.split(separator: ",", omittingEmptySubsequences: false) {
+            let items = keptTokens.split(separator: ",", omittingEmptySubsequences: false)
+            guard items.count <= Limits.depth.maximum else {
+                throw CLIError.invalid("--kept-tokens lists \(items.count) layers, more than the depth limit of \(Limits.depth.maximum)")
+            }
+            for item in items {
                 let text = item.trimmingCharacters(in: .whitespaces)
                 if text == "dense" || text == "-" { list.append(nil); continue }
-                guard let k = Int(text), k >= 0 else { throw CLIError.invalid("--kept-tokens entry '\(text)' is not a count or 'dense'") }
+                guard let k = Int(text), k >= 0, k <= Limits.tokens.maximum else {
+                    throw CLIError.invalid("--kept-tokens entry '\(text.escapedForMessage)' is not a token count (0 to \(Limits.tokens.maximum)) or 'dense'")
+                }
                 list.append(k)
             }
             request.keptTokens = list

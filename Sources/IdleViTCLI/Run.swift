@@ -19,14 +19,13 @@ struct Run: ParsableCommand {
 
     @OptionGroup var imageInput: ImageOptions
 
-    @Option(help: "Classes to show per image.")
+    @Option(help: "Classes to show per image (1 to 1048576).")
     var top: Int = 5
 
     @Option(help: "Class names, one per line (default for 1000 classes: the bundled ImageNet-1k names).")
     var labels: String?
 
-    @Option(help: "Threads (default: all cores).")
-    var threads: Int?
+    @OptionGroup var execution: ExecutionOptions
 
     @Flag(name: .customLong("cut-loss"), help: "Report the token cut loss (inter, intra, total) of each idle layer's selection.")
     var cutLoss = false
@@ -35,19 +34,20 @@ struct Run: ParsableCommand {
     var batch: Int = 32
 
     func validate() throws {
-        guard top > 0 else { throw ValidationError("--top must be positive") }
-        try Limits.batch.check(batch, "--batch")
-        if let threads { try Limits.threads.check(threads, "--threads") }
+        do {
+            try Limits.classes.check(top, "--top")
+            try Limits.batch.check(batch, "--batch")
+        } catch {
+            throw ValidationError(error.description)
+        }
+        try checkOneInput(input: input, images: imageInput)
     }
 
     func run() throws {
-        try checkOneInput(input: input, images: imageInput)
         let prepared = try model.prepare(idle)
         let names = try classNames(labels: labels, classes: prepared.architecture.classes, modelLabels: prepared.labels)
         let idleLayers = prepared.schedule?.effective.idleLayers ?? []
-        let runner: ModelRunner
-        let engine = try InterpreterOptions.fromEnvironment(threads: threads)
-        do { runner = try ModelRunner(prepared, options: engine) } catch { throw CLIError.invalid(error.description) }
+        let runner = try execution.runner(prepared)
         var capture = Set(runner.selectionNames.map(\.name))
         if cutLoss { capture.formUnion(TokenCutLoss.requiredActivations(layers: idleLayers)) }
         var printer = RunPrinter(json: model.json, top: top, names: names, cutLoss: cutLoss, idleLayers: idleLayers, graph: prepared.graph)
@@ -61,18 +61,19 @@ struct Run: ParsableCommand {
 
         printer.begin()
         if let input {
-            let pixels: FloatTensor
-            do { pixels = try Session.loadInput(path: input, for: prepared.architecture) } catch { throw CLIError.invalid(error.description) }
-            try runBatch(pixels, files: nil)
+            try runBatch(try loadInputChecked(input, prepared: prepared, runner: runner, execution: execution), files: nil)
         } else {
             // Streamed: the decoders run ahead while the model runs a batch. A file that cannot
             // be read stops the run, as it did when the folder was one batch (the batches
             // before it are printed).
             let preprocessor = ImagePreprocessor(transform: try imageInput.transform(for: prepared))
-            let stream = ImageBatchStream(files: LabelledImages(unlabelled: try imageInput.imagePaths()).files, batchSize: batch,
+            let paths = try imageInput.imagePaths()
+            try execution.checkBatch(runner.interpreter, prepared, batch: min(batch, paths.count),
+                                     what: "--image with --batch \(batch)")
+            let stream = ImageBatchStream(files: LabelledImages(unlabelled: paths).files, batchSize: batch,
                                           workers: runner.interpreter.threads, preprocessor: preprocessor)
             while let next = stream.next() {
-                for note in next.notes { writeNote("\(note.path): \(note.note)") }
+                for note in next.notes { writeNote("\(note.path.escapedForMessage): \(note.note)") }
                 if let failed = next.failed.first { throw CLIError.invalid("\(failed.path.escapedForMessage): \(failed.reason)") }
                 if let pixels = next.pixels { try runBatch(pixels, files: next.files.map(\.path)) }
             }
@@ -111,10 +112,10 @@ struct RunPrinter {
             if json {
                 let file: [(key: String, value: JSONValue)] = files.map { [("file", .string($0[b]))] } ?? []
                 let image = JSONValue.object(file + [
-                    ("logits", .array(row.map { .double(Double($0)) })),
+                    ("logits", .array(row.map { jsonNumber(Double($0)) })),
                     ("top", .array(entries.map { e in
                         .object([("class", .int(e.index)), ("label", e.label.map(JSONValue.string) ?? .null),
-                                 ("logit", .double(Double(e.logit))), ("probability", .double(e.probability))])
+                                 ("logit", jsonNumber(Double(e.logit))), ("probability", jsonNumber(e.probability))])
                     })),
                 ])
                 // Strings in JSON text hold no raw line breaks, so indenting lines is safe.
@@ -141,8 +142,8 @@ struct RunPrinter {
             var pairs: [(key: String, value: JSONValue)] = [("kept_tokens", .array(kept))]
             if cutLoss {
                 pairs.append(("cut_loss", .array(losses.map { layer, values in
-                    .object([("layer", .int(layer)), ("inter", .array(values.map { .double($0.inter) })),
-                             ("intra", .array(values.map { .double($0.intra) })), ("total", .array(values.map { .double($0.total) }))])
+                    .object([("layer", .int(layer)), ("inter", .array(values.map { jsonNumber($0.inter) })),
+                             ("intra", .array(values.map { jsonNumber($0.intra) })), ("total", .array(values.map { jsonNumber($0.total) }))])
                 })))
             }
             // The rest of the document after the images array, at the same indentation.

@@ -24,18 +24,21 @@ struct Visualize: ParsableCommand {
     @Option(name: [.customShort("o"), .customLong("output")], help: "The PNG to write.")
     var output: String
 
-    @Option(help: "Panels per row.")
+    @Option(help: "Panels per row (1 to 64).")
     var columns: Int = 5
 
     @Option(help: "Class names, one per line (default for 1000 classes: the bundled ImageNet-1k names).")
     var labels: String?
 
-    @Option(help: "Threads (default: all cores).")
-    var threads: Int?
+    @OptionGroup var execution: ExecutionOptions
+
+    func validate() throws {
+        do { try Limit("--columns", maximum: 64).check(columns) } catch { throw ValidationError(error.description) }
+    }
 
     func run() throws {
-        guard columns > 0 else { throw CLIError.invalid("--columns must be positive") }
         let paths = try imageInput.imagePaths()
+        try refuseOutputs([output], overwriting: [model.model, labels].compactMap { $0 } + paths)
         guard paths.count == 1 else {
             throw CLIError.invalid(paths.isEmpty ? "give the image to draw with --image FILE"
                                                  : "visualize draws one image; --image names \(paths.count)")
@@ -49,9 +52,8 @@ struct Visualize: ParsableCommand {
         // Layers whose K keeps every patch run the dense block and have no selection to capture.
         let computed = Set(schedule.effective.idleLayers)
         let outputs: [String: Activation]
-        let engine = try InterpreterOptions.fromEnvironment(threads: threads)
+        let runner = try execution.runner(prepared)
         do {
-            let runner = try ModelRunner(prepared, options: engine)
             outputs = try runner.run(pixels: batch.pixels, capture: runner.selectionNames)
         } catch {
             throw CLIError.invalid(error.description)

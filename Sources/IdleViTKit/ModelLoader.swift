@@ -78,6 +78,10 @@ public enum ModelLoader {
                 recognition.layerNormEps = eps
                 recognition.layerNormEpsSource = "ONNX graph"
             }
+            if recognition.skipLam == nil, let skipLam = imported.options.skipLam {
+                recognition.skipLam = skipLam
+                recognition.skipLamSource = "ONNX graph"
+            }
             weights = imported.weights
         case .hdf5:
             let imported = try HDF5Importer.load(path: path)

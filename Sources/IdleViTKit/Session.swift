@@ -109,17 +109,40 @@ public enum Session {
     /// Reads the image batch from an input safetensors file: the tensor `pixel_values`, or the
     /// only tensor in the file.
     public static func loadInput(path: String, for architecture: ModelArchitecture) throws(SessionError) -> FloatTensor {
+        try openInput(path: path, for: architecture).tensor()
+    }
+
+    /// The input batch's entry, its shape checked against the model, not yet converted: the
+    /// caller checks `batch` against its memory budget before `tensor()` allocates anything.
+    public static func openInput(path: String, for architecture: ModelArchitecture) throws(SessionError) -> InputFile {
         let file: SafetensorsFile
         do { file = try SafetensorsFile(path: path) } catch { throw .load(error) }
+        let name = displayName(path)
         let inputName = ActivationName.pixelValues.name
         guard let entry = file.entry(named: inputName) ?? (file.entries.count == 1 ? file.entries[0] : nil) else {
             let found = file.entries.prefix(10).map { $0.name.escapedForMessage }.joined(separator: ", ")
-            throw .input("\(displayName(path).escapedForMessage): no tensor '\(inputName)' (found \(found)\(file.entries.count > 10 ? ", ..." : ""))")
+            throw .input("\(name): no tensor '\(inputName)' (found \(file.entries.isEmpty ? "no tensors" : found)\(file.entries.count > 10 ? ", ..." : ""))")
         }
         let expected = [architecture.inChannels, architecture.imageSize, architecture.imageSize]
         guard entry.shape.count == 4, Array(entry.shape.dropFirst()) == expected, entry.shape[0] > 0 else {
-            throw .input("\(displayName(path).escapedForMessage): tensor '\(entry.name.escapedForMessage)' has shape \(describeShape(entry.shape)), expected [B, \(expected.map(String.init).joined(separator: ", "))]")
+            throw .input("\(name): tensor '\(entry.name.escapedForMessage)' has shape \(describeShape(entry.shape)), expected [B, \(expected.map(String.init).joined(separator: ", "))]")
         }
+        do { try Limits.batch.check(entry.shape[0], "\(name): the batch of '\(entry.name.escapedForMessage)'") } catch {
+            throw .input(error.description)
+        }
+        return InputFile(file: file, entry: entry)
+    }
+}
+
+/// An input batch whose header has been checked and whose tensor is read on demand.
+public struct InputFile: Sendable {
+    public let file: SafetensorsFile
+    public let entry: SafetensorsEntry
+    /// Images in the batch (the first extent).
+    public var batch: Int { entry.shape[0] }
+
+    /// The pixels as Float32 (a view into the map for aligned F32, a converted copy otherwise).
+    public func tensor() throws(SessionError) -> FloatTensor {
         do { return try file.floatTensor(entry) } catch { throw .load(error) }
     }
 }

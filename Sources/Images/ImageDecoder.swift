@@ -1,4 +1,5 @@
 import CImageCodecs
+import IR
 
 /// A file decoded and converted to RGB the way `PIL.Image.open(path).convert('RGB')` does,
 /// because that is what timm's eval transform (and so every published DeiT accuracy) sees.
@@ -11,6 +12,10 @@ public struct DecodedImage: Sendable {
 }
 
 public enum ImageDecoder {
+    /// The budgets the C decoders check before they allocate (`Limits`).
+    static let decoderLimits = icc_limits(max_pixels: Limits.imagePixels.maximum, max_bytes: Limits.imageDecodedBytes.maximum,
+                                          max_scans: Int32(Limits.jpegScans.maximum))
+
     /// Decodes a JPEG or PNG file, recognised by its first bytes (not its extension).
     public static func decode(path: String) throws(ImageError) -> DecodedImage {
         let bytes = try readFile(path)
@@ -32,7 +37,7 @@ public enum ImageDecoder {
 
     private static func decodeJPEG(_ bytes: [UInt8], name: String) throws(ImageError) -> DecodedImage {
         let raw = try callCodec(bytes, name: name) { data, count, image, message in
-            icc_jpeg_decode(data, count, image, message)
+            icc_jpeg_decode(data, count, decoderLimits, image, message)
         }
         defer { icc_free(raw.pixels) }
         let count = Int(raw.width) * Int(raw.height)
@@ -72,7 +77,7 @@ public enum ImageDecoder {
 
     private static func decodePNG(_ bytes: [UInt8], name: String) throws(ImageError) -> DecodedImage {
         let raw = try callCodec(bytes, name: name) { data, count, image, message in
-            icc_png_decode(data, count, image, message)
+            icc_png_decode(data, count, decoderLimits, image, message)
         }
         defer { icc_free(raw.pixels) }
         let count = Int(raw.width) * Int(raw.height)

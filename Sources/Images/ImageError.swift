@@ -1,4 +1,6 @@
-/// Why an image could not be read or written. Every case names the file, so the CLI can print
+import IR
+
+/// Why an image could not be read or written. Every case names the file (escaped when printed), so the CLI can print
 /// it as the one line DESIGN §1 asks for and exit with status 2.
 public enum ImageError: Error, CustomStringConvertible, Equatable {
     /// The file could not be opened or read (missing, a folder, no permission).
@@ -14,10 +16,10 @@ public enum ImageError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case .unreadable(let file, let reason): return "\(file): cannot read the image: \(reason)"
-        case .corrupt(let file, let reason): return "\(file): corrupt image: \(reason)"
-        case .unsupported(let file, let reason): return "\(file): unsupported image: \(reason)"
-        case .tooLarge(let file, let reason): return "\(file): image too large: \(reason)"
+        case .unreadable(let file, let reason): return "\(file.escapedForMessage): cannot read the image: \(reason)"
+        case .corrupt(let file, let reason): return "\(file.escapedForMessage): corrupt image: \(reason)"
+        case .unsupported(let file, let reason): return "\(file.escapedForMessage): unsupported image: \(reason)"
+        case .tooLarge(let file, let reason): return "\(file.escapedForMessage): image too large: \(reason)"
         case .encoding(let reason): return "cannot encode the PNG: \(reason)"
         }
     }

@@ -36,7 +36,8 @@ public enum ImportError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// The last path component, for messages.
+/// The last path component, for messages, escaped (`escapedForMessage`): a file name with a
+/// newline or an ANSI escape cannot break or colour the one-line error.
 public func displayName(_ path: String) -> String {
-    path.split(separator: "/").last.map(String.init) ?? path
+    (path.split(separator: "/").last.map(String.init) ?? path).escapedForMessage
 }

@@ -23,6 +23,10 @@ public struct WeightSet: Sendable {
     public var format: ModelFormat
     public private(set) var weights = NamedList<Weight>()
     public var metadata: [String: String] = [:]
+    /// BatchNorm's `num_batches_tracked` counters the file holds (integer scalars, not weights:
+    /// only training reads them). The model description decides whether they belong to the
+    /// model; the weights never include them.
+    public var counters: [String] = []
 
     public init(file: String, format: ModelFormat, weights: [Weight] = [], metadata: [String: String] = [:]) {
         self.file = file
@@ -55,5 +59,17 @@ public enum ModelFormat: String, Sendable, CaseIterable {
         case .hdf5: return "HDF5"
         case .pytorch: return "PyTorch (torch.save)"
         }
+    }
+}
+
+/// BatchNorm's training counter: `<module>.num_batches_tracked`, an integer scalar that
+/// `state_dict()` saves with every BatchNorm (LV-ViT's stem). Importers set such tensors aside
+/// in `WeightSet.counters` rather than refusing their integer dtype.
+public enum BatchNormCounter {
+    public static let suffix = ".num_batches_tracked"
+
+    /// Whether a tensor with this name, integer dtype and shape is such a counter.
+    public static func matches(name: String, isInteger: Bool, shape: [Int]) -> Bool {
+        isInteger && shape.allSatisfy { $0 == 1 } && shape.count <= 1 && name.hasSuffix(suffix) && name.utf8.count > suffix.utf8.count
     }
 }

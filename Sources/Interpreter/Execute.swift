@@ -127,6 +127,9 @@ extension Interpreter {
 
         case .mean:
             ElementwiseKernel.mean((0..<inputs.count).map(f), count: outShape.elementCount, y: y)
+
+        case .conv2d, .batchNorm, .relu, .divide, .maxTokens:
+            executeConvolutionalOps(step, instruction, inputs: inputs, output: y, scratch: scratch)
         }
     }
 

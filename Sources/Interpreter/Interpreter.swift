@@ -153,7 +153,7 @@ public final class Interpreter: @unchecked Sendable {
         case .linear(let linear):
             let rows = linear.rows ?? 0..<weight[0]
             return PackedWeights.Request(source: pointer, start: rows.lowerBound, rows: rows.count, k: weight[1])
-        case .patchEmbed:
+        case .patchEmbed, .conv2d:
             return PackedWeights.Request(source: pointer, start: 0, rows: weight[0], k: weight.dropFirst().reduce(1, *))
         default:
             return nil

@@ -129,7 +129,7 @@ struct Program {
         switch node.kind {
         case .linear:
             return 2 * Double(outputShape.elementCount) * Double(inputShapes[0].last!)
-        case .patchEmbed:
+        case .patchEmbed, .conv2d:
             let weight = inputShapes[1]
             return 2 * Double(outputShape.elementCount) * Double(weight.dropFirst().reduce(1, *))
         case .attention:
@@ -162,6 +162,8 @@ struct Program {
         case .tokenSelect:
             let x = step.inputTypes[0].concreteShape(batch: batch)
             return 8 * TokenSelectKernel.scratchDoubles(batch: x[0], tokens: x[1], channels: x[2])
+        case .conv2d:
+            return Interpreter.convolutionScratchBytes(step, batch: batch)
         default:
             return 0
         }

@@ -5,6 +5,9 @@
 public enum ActivationName: Hashable, Sendable, CustomStringConvertible {
     /// The image batch, the graph's input.
     case pixelValues
+    /// A value of LV-ViT's convolutional stem, before `patch_embed` (its projection):
+    /// `patch_embed.conv{k}`, `patch_embed.bn{k}`, `patch_embed.relu{k}`, k = 1, 2, 3.
+    case stem(Int, StemPart)
     case patchEmbed
     /// Patches plus their position embedding, before the class token (DeiT-III only).
     case patchPositions
@@ -21,7 +24,13 @@ public enum ActivationName: Hashable, Sendable, CustomStringConvertible {
     case preLogitsDist
     case head
     case headDist
-    /// The model's prediction (for distilled models, the mean of both heads).
+    /// LV-ViT's token-labelling head on every token of `norm` ([B, N, classes]; the class
+    /// token's row is computed but not used), its max over the patch tokens, and half of that.
+    case auxHead
+    case auxMax
+    case auxHalf
+    /// The model's prediction (for distilled models, the mean of both heads; for LV-ViT,
+    /// head + aux_half).
     case logits
 
     /// The idle block's selected rows: `blocks.{i}.selected`.
@@ -30,6 +39,7 @@ public enum ActivationName: Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .pixelValues: return "pixel_values"
+        case .stem(let stage, let part): return "patch_embed." + part.rawValue + String(stage)
         case .patchEmbed: return "patch_embed"
         case .patchPositions: return "patch_embed_pos"
         case .tokens: return "tokens"
@@ -41,6 +51,9 @@ public enum ActivationName: Hashable, Sendable, CustomStringConvertible {
         case .preLogitsDist: return "pre_logits_dist"
         case .head: return "head"
         case .headDist: return "head_dist"
+        case .auxHead: return "aux_head"
+        case .auxMax: return "aux_max"
+        case .auxHalf: return "aux_half"
         case .logits: return "logits"
         }
     }
@@ -63,7 +76,8 @@ public enum ActivationName: Hashable, Sendable, CustomStringConvertible {
             return
         }
         let globals: [ActivationName] = [.pixelValues, .patchEmbed, .patchPositions, .tokens, .posDrop, .norm, .preLogits,
-                                         .preLogitsDist, .head, .headDist, .logits]
+                                         .preLogitsDist, .head, .headDist, .auxHead, .auxMax, .auxHalf, .logits]
+            + (1...3).flatMap { stage in StemPart.allCases.map { ActivationName.stem(stage, $0) } }
         guard let match = globals.first(where: { $0.description == name }) else { return nil }
         self = match
     }
@@ -77,6 +91,14 @@ public enum ActivationName: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
+/// The values of one stage of LV-ViT's stem (its modules `conv{k}`, `bn{k}`; the ReLU is one
+/// shared module there, so its output is named by stage here).
+public enum StemPart: String, CaseIterable, Sendable {
+    case conv
+    case batchNorm = "bn"
+    case relu
+}
+
 /// The values inside a block: timm's submodule names for the dense block, and the idle
 /// block's own values (IDLEVIT.md §3).
 public enum BlockPart: String, CaseIterable, Sendable {
@@ -85,12 +107,16 @@ public enum BlockPart: String, CaseIterable, Sendable {
     case attention = "attn.attention"
     case proj = "attn.proj"
     case layerScale1 = "ls1"
+    /// LV-ViT: the attention branch divided by skip_lam.
+    case attentionScaled = "attn_scaled"
     case attentionResidual = "attn_residual"
     case norm2
     case fc1 = "mlp.fc1"
     case activation = "mlp.act"
     case fc2 = "mlp.fc2"
     case layerScale2 = "ls2"
+    /// LV-ViT: the MLP branch divided by skip_lam.
+    case mlpScaled = "mlp_scaled"
     // The idle block.
     case selected
     case tokensSelected = "tokens_selected"

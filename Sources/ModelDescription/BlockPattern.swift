@@ -6,6 +6,10 @@ import IR
 ///     norm1 -> qkv -> attention -> proj [-> ls1] -> add(x, .) -> norm2 -> fc1 -> gelu -> fc2
 ///       [-> ls2] -> add(attn_residual, .) = blocks.{i}
 ///
+/// Each residual branch may end in one scaling node: DeiT-III's LayerScale (`scale` by a
+/// gamma) or LV-ViT's skip_lam (`divide`), the same kind on both branches. The fields keep the
+/// LayerScale names (`layerScale1`, `layerScale2`) for either.
+///
 /// This is the pattern the IdleViT rewrite replaces (`IdleBlock.emit`).
 public struct DenseBlock: Sendable {
     public let index: Int
@@ -26,6 +30,9 @@ public struct DenseBlock: Sendable {
     /// Nodes the block spans in the graph.
     public let length: Int
 
+    /// The ops a residual branch may end in: LayerScale and skip_lam.
+    static let branchScales: Set<OpKind> = [.scale, .divide]
+
     public var heads: Int {
         if case .attention(let a) = attention.op { return a.heads }
         return 1
@@ -39,23 +46,23 @@ public struct DenseBlock: Sendable {
             defer { cursor += 1 }
             return nodes[cursor]
         }
-        func optional(_ kind: OpKind, reading value: String) -> Node? {
-            guard cursor < nodes.count, nodes[cursor].kind == kind, nodes[cursor].inputs.first == value else { return nil }
+        func optional(_ kinds: Set<OpKind>, reading value: String) -> Node? {
+            guard cursor < nodes.count, kinds.contains(nodes[cursor].kind), nodes[cursor].inputs.first == value else { return nil }
             defer { cursor += 1 }
             return nodes[cursor]
         }
         guard let norm1 = next(.layerNorm), let qkv = next(.linear), let attention = next(.attention), let proj = next(.linear) else { return nil }
-        let ls1 = optional(.scale, reading: proj.name)
+        let ls1 = optional(DenseBlock.branchScales, reading: proj.name)
         guard let residual = next(.add), let norm2 = next(.layerNorm), let fc1 = next(.linear), let act = next(.gelu),
               let fc2 = next(.linear) else { return nil }
-        let ls2 = optional(.scale, reading: fc2.name)
+        let ls2 = optional(DenseBlock.branchScales, reading: fc2.name)
         guard let output = next(.add) else { return nil }
         let x = norm1.inputs[0]
         guard case .linear(let qkvLinear) = qkv.op, qkvLinear.rows == nil, qkv.inputs[0] == norm1.name,
               attention.inputs == [qkv.name], proj.inputs[0] == attention.name,
               residual.inputs == [x, (ls1 ?? proj).name], norm2.inputs[0] == residual.name, fc1.inputs[0] == norm2.name,
               act.inputs == [fc1.name], fc2.inputs[0] == act.name, output.inputs == [residual.name, (ls2 ?? fc2).name],
-              (ls1 == nil) == (ls2 == nil),
+              ls1?.kind == ls2?.kind,
               case .block(let index)? = ActivationName(output.name) else { return nil }
         self.index = index
         self.input = x

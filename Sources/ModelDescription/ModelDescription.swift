@@ -19,6 +19,7 @@ public enum ModelDescription {
     public static func buildGraph(_ model: RecognizedModel) throws(GraphError) -> Graph {
         switch model.architecture.family {
         case .vit: return try ViTGraphBuilder.build(model)
+        case .lvvit: return try LVViTGraphBuilder.build(model)
         }
     }
 
@@ -27,17 +28,20 @@ public enum ModelDescription {
     public static func expectedTensors(_ a: ModelArchitecture) -> [ExpectedTensor] {
         switch a.family {
         case .vit: return ViTTensors.expected(a)
+        case .lvvit: return LVViTTensors.expected(a)
         }
     }
 
-    /// Learnable parameters: the elements of every expected tensor.
+    /// Learnable parameters: the elements of every expected tensor but buffers (BatchNorm's
+    /// running statistics), as PyTorch's `parameters()` counts them.
     public static func parameterCount(_ a: ModelArchitecture) -> Int {
-        expectedTensors(a).reduce(0) { $0 + $1.shape.elementCount }
+        expectedTensors(a).reduce(0) { $0 + ($1.role.isBuffer ? 0 : $1.shape.elementCount) }
     }
 
     /// timm's name for a published configuration with this geometry, if there is one
     /// (`deit_small_patch16_224`, `deit3_base_patch16_384`).
     public static func publishedName(_ a: ModelArchitecture) -> String? {
+        if a.family == .lvvit { return LVViTRecognizer.publishedName(a) }
         guard a.family == .vit, a.patchSize == 16, a.depth == 12, a.headDim == 64, a.mlpHidden == 4 * a.embedDim, a.qkvBias,
               a.imageSize == 224 || a.imageSize == 384 else { return nil }
         let size: String

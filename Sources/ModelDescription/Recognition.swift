@@ -6,9 +6,13 @@ public struct RecognitionOptions: Sendable {
     /// Attention heads; DeiT's head size 64 gives dim / 64 when nothing says otherwise.
     public var heads: Int?
     public var layerNormEps: Double?
-    /// Where `heads` and `layerNormEps` came from, for `inspect` ("--heads", "ONNX graph").
+    /// LV-ViT's residual divisor, when something other than the weights states it (an ONNX
+    /// graph's Div).
+    public var skipLam: Double?
+    /// Where `heads`, `layerNormEps` and `skipLam` came from, for `inspect` ("--heads", "ONNX graph").
     public var headsSource = "--heads"
     public var layerNormEpsSource = "option"
+    public var skipLamSource = "option"
 
     public init(heads: Int? = nil, layerNormEps: Double? = nil) {
         self.heads = heads
@@ -39,6 +43,7 @@ public struct RecognizedModel: Sendable {
 public enum ModelRecognizer {
     public static func recognize(_ source: WeightSet, options: RecognitionOptions = RecognitionOptions(),
                                  config: ModelConfigFile? = nil) throws(ImportError) -> RecognizedModel {
-        try ViTRecognizer.recognize(source, options: options, config: config)
+        if LVViTRecognizer.claims(source) { return try LVViTRecognizer.recognize(source, options: options, config: config) }
+        return try ViTRecognizer.recognize(source, options: options, config: config)
     }
 }

@@ -48,7 +48,7 @@ extension NamingScheme {
     /// timm, and Facebook's DeiT / DeiT-III releases: timm's own names, with DeiT-III's
     /// original LayerScale names `gamma_1` / `gamma_2` as aliases.
     public static let timm: NamingScheme = {
-        var sources: [(TensorRole, Source)] = TensorRole.allCases.map { ($0, .tensor($0.canonicalName)) }
+        var sources: [(TensorRole, Source)] = ViTTensors.roles.map { ($0, .tensor($0.canonicalName)) }
         sources += [
             (.layerScale1, .tensor("blocks.{i}.gamma_1")),
             (.layerScale2, .tensor("blocks.{i}.gamma_2")),
@@ -98,5 +98,14 @@ extension NamingScheme {
         return NamingScheme(name: "huggingface", strippedPrefixes: ["module.", "model."], sources: sources)
     }()
 
+    /// The ViT family's schemes, which its recogniser chooses from.
     public static let all: [NamingScheme] = [.timm, .huggingFace]
+
+    /// LV-ViT's official names (TokenLabeling's `tlt/models/lvvit.py` and IdleViT's `lvvit.py`,
+    /// state dicts of `LV_ViT` / `IdleLVViT`): timm's names for the tokens, blocks, norm and
+    /// head, `patch_embed.conv{k}` / `patch_embed.bn{k}` for the stem, `aux_head`.
+    public static let lvvit: NamingScheme = {
+        let sources: [(TensorRole, Source)] = LVViTTensors.roles.map { ($0, .tensor($0.canonicalName)) }
+        return NamingScheme(name: "lvvit", strippedPrefixes: ["module.", "model."], sources: sources)
+    }()
 }

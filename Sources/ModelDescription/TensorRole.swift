@@ -30,6 +30,30 @@ public enum TensorRole: String, CaseIterable, Sendable {
     case headBias
     case headDistWeight
     case headDistBias
+    // LV-ViT (TokenLabeling's `PatchEmbed4_2`): three convolutions, each followed by
+    // BatchNorm (running statistics included), before `patch_embed.proj`; the conv biases
+    // exist only where an exporter folded the BatchNorm into the convolution.
+    case stemConv1Weight
+    case stemConv1Bias
+    case stemNorm1Weight
+    case stemNorm1Bias
+    case stemNorm1Mean
+    case stemNorm1Variance
+    case stemConv2Weight
+    case stemConv2Bias
+    case stemNorm2Weight
+    case stemNorm2Bias
+    case stemNorm2Mean
+    case stemNorm2Variance
+    case stemConv3Weight
+    case stemConv3Bias
+    case stemNorm3Weight
+    case stemNorm3Bias
+    case stemNorm3Mean
+    case stemNorm3Variance
+    /// LV-ViT's token-labelling head, applied to every patch token.
+    case auxHeadWeight
+    case auxHeadBias
 
     /// timm's name (llama.cpp's `TENSOR_NAMES`): what bundles hold and timm loads strictly.
     public var canonicalName: NameTemplate {
@@ -59,6 +83,35 @@ public enum TensorRole: String, CaseIterable, Sendable {
         case .headBias: return "head.bias"
         case .headDistWeight: return "head_dist.weight"
         case .headDistBias: return "head_dist.bias"
+        case .stemConv1Weight: return "patch_embed.conv1.weight"
+        case .stemConv1Bias: return "patch_embed.conv1.bias"
+        case .stemNorm1Weight: return "patch_embed.bn1.weight"
+        case .stemNorm1Bias: return "patch_embed.bn1.bias"
+        case .stemNorm1Mean: return "patch_embed.bn1.running_mean"
+        case .stemNorm1Variance: return "patch_embed.bn1.running_var"
+        case .stemConv2Weight: return "patch_embed.conv2.weight"
+        case .stemConv2Bias: return "patch_embed.conv2.bias"
+        case .stemNorm2Weight: return "patch_embed.bn2.weight"
+        case .stemNorm2Bias: return "patch_embed.bn2.bias"
+        case .stemNorm2Mean: return "patch_embed.bn2.running_mean"
+        case .stemNorm2Variance: return "patch_embed.bn2.running_var"
+        case .stemConv3Weight: return "patch_embed.conv3.weight"
+        case .stemConv3Bias: return "patch_embed.conv3.bias"
+        case .stemNorm3Weight: return "patch_embed.bn3.weight"
+        case .stemNorm3Bias: return "patch_embed.bn3.bias"
+        case .stemNorm3Mean: return "patch_embed.bn3.running_mean"
+        case .stemNorm3Variance: return "patch_embed.bn3.running_var"
+        case .auxHeadWeight: return "aux_head.weight"
+        case .auxHeadBias: return "aux_head.bias"
+        }
+    }
+
+    /// A buffer, not a learned parameter: BatchNorm's running statistics (PyTorch's
+    /// `parameters()` leaves them out, so parameter counts do too).
+    public var isBuffer: Bool {
+        switch self {
+        case .stemNorm1Mean, .stemNorm1Variance, .stemNorm2Mean, .stemNorm2Variance, .stemNorm3Mean, .stemNorm3Variance: return true
+        default: return false
         }
     }
 
@@ -101,6 +154,7 @@ enum ViTTensors {
         case .headBias: return [a.classes]
         case .headDistWeight: return a.distilled ? [a.classes, c] : nil
         case .headDistBias: return a.distilled ? [a.classes] : nil
+        default: return nil
         }
     }
 
@@ -111,6 +165,8 @@ enum ViTTensors {
     static let perBlock: [TensorRole] = [.norm1Weight, .norm1Bias, .qkvWeight, .qkvBias, .projWeight, .projBias, .layerScale1,
                                          .norm2Weight, .norm2Bias, .fc1Weight, .fc1Bias, .fc2Weight, .fc2Bias, .layerScale2]
     static let globalsAfter: [TensorRole] = [.normWeight, .normBias, .headWeight, .headBias, .headDistWeight, .headDistBias]
+    /// Every role a ViT-family checkpoint can hold.
+    static let roles: [TensorRole] = globalsBefore + perBlock + globalsAfter
 
     /// Every tensor of `a`, in state-dict order. `a` must be valid (`validate()`), which bounds
     /// the depth and every product here.

@@ -4,70 +4,14 @@ import Importers
 /// The ViT family's recogniser (DeiT, distilled DeiT, DeiT-III, timm ViT): tensor roles by
 /// naming scheme, architecture from shapes, every tensor checked against `ViTTensors`.
 enum ViTRecognizer {
-    /// A role in one block (nil for global tensors), and the part of a fused role.
-    private struct Slot: Hashable {
-        var role: TensorRole
-        var block: Int?
-    }
-
     static func recognize(_ source: WeightSet, options: RecognitionOptions, config: ModelConfigFile?) throws(ImportError) -> RecognizedModel {
         let file = displayName(source.file).escapedForMessage
         let scheme = NamingScheme.all.max { count(source, $0) < count(source, $1) } ?? .timm
         var problems = Problems()
-
-        // Every tensor to its role; parts of fused roles collected in order.
-        var found: [Slot: Weight] = [:]
-        var parts: [Slot: [Int: Weight]] = [:]
-        var origin: [Slot: String] = [:]
-        var depth = 0
-        for weight in source.weights {
-            let name = weight.name.escapedForMessage
-            guard let (role, match, part) = scheme.role(of: weight.name) else {
-                problems.add("unexpected tensor '\(name)'")
-                continue
-            }
-            var block: Int?
-            switch match {
-            case .global: break
-            case .block(let index):
-                block = index
-                depth = max(depth, index + 1)
-            case .badIndex(let text):
-                problems.add("tensor '\(name)' has block index \(text.prefix(24)), outside 0..<\(Limits.depth.maximum)")
-                continue
-            }
-            let slot = Slot(role: role, block: block)
-            if let part {
-                guard parts[slot, default: [:]][part] == nil else { problems.add("tensor '\(name)' appears twice"); continue }
-                parts[slot, default: [:]][part] = weight
-            } else {
-                if let first = origin[slot] {
-                    problems.add("tensors '\(first)' and '\(name)' both map to '\(role.name(block: block ?? 0))'")
-                    continue
-                }
-                found[slot] = weight
-            }
-            origin[slot] = origin[slot] ?? name
-        }
-        // Fuse parts (Hugging Face q, k, v -> qkv).
-        for (slot, pieces) in parts.sorted(by: { $0.value.first?.value.name ?? "" < $1.value.first?.value.name ?? "" }) {
-            guard case .parts(let templates)? = scheme.sources.first(where: { $0.role == slot.role })?.source else { continue }
-            let names = templates.map { $0.name(block: slot.block ?? 0).escapedForMessage }
-            guard pieces.count == templates.count else {
-                let missing = names.indices.filter { pieces[$0] == nil }.map { "'\(names[$0])'" }
-                problems.add("'\(slot.role.name(block: slot.block ?? 0))' needs \(missing.joined(separator: ", "))")
-                continue
-            }
-            let ordered = (0..<templates.count).map { pieces[$0]! }
-            let trailing = Array(ordered[0].shape.dropFirst())
-            guard ordered.allSatisfy({ Array($0.shape.dropFirst()) == trailing }), ordered.allSatisfy({ !$0.shape.isEmpty }) else {
-                problems.add("parts of '\(slot.role.name(block: slot.block ?? 0))' have shapes \(ordered.map { describeShape($0.shape) }.joined(separator: ", ")) that do not stack")
-                continue
-            }
-            found[slot] = Weight(name: slot.role.name(block: slot.block ?? 0), tensor: FloatTensor.stacking(ordered.map(\.tensor)),
-                                 sourceType: ordered[0].sourceType)
-        }
-        func weight(_ role: TensorRole, _ block: Int? = nil) -> Weight? { found[Slot(role: role, block: role.isPerBlock ? (block ?? 0) : nil)] }
+        for counter in source.counters { problems.add("unexpected tensor '\(counter.escapedForMessage)'") }
+        let assignment = RoleAssignment(source, scheme: scheme, problems: &problems)
+        let depth = assignment.depth
+        func weight(_ role: TensorRole, _ block: Int? = nil) -> Weight? { assignment.weight(role, block) }
 
         // Architecture from shapes; every extent is bounded before it is multiplied.
         guard let patchWeight = weight(.patchWeight), patchWeight.shape.count == 4, patchWeight.shape[2] == patchWeight.shape[3],
@@ -132,24 +76,8 @@ enum ViTRecognizer {
         }
 
         // Every tensor against the table of what this architecture needs.
-        let expected = ViTTensors.expected(architecture)
-        let expectedSlots = Set(expected.map { Slot(role: $0.role, block: $0.block) })
-        for tensor in expected {
-            let slot = Slot(role: tensor.role, block: tensor.block)
-            guard let found = found[slot] else { problems.add("missing tensor '\(tensor.name)' \(describeShape(tensor.shape))"); continue }
-            if found.shape != tensor.shape {
-                problems.add("tensor '\(origin[slot] ?? tensor.name)' has shape \(describeShape(found.shape)), expected \(describeShape(tensor.shape))")
-            }
-        }
-        for slot in found.keys.sorted(by: { (origin[$0] ?? "") < (origin[$1] ?? "") }) where !expectedSlots.contains(slot) {
-            problems.add("unexpected tensor '\(origin[slot] ?? slot.role.name(block: slot.block ?? 0))'")
-        }
-        guard problems.isEmpty else { throw .architecture(file: file, problems: problems.list) }
-
-        var canonical = WeightSet(file: source.file, format: source.format, metadata: source.metadata)
-        for tensor in expected {
-            let weight = found[Slot(role: tensor.role, block: tensor.block)]!
-            canonical.append(Weight(name: tensor.name, tensor: weight.tensor, sourceType: weight.sourceType))
+        guard let canonical = assignment.canonical(ViTTensors.expected(architecture), source: source, problems: &problems) else {
+            throw .architecture(file: file, problems: problems.list)
         }
         let preprocessing = config?.preprocessing ?? Preprocessing.defaults(for: architecture)
         notes.append("preprocessing: \(preprocessing)")
@@ -157,20 +85,7 @@ enum ViTRecognizer {
                                labels: config?.labels, notes: notes)
     }
 
-    /// The side of a square grid of `count` cells, if it is one.
-    private static func squareSide(_ count: Int) -> Int? {
-        guard count > 0 else { return nil }
-        let side = Int(Double(count).squareRoot().rounded())
-        return side * side == count ? side : nil
-    }
-
-    /// The first value present, with where it came from.
-    private static func firstGiven<T>(_ candidates: [(T?, String)], otherwise fallback: (T, String)) -> (T, String) {
-        for case let (value?, source) in candidates { return (value, source) }
-        return fallback
-    }
-
-    private static func count(_ set: WeightSet, _ scheme: NamingScheme) -> Int {
+    static func count(_ set: WeightSet, _ scheme: NamingScheme) -> Int {
         set.names.reduce(0) { $0 + (scheme.role(of: $1) == nil ? 0 : 1) }
     }
 }

@@ -39,6 +39,7 @@ struct OpTranslation {
         case .scatterTokens: try scatterTokens(node)
         case .takeToken(let op): try takeToken(node, index: op.index)
         case .mean: try mean(node)
+        case .conv2d, .batchNorm, .relu, .divide, .maxTokens: try translateConvolutional(node)
         }
     }
 

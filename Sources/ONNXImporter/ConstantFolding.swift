@@ -240,7 +240,9 @@ func concatenatedShape(_ shapes: [[Int]], axis: Int) -> [Int]? {
     for shape in shapes.dropFirst() {
         guard shape.count == result.count else { return nil }
         for i in 0..<shape.count where i != axis && shape[i] != result[i] { return nil }
-        result[axis] += shape[axis]
+        let (sum, overflow) = result[axis].addingReportingOverflow(shape[axis])
+        guard !overflow else { return nil }
+        result[axis] = sum
     }
     return result
 }

@@ -17,6 +17,8 @@ struct DeiTMatcher {
         var weights: [(name: String, weight: CanonicalWeight)]
         var heads: Int
         var layerNormEps: Double
+        /// LV-ViT's residual divisor, when the branches are divided (`LVViTMatcher.swift`).
+        var skipLam: Double?
     }
 
     let analysis: GraphAnalysis
@@ -24,12 +26,14 @@ struct DeiTMatcher {
     var context = ""
     private(set) var visited = Set<Int>()
     private var weights: [(name: String, weight: CanonicalWeight)] = []
+    /// The divisor of every residual branch seen (LV-ViT's skip_lam), in order.
+    var branchDivisors: [Double] = []
 
     init(analysis: GraphAnalysis) { self.analysis = analysis }
 
     mutating func visit(_ node: ONNXNode) { visited.insert(node.index) }
 
-    private mutating func emit(_ role: TensorRole, block: Int = 0, _ weight: CanonicalWeight?) {
+    mutating func emit(_ role: TensorRole, block: Int = 0, _ weight: CanonicalWeight?) {
         guard let weight else { return }
         weights.append((role.name(block: block), weight))
     }
@@ -53,7 +57,8 @@ struct DeiTMatcher {
 
     mutating func match() throws(MatchFailure) -> Result {
         context = "patch embedding"
-        let (patches, dim) = try matchPatchEmbedding()
+        let convolutionalStem = startsWithConvolutionalStem()
+        let (patches, dim) = convolutionalStem ? try matchConvolutionalStem() : try matchPatchEmbedding()
         context = "class token and position embedding"
         let (tokens, prefixTokens) = try matchTokens(patches, dim: dim)
 
@@ -85,7 +90,7 @@ struct DeiTMatcher {
             let proj = try matchLinear(projNode, input: attention.output, role: "attn.proj")
             try expect(proj, [dim, dim], at: projNode)
             emit((.projWeight, .projBias), block: i, proj)
-            let afterAttention = try matchResidual(x, branch: try matchLayerScale(proj.output, dim: dim, role: .layerScale1, block: i))
+            let afterAttention = try matchResidual(x, branch: try matchBranchDivisor(try matchLayerScale(proj.output, dim: dim, role: .layerScale1, block: i)))
 
             let norm2 = try matchLayerNorm(afterAttention, dim: dim, role: "norm2")
             epsValues.append(norm2.eps)
@@ -99,13 +104,14 @@ struct DeiTMatcher {
             let fc2 = try matchLinear(fc2Node, input: activation, role: "mlp.fc2")
             try expect(fc2, [dim, fc1.outFeatures], at: fc2Node)
             emit((.fc2Weight, .fc2Bias), block: i, fc2)
-            x = try matchResidual(afterAttention, branch: try matchLayerScale(fc2.output, dim: dim, role: .layerScale2, block: i))
+            x = try matchResidual(afterAttention, branch: try matchBranchDivisor(try matchLayerScale(fc2.output, dim: dim, role: .layerScale2, block: i)))
             depth += 1
         }
         context = "final norm and head"
         guard depth > 0, let heads else { throw fail(analysis.producer(of: x), "no transformer block follows the token embedding") }
         emit((.normWeight, .normBias), norm)
-        let logits = try matchHeads(norm.output, dim: dim, distilled: prefixTokens == 2)
+        let logits = convolutionalStem ? try matchTokenLabellingHead(norm.output, dim: dim)
+            : try matchHeads(norm.output, dim: dim, distilled: prefixTokens == 2)
         let outputs = analysis.model.graph.outputs
         guard outputs.count == 1, let graphOutput = outputs.first, analysis.resolve(graphOutput.name) == logits else {
             throw fail(analysis.producer(of: logits), "the logits must be the graph's only output (outputs: \(outputs.map(\.name).joined(separator: ", ")))")
@@ -113,7 +119,8 @@ struct DeiTMatcher {
         guard let eps = epsValues.first, epsValues.allSatisfy({ $0 == eps }) else {
             throw fail(nil, "layer norms use different epsilons \(Set(epsValues).sorted())")
         }
-        return Result(weights: weights, heads: heads, layerNormEps: eps)
+        let skipLam = try commonBranchDivisor(blocks: depth)
+        return Result(weights: weights, heads: heads, layerNormEps: eps, skipLam: skipLam)
     }
 
     private func expect(_ linear: MatchedLinear, _ shape: [Int], at node: ONNXNode) throws(MatchFailure) {
@@ -156,7 +163,13 @@ struct DeiTMatcher {
         emit(.patchWeight, try weight(input(conv, 1), shape: w, at: conv, role: "patch embedding weight"))
         emit(.patchBias, try weight(input(conv, 2), shape: [dim], at: conv, role: "patch embedding bias"))
         visit(conv)
-        let batch = inputShape[0], count = (inputShape[2] / patch) * (inputShape[3] / patch)
+        return (try flattenPatchGrid(conv, dim: dim, count: (inputShape[2] / patch) * (inputShape[3] / patch)), dim)
+    }
+
+    /// The patch convolution's [B, C, h, w] grid -> [B, Np, C] tokens (Reshape or Flatten then
+    /// Transpose, or Transpose then Reshape).
+    mutating func flattenPatchGrid(_ conv: ONNXNode, dim: Int, count: Int) throws(MatchFailure) -> String {
+        let batch = analysis.inputShape[0]
         let first = try onlyConsumer(output(conv), ["Reshape", "Flatten", "Transpose"], expecting: "flattening of the patch grid")
         let second = try onlyConsumer(output(first), ["Transpose", "Reshape"], expecting: "patches as tokens")
         let channelsFirst = first.opType != "Transpose" && shape(output(first)) == [batch, dim, count]
@@ -167,7 +180,7 @@ struct DeiTMatcher {
         }
         visit(first)
         visit(second)
-        return (output(second), dim)
+        return output(second)
     }
 
     /// Concat(cls_token[, dist_token], patches) on the token axis, then + pos_embed; or, for
@@ -219,7 +232,7 @@ struct DeiTMatcher {
     }
 
     /// Token 0 (and 1) of the final norm -> head (and head_dist) -> logits.
-    private mutating func matchHeads(_ normed: String, dim: Int, distilled: Bool) throws(MatchFailure) -> String {
+    mutating func matchHeads(_ normed: String, dim: Int, distilled: Bool) throws(MatchFailure) -> String {
         var selected: [Int: String] = [:]
         for reader in consumers(normed) {
             let (index, token) = try matchTokenSelect(reader, from: normed, dim: dim)
@@ -252,7 +265,7 @@ struct DeiTMatcher {
     }
 
     /// Gather(axis 1, k) -> [B, C], or Slice(axis 1, k..k+1) then Squeeze / Reshape / Flatten.
-    private mutating func matchTokenSelect(_ node: ONNXNode, from value: String, dim: Int) throws(MatchFailure) -> (Int, String) {
+    mutating func matchTokenSelect(_ node: ONNXNode, from value: String, dim: Int) throws(MatchFailure) -> (Int, String) {
         let batch = analysis.inputShape[0]
         if node.opType == "Gather", input(node, 0) == value, normaliseAxis(node.int("axis") ?? 0, rank: 3) == 1,
            let index = scalarOperand(input(node, 1)), shape(output(node)) == [batch, dim] {

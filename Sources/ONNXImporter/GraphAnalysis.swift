@@ -48,6 +48,9 @@ struct GraphAnalysis {
             guard facts[tensor.name] == nil else {
                 throw .invalidFile(file: file, format: "ONNX", rule: "initializer '\(tensor.name)' is defined twice")
             }
+            if let problem = Self.shapeProblem(tensor.shape) {
+                throw .invalidTensor(file: file, tensor: tensor.name, rule: "shape \(describeShape(tensor.shape)) \(problem)")
+            }
             facts[tensor.name] = ValueFact(kind: .weight(tensor), shape: tensor.shape, producer: nil)
         }
         let inputs = model.graph.inputs.filter { facts[$0.name] == nil }
@@ -79,6 +82,22 @@ struct GraphAnalysis {
                 break
             }
         }
+    }
+
+    /// Why a shape cannot be a value of a graph we import, or nil when it can: at most
+    /// `Limits.rank` dimensions, none negative, and the product of the non-zero ones within
+    /// `Limits.elementCount`. Every shape that becomes a fact passes this gate, so the shape
+    /// arithmetic downstream (Concat and Split sums, Conv extents, broadcast products) works
+    /// on extents of at most 2^34 and cannot overflow, and an `Expand` to [2^62] stops here.
+    static func shapeProblem(_ shape: [Int]) -> String? {
+        guard Limits.rank.contains(shape.count) else { return "has \(shape.count) dimensions, over the limit of \(Limits.rank.maximum)" }
+        do {
+            let nonZero = try Checked.elementCount(shape.filter { $0 != 0 }, "its element count")
+            try Limits.elementCount.check(nonZero, "its element count")
+        } catch {
+            return error.description
+        }
+        return nil
     }
 
     /// Shape arithmetic of a DeiT folds to a few thousand values; a hostile chain of large
@@ -179,6 +198,7 @@ struct GraphAnalysis {
         if node.opType == "Constant", case .tensor(let tensor)? = node.attributes["value"], let output = node.outputs.first,
            tensor.dataType.floatElementType != nil, tensor.count > ConstantFolder.largestFoldedWeight {
             folded.insert(node.index)
+            if let problem = Self.shapeProblem(tensor.shape) { return "\(describe(node)): constant shape \(describeShape(tensor.shape)) \(problem)" }
             var named = tensor
             named.name = output
             facts[output] = ValueFact(kind: .weight(named), shape: tensor.shape, producer: nil)
@@ -188,6 +208,9 @@ struct GraphAnalysis {
             switch constant {
             case .success(let values):
                 guard values.count == node.outputs.count else { return "\(describe(node)): expected \(values.count) outputs" }
+                for value in values {
+                    if let problem = Self.shapeProblem(value.shape) { return "\(describe(node)): output shape \(describeShape(value.shape)) \(problem)" }
+                }
                 folded.insert(node.index)
                 foldedElements += values.reduce(0) { $0 + $1.count }
                 for (output, value) in zip(node.outputs, values) {
@@ -200,6 +223,9 @@ struct GraphAnalysis {
         }
         switch ShapeInference.outputShapes(node, inputs: inputs, analysis: self) {
         case .success(let shapes):
+            for shape in shapes {
+                if let problem = Self.shapeProblem(shape) { return "\(describe(node)): output shape \(describeShape(shape)) \(problem)" }
+            }
             for (output, shape) in zip(node.outputs, shapes) where !output.isEmpty {
                 facts[output] = ValueFact(kind: .computed, shape: shape, producer: node.index)
             }

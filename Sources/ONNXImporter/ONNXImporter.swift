@@ -31,7 +31,8 @@ public struct ONNXImport: Sendable {
         var details: [(String, String)] = [
             ("ONNX", "opset \(opset), IR version \(irVersion), producer '\(producer)', \(nodeCount) nodes"),
             ("ONNX ops", opHistogram.map { "\($0.op) \($0.count)" }.joined(separator: ", ")),
-            ("ONNX graph", "heads \(options.heads ?? 0) (attention Reshape), layer norm eps \(options.layerNormEps ?? 0)"),
+            ("ONNX graph", "heads \(options.heads ?? 0) (attention Reshape), layer norm eps \(options.layerNormEps ?? 0)"
+                + (options.skipLam.map { ", skip_lam \(formatDouble($0)) (residual Div)" } ?? "")),
         ]
         var storage: [String: Int] = [:]
         for initializer in initializers { storage[initializer.storage, default: 0] += 1 }
@@ -82,8 +83,10 @@ public enum ONNXImporter {
         let initializers = model.graph.initializers.map {
             ONNXInitializer(name: $0.name, dtype: $0.dataType.shortName, shape: $0.shape, bytes: $0.storedBytes, storage: $0.storage)
         }
+        var options = RecognitionOptions(heads: result.heads, layerNormEps: shortestDecimal(result.layerNormEps))
+        options.skipLam = result.skipLam
         let imported = ONNXImport(weights: WeightSet(file: path, format: .onnx, metadata: model.metadata),
-                                  options: RecognitionOptions(heads: result.heads, layerNormEps: shortestDecimal(result.layerNormEps)),
+                                  options: options,
                                   opset: model.opset, irVersion: model.irVersion, producer: model.producer,
                                   opHistogram: histogram.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { ($0.key, $0.value) },
                                   initializers: initializers, nodeCount: model.graph.nodes.count)

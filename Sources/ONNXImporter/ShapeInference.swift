@@ -6,6 +6,9 @@ enum ShapeInference {
         "Conv", "Reshape", "Flatten", "Transpose", "Concat", "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Erf", "Gelu",
         "Softmax", "MatMul", "Gemm", "LayerNormalization", "ReduceMean", "Split", "Squeeze", "Unsqueeze", "Gather", "Slice",
         "Expand", "Cast",
+        // LV-ViT: its stem (BatchNormalization unless the exporter folded it into the Conv)
+        // and the max over tokens of its token-labelling head.
+        "Relu", "BatchNormalization", "ReduceMax",
     ]
 
     static func outputShapes(_ node: ONNXNode, inputs: [ValueFact?], analysis: GraphAnalysis) -> Result<[[Int]], NodeProblem> {
@@ -54,14 +57,14 @@ enum ShapeInference {
                 throw NodeProblem("shapes \(try shape(0)) and \(try shape(1)) do not broadcast")
             }
             return [result]
-        case "Sqrt", "Erf", "Gelu", "Softmax", "Cast":
+        case "Sqrt", "Erf", "Gelu", "Softmax", "Cast", "Relu", "BatchNormalization":
             return [try shape(0)]
         case "LayerNormalization":
             let x = try shape(0)
             let a = try axis(node.int("axis") ?? -1, x.count)
             let reduced = Array(x[..<a]) + Array(repeating: 1, count: x.count - a)
             return [x, reduced, reduced].prefix(node.outputs.count).map { $0 }
-        case "ReduceMean":
+        case "ReduceMean", "ReduceMax":
             let x = try shape(0)
             let axes = analysis.opset >= 18 ? constant(1)?.ints : node.ints("axes")
             let keep = (node.int("keepdims") ?? 1) != 0

@@ -35,8 +35,7 @@ struct SmallTensor: Equatable {
     /// Elementwise with numpy broadcasting; nil when the shapes do not broadcast.
     static func broadcast(_ a: SmallTensor, _ b: SmallTensor, integer: Bool,
                           _ op: (Double, Double) -> Double) -> SmallTensor? {
-        guard let shape = broadcastShape(a.shape, b.shape), shape.elementCount <= maximumCount else { return nil }
-        let count = shape.elementCount
+        guard let shape = broadcastShape(a.shape, b.shape), let count = checkedCount(shape), count <= maximumCount else { return nil }
         var values = [Double](repeating: 0, count: count)
         for i in 0..<count {
             values[i] = op(a.values[sourceIndex(i, shape, a.shape)], b.values[sourceIndex(i, shape, b.shape)])
@@ -47,8 +46,8 @@ struct SmallTensor: Equatable {
     /// Three-way broadcasting for `Where`.
     static func select(_ condition: SmallTensor, _ a: SmallTensor, _ b: SmallTensor) -> SmallTensor? {
         guard let ab = broadcastShape(a.shape, b.shape), let shape = broadcastShape(condition.shape, ab),
-              shape.elementCount <= maximumCount else { return nil }
-        let values = (0..<shape.elementCount).map { i in
+              let count = checkedCount(shape), count <= maximumCount else { return nil }
+        let values = (0..<count).map { i in
             condition.values[sourceIndex(i, shape, condition.shape)] != 0
                 ? a.values[sourceIndex(i, shape, a.shape)] : b.values[sourceIndex(i, shape, b.shape)]
         }

@@ -24,6 +24,7 @@ struct TensorDecoder {
         guard let elementSize = type.size, type.floatElementType != nil || type.isInteger else {
             throw fail("data type \(type.shortName) is not supported (float, float16, bfloat16, double or integers expected)")
         }
+        guard t.n_dims <= Limits.rank.maximum else { throw fail("has \(t.n_dims) dimensions, over the limit of \(Limits.rank.maximum)") }
         var shape: [Int] = []
         var count = 1
         for i in 0..<t.n_dims {

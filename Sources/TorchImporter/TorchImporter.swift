@@ -50,6 +50,13 @@ public enum TorchImporter {
                 throw .invalidTensor(file: file, tensor: shown, rule: "is \(PickleDescription.kind(value, heap: heap)), not a tensor rebuild; nothing was run")
             }
             let record = heap.tensors[t]
+            tensors.append(.init(name: name, dtype: record.dtype.shortName, shape: record.sizes, bytes: record.elementCount * record.dtype.size))
+            // BatchNorm's integer step counter (LV-ViT's stem): set aside for the model description.
+            let integer = [.int64, .int32, .int16, .int8, .uint8].contains(record.dtype)
+            if BatchNormCounter.matches(name: name, isInteger: integer, shape: record.sizes) {
+                weights.counters.append(name)
+                continue
+            }
             let tensor: FloatTensor
             let source: ElementType
             do {
@@ -58,7 +65,6 @@ public enum TorchImporter {
                 throw .invalidTensor(file: file, tensor: shown, rule: error.message)
             }
             weights.append(Weight(name: name, tensor: tensor, sourceType: source))
-            tensors.append(.init(name: name, dtype: record.dtype.shortName, shape: record.sizes, bytes: record.elementCount * record.dtype.size))
         }
         let contents = CheckpointContents(unpickled, chosen: chosen, candidates: all)
         var details: [(String, String)] = [("layout", unpickled.layout)]

@@ -53,8 +53,20 @@ public struct ReferenceSet: Sendable {
 
     public init() {}
 
-    public static func load(path: String) throws(ImportError) -> ReferenceSet {
+    /// Reads every tensor of a reference file. Tensors that are not aligned F32 are copied
+    /// (converted floats, integer indices as Int): their bytes are added up from the header
+    /// and checked against `maximumConvertedBytes` before any is copied.
+    public static func load(path: String, maximumConvertedBytes: Int = Limits.defaultMemoryBudgetBytes) throws(ImportError) -> ReferenceSet {
         let file = try SafetensorsFile(path: path)
+        var converted = 0
+        for entry in file.entries where entry.dtype != .F32 {
+            let elements = entry.dataRange.count / entry.dtype.size
+            converted += elements * (entry.dtype.isInteger ? 8 : 4)
+        }
+        guard converted <= maximumConvertedBytes else {
+            throw .invalidFile(file: displayName(path), format: "reference",
+                               rule: "its non-F32 tensors take \(converted) bytes once converted, over the memory budget of \(maximumConvertedBytes) bytes (raise it with --max-memory)")
+        }
         var set = ReferenceSet()
         for entry in file.entriesInFileOrder {
             if entry.dtype.isInteger {

@@ -50,13 +50,25 @@ typedef struct {
     uint8_t *pixels;
 } icc_image;
 
+/// What one decode may cost, checked before the decoder allocates (the Swift side passes
+/// `Limits.imagePixels`, `Limits.imageDecodedBytes` and `Limits.jpegScans`).
+typedef struct {
+    /// Pixels (width x height) of one image.
+    long max_pixels;
+    /// Bytes of the decoded buffer, and of libjpeg's own working memory.
+    long max_bytes;
+    /// Scans of a progressive JPEG.
+    int max_scans;
+} icc_limits;
+
 /// Decodes a JPEG held in memory. Gray stays gray, YCbCr/RGB become RGB, CMYK/YCCK become
 /// CMYK. On failure returns a status and fills `message`.
-int icc_jpeg_decode(const uint8_t *data, size_t size, icc_image *out, char message[ICC_MESSAGE_SIZE]);
+int icc_jpeg_decode(const uint8_t *data, size_t size, icc_limits limits, icc_image *out, char message[ICC_MESSAGE_SIZE]);
 
 /// Decodes a PNG held in memory without colour management: palettes and 1/2/4-bit gray
-/// are expanded to 8 bits, 16-bit samples are kept, alpha is kept.
-int icc_png_decode(const uint8_t *data, size_t size, icc_image *out, char message[ICC_MESSAGE_SIZE]);
+/// are expanded to 8 bits, 16-bit samples are kept, alpha is kept. Reading stops at the end
+/// of the image data: compressed data after the last row is never inflated.
+int icc_png_decode(const uint8_t *data, size_t size, icc_limits limits, icc_image *out, char message[ICC_MESSAGE_SIZE]);
 
 /// Encodes 8-bit RGB rows to a PNG in memory (`*png` is malloc'ed; release with icc_free).
 int icc_png_encode_rgb(const uint8_t *rgb, int width, int height, uint8_t **png, size_t *png_size,

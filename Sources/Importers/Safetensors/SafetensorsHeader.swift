@@ -81,11 +81,15 @@ public struct SafetensorsHeader: Sendable {
         guard String(validating: headerBytes, as: UTF8.self) != nil else { throw invalid("header is not valid UTF-8") }
         let json: JSONValue
         do {
-            json = try JSONParser.parse(headerBytes)
+            // One entry per tensor plus __metadata__: stop parsing as soon as there are more.
+            json = try JSONParser.parse(headerBytes, maximumMembers: Limits.tensorCount.maximum + 1)
         } catch {
             throw invalid("header is not valid JSON: \(error)")
         }
         guard let pairs = json.objectPairs else { throw invalid("header is JSON but not an object") }
+        guard pairs.count <= Limits.tensorCount.maximum + 1 else {
+            throw invalid("header lists \(pairs.count) entries, over the limit of \(Limits.tensorCount.maximum) tensors")
+        }
 
         let dataStart = 8 + headerLength
         let dataLength = fileSize - dataStart
@@ -95,10 +99,16 @@ public struct SafetensorsHeader: Sendable {
             if name == "__metadata__" {
                 guard let items = value.objectPairs else { throw invalid("__metadata__ is not an object") }
                 for item in items {
-                    guard let text = item.value.stringValue else { throw invalid("__metadata__ key '\(item.key)' is not a string") }
+                    guard item.key.utf8.count <= Limits.nameBytes.maximum else {
+                        throw invalid("a __metadata__ key of \(item.key.utf8.count) bytes is over the limit of \(Limits.nameBytes.maximum)")
+                    }
+                    guard let text = item.value.stringValue else { throw invalid("__metadata__ key '\(item.key.escapedForMessage)' is not a string") }
                     metadata[item.key] = text
                 }
                 continue
+            }
+            guard name.utf8.count <= Limits.nameBytes.maximum else {
+                throw invalid("a tensor name of \(name.utf8.count) bytes is over the limit of \(Limits.nameBytes.maximum)")
             }
             entries.append(try entry(file: file, name: name, value: value, dataLength: dataLength))
         }
@@ -109,11 +119,11 @@ public struct SafetensorsHeader: Sendable {
         var previous: String?
         for entry in sorted {
             if entry.dataRange.lowerBound < cursor {
-                throw ImportError.invalidTensor(file: file, tensor: entry.name,
-                    rule: "data_offsets [\(entry.dataRange.lowerBound), \(entry.dataRange.upperBound)) overlap tensor '\(previous ?? "")' which ends at \(cursor)")
+                throw ImportError.invalidTensor(file: file, tensor: entry.name.escapedForMessage,
+                    rule: "data_offsets [\(entry.dataRange.lowerBound), \(entry.dataRange.upperBound)) overlap tensor '\((previous ?? "").escapedForMessage)' which ends at \(cursor)")
             }
             if entry.dataRange.lowerBound > cursor {
-                throw ImportError.invalidTensor(file: file, tensor: entry.name,
+                throw ImportError.invalidTensor(file: file, tensor: entry.name.escapedForMessage,
                     rule: "hole in the data section: bytes [\(cursor), \(entry.dataRange.lowerBound)) belong to no tensor")
             }
             cursor = entry.dataRange.upperBound
@@ -126,28 +136,29 @@ public struct SafetensorsHeader: Sendable {
     }
 
     private static func entry(file: String, name: String, value: JSONValue, dataLength: Int) throws(ImportError) -> SafetensorsEntry {
-        func bad(_ rule: String) -> ImportError { .invalidTensor(file: file, tensor: name, rule: rule) }
+        func bad(_ rule: String) -> ImportError { .invalidTensor(file: file, tensor: name.escapedForMessage, rule: rule) }
         guard value.objectPairs != nil else { throw bad("entry is not an object") }
         guard let dtypeName = value["dtype"]?.stringValue else { throw bad("missing 'dtype' string") }
         guard let dtype = SafetensorsDType(rawValue: dtypeName) else {
-            throw bad("unknown dtype '\(dtypeName)' (known: \(SafetensorsDType.allCases.map(\.rawValue).joined(separator: ", ")))")
+            throw bad("unknown dtype '\(String(dtypeName.prefix(64)).escapedForMessage)' (known: \(SafetensorsDType.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         guard let dims = value["shape"]?.arrayValue else { throw bad("missing 'shape' array") }
+        guard dims.count <= Limits.rank.maximum else { throw bad("shape has \(dims.count) dimensions, over the limit of \(Limits.rank.maximum)") }
         var shape: [Int] = []
         var elements = 1
         for dim in dims {
-            guard dim.isIntegerLiteral else { throw bad("shape entry \(JSONWriter.write(dim)) is not an integer") }
-            guard let n = dim.intValue else { throw bad("shape entry \(JSONWriter.write(dim)) overflows") }
+            guard dim.isIntegerLiteral else { throw bad("shape entry \(shortJSON(dim)) is not an integer") }
+            guard let n = dim.intValue else { throw bad("shape entry \(shortJSON(dim)) overflows") }
             guard n >= 0 else { throw bad("shape entry \(n) is negative") }
             let (product, overflow) = elements.multipliedReportingOverflow(by: n)
-            guard !overflow else { throw bad("shape \(JSONWriter.write(.array(dims))) overflows when multiplied out") }
+            guard !overflow else { throw bad("shape \(shortJSON(.array(dims))) overflows when multiplied out") }
             elements = product
             shape.append(n)
         }
         guard let offsets = value["data_offsets"]?.arrayValue, offsets.count == 2 else { throw bad("missing 'data_offsets' [begin, end]") }
         guard offsets.allSatisfy(\.isIntegerLiteral) else { throw bad("data_offsets are not integers") }
         guard let begin = offsets[0].intValue, let end = offsets[1].intValue, begin >= 0, end >= 0 else {
-            throw bad("data_offsets \(JSONWriter.write(.array(offsets))) are negative or overflow")
+            throw bad("data_offsets \(shortJSON(.array(offsets))) are negative or overflow")
         }
         guard begin <= end else { throw bad("data_offsets [\(begin), \(end)) are reversed") }
         guard end <= dataLength else {
@@ -158,8 +169,14 @@ public struct SafetensorsHeader: Sendable {
             throw bad("shape \(describeShape(shape)) x \(dtype.rawValue) (\(dtype.size) bytes) needs \(overflow ? "too many" : String(bytes)) bytes but data_offsets hold \(end - begin)")
         }
         for key in value.objectPairs!.map(\.key) where !["dtype", "shape", "data_offsets"].contains(key) {
-            throw bad("unexpected key '\(key)' in the entry")
+            throw bad("unexpected key '\(String(key.prefix(64)).escapedForMessage)' in the entry")
         }
         return SafetensorsEntry(name: name, dtype: dtype, shape: shape, dataRange: begin..<end)
     }
+}
+
+/// A JSON value from the file as message text: at most 64 characters, escaped.
+private func shortJSON(_ value: JSONValue) -> String {
+    let text = JSONWriter.write(value)
+    return (text.count > 64 ? String(text.prefix(61)) + "..." : text).escapedForMessage
 }

@@ -1,3 +1,5 @@
+import IR
+
 /// IdleViT's token selection (IDLEVIT.md §3.2-3.4) for one block.
 ///
 /// score_j = mean over heads of q_cls,h . k_j,h = (q_cls . k_j) / heads, for image tokens j.
@@ -17,6 +19,31 @@ enum TokenSelectKernel {
     static func run(x: UnsafePointer<Float>, batch: Int, tokens: Int, channels: Int,
                     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, heads: Int, keep: Int, prefix: Int,
                     scratch: UnsafeMutablePointer<Double>, y: UnsafeMutablePointer<Int32>, threads: Int) {
+        let scores = score(x: x, batch: batch, tokens: tokens, channels: channels, weight: weight, bias: bias, heads: heads,
+                           prefix: prefix, scratch: scratch, threads: threads)
+        let selected = prefix + keep
+        parallelChunks(batch, threads: threads) { range in
+            for b in range {
+                let order = ranking(scores + b * tokens, prefix: prefix, tokens: tokens)
+                let out = y + b * selected
+                for p in 0..<prefix { out[p] = Int32(p) }
+                for j in 0..<keep { out[prefix + j] = order[j] }
+            }
+        }
+    }
+
+    /// The image tokens by descending score, ties to the lower index.
+    static func ranking(_ s: UnsafePointer<Double>, prefix: Int, tokens: Int) -> [Int32] {
+        var order = Array(Int32(prefix)..<Int32(tokens))
+        order.sort { s[Int($0)] != s[Int($1)] ? s[Int($0)] > s[Int($1)] : $0 < $1 }
+        return order
+    }
+
+    /// Fills the scratch with every image token's score; returns where the scores [batch, tokens]
+    /// start (prefix entries unset).
+    static func score(x: UnsafePointer<Float>, batch: Int, tokens: Int, channels: Int,
+                      weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, heads: Int, prefix: Int,
+                      scratch: UnsafeMutablePointer<Double>, threads: Int) -> UnsafeMutablePointer<Double> {
         let c = channels
         let query = scratch                  // [batch, C]
         let folded = scratch + batch * c     // [batch, C]
@@ -62,17 +89,7 @@ enum TokenSelectKernel {
                 scores[b * tokens + t] = (dotDouble(folded + b * c, x + (b * tokens + t) * c, count: c) + offset) / Double(heads)
             }
         }
-        let selected = prefix + keep
-        parallelChunks(batch, threads: threads) { range in
-            for b in range {
-                var order = Array(Int32(prefix)..<Int32(tokens))
-                let s = scores + b * tokens
-                order.sort { s[Int($0)] != s[Int($1)] ? s[Int($0)] > s[Int($1)] : $0 < $1 }
-                let out = y + b * selected
-                for p in 0..<prefix { out[p] = Int32(p) }
-                for j in 0..<keep { out[prefix + j] = order[j] }
-            }
-        }
+        return scores
     }
 
     /// sum_i a[i] b[i] in Double from Float operands.
@@ -127,6 +144,37 @@ enum TokenSelectKernel {
             while i < count {
                 y[i] += a * Double(row[i])
                 i += 1
+            }
+        }
+    }
+}
+
+/// How close each image's selection came to a tie, for `verify`: (score of the last token
+/// picked - score of the first left out) / max |score| over the image tokens, from the same
+/// double-precision scores the kernel ranks. A selection that differs from PyTorch's where this
+/// is below ~1e-6 is float32 rounding deciding a near tie; one that differs at a clear margin is
+/// a bug. nil when the layer keeps no image token or all of them.
+public enum SelectionMargin {
+    public static func relative(x: FloatTensor, weight: FloatTensor, bias: FloatTensor?, heads: Int, keep: Int, prefix: Int) -> [Double?] {
+        let (batch, tokens, channels) = (x.shape[0], x.shape[1], x.shape[2])
+        guard keep > 0, prefix + keep < tokens else { return Array(repeating: nil, count: batch) }
+        var scratch = [Double](repeating: 0, count: TokenSelectKernel.scratchDoubles(batch: batch, tokens: tokens, channels: channels))
+        let zeros = [Float](repeating: 0, count: 3 * channels)
+        scratch.withUnsafeMutableBufferPointer { buffer in
+            zeros.withUnsafeBufferPointer { zeros in
+                _ = TokenSelectKernel.score(x: x.pointer, batch: batch, tokens: tokens, channels: channels, weight: weight.pointer,
+                                            bias: bias?.pointer ?? zeros.baseAddress!, heads: heads, prefix: prefix,
+                                            scratch: buffer.baseAddress!, threads: 1)
+            }
+        }
+        let scoresStart = 2 * batch * channels
+        return (0..<batch).map { b in
+            scratch.withUnsafeBufferPointer { buffer in
+                let s = buffer.baseAddress! + scoresStart + b * tokens
+                let order = TokenSelectKernel.ranking(s, prefix: prefix, tokens: tokens)
+                let largest = (prefix..<tokens).reduce(0.0) { max($0, abs(s[$1])) }
+                guard largest > 0 else { return 0 }
+                return (s[Int(order[keep - 1])] - s[Int(order[keep])]) / largest
             }
         }
     }

@@ -1,0 +1,84 @@
+import IR
+
+/// Builds the dense graph of an LV-ViT (`LVViTTensors` has the architecture and its sources).
+/// Values carry the official module names where there is a module, so the reference
+/// activations forward hooks capture line up:
+///
+///     conv2d -> batch_norm -> relu (x3: patch_embed.conv{k}, .bn{k}, .relu{k}) -> patch_embed
+///       (a folded stem: conv2d with bias, named bn{k}, -> relu)
+///     concat cls -> + pos_embed = pos_drop
+///     block i: x + proj(attn(qkv(norm1 x))) / skip_lam, then + fc2(gelu(fc1(norm2 .))) / skip_lam
+///     norm -> head(token 0) + aux_head(every token) max over tokens 1... / 2 = logits
+///
+/// Every constant is a checkpoint tensor: BatchNorm reads its four tensors at run time (a
+/// folded stem, from an ONNX export, has conv biases instead), skip_lam and the aux head's 0.5
+/// are op attributes. PyTorch divides by skip_lam; so does the graph (`divide`), and the aux
+/// head's `0.5 * m` is `m / 2`, the same correctly rounded value.
+enum LVViTGraphBuilder {
+    static func build(_ model: RecognizedModel) throws(GraphError) -> Graph {
+        let a = model.architecture
+        let constants = model.weights.weights.map { Constant(name: $0.name, tensor: $0.tensor, sourceType: $0.sourceType) }
+        let input = GraphInput(name: ActivationName.pixelValues.name,
+                               type: ValueType(.f32, [.batch, .fixed(a.inChannels), .fixed(a.imageSize), .fixed(a.imageSize)]))
+        var builder = ModelGraphBuilder(Graph(inputs: [input], constants: constants, architecture: a))
+        let norm = Op.layerNorm(try LayerNorm(eps: a.layerNormEps))
+        let linear = Op.linear(.full)
+        let batchNorm = Op.batchNorm(try BatchNorm(eps: LVViTTensors.batchNormEps))
+
+        var x = ActivationName.pixelValues.name
+        for (index, stage) in LVViTTensors.stem.enumerated() {
+            let k = index + 1
+            let conv = Op.conv2d(try Conv2d(stride: stage.geometry.stride, padding: stage.geometry.padding))
+            if a.stemBatchNorm {
+                x = try builder.add(.stem(k, .conv), conv, [x, builder.weight(stage.convWeight)])
+                x = try builder.add(.stem(k, .batchNorm), batchNorm, [x] + stage.norms.map { builder.weight($0) })
+            } else {
+                // BatchNorm folded into the convolution (an ONNX export): its output is what the
+                // checkpoint's bn{k} computes, and is named so that references line up.
+                x = try builder.add(.stem(k, .batchNorm), conv, [x, builder.weight(stage.convWeight), builder.weight(stage.convBias)])
+            }
+            x = try builder.add(.stem(k, .relu), .relu, [x])
+        }
+        try builder.add(.patchEmbed, .patchEmbed(try PatchEmbed(patch: a.patchSize / 2)),
+                        [x, builder.weight(.patchWeight), builder.weight(.patchBias)])
+        try builder.add(.tokens, .concatTokens, [builder.weight(.classToken), ActivationName.patchEmbed.name])
+        x = try builder.add(.posDrop, .add, [ActivationName.tokens.name, builder.weight(.positionEmbedding)])
+
+        let attention = Op.attention(try Attention(heads: a.heads))
+        // Dividing by 1 changes nothing: such a model (LV-ViT-T) has no divide nodes.
+        let skip: Op? = a.skipLam == 1 ? nil : .divide(try Divide(divisor: a.skipLam))
+        for i in 0..<a.depth {
+            func part(_ p: BlockPart) -> ActivationName { .blockPart(i, p) }
+            func w(_ role: TensorRole) -> String { builder.weight(role, block: i) }
+            let qkvBias = a.qkvBias ? [w(.qkvBias)] : []
+            let norm1 = try builder.add(part(.norm1), norm, [x, w(.norm1Weight), w(.norm1Bias)])
+            let qkv = try builder.add(part(.qkv), linear, [norm1, w(.qkvWeight)] + qkvBias)
+            let mixed = try builder.add(part(.attention), attention, [qkv])
+            var branch = try builder.add(part(.proj), linear, [mixed, w(.projWeight), w(.projBias)])
+            if let skip { branch = try builder.add(part(.attentionScaled), skip, [branch]) }
+            let residual = try builder.add(part(.attentionResidual), .add, [x, branch])
+            let norm2 = try builder.add(part(.norm2), norm, [residual, w(.norm2Weight), w(.norm2Bias)])
+            let fc1 = try builder.add(part(.fc1), linear, [norm2, w(.fc1Weight), w(.fc1Bias)])
+            let act = try builder.add(part(.activation), .gelu, [fc1])
+            branch = try builder.add(part(.fc2), linear, [act, w(.fc2Weight), w(.fc2Bias)])
+            if let skip { branch = try builder.add(part(.mlpScaled), skip, [branch]) }
+            x = try builder.add(.block(i), .add, [residual, branch])
+        }
+        let normed = try builder.add(.norm, norm, [x, builder.weight(.normWeight), builder.weight(.normBias)])
+        let classToken = try builder.add(.preLogits, .takeToken(try TakeToken(index: 0)), [normed])
+        if a.auxHead {
+            let head = try builder.add(.head, linear, [classToken, builder.weight(.headWeight), builder.weight(.headBias)])
+            let aux = try builder.add(.auxHead, linear, [normed, builder.weight(.auxHeadWeight), builder.weight(.auxHeadBias)])
+            let best = try builder.add(.auxMax, .maxTokens(try MaxTokens(start: 1)), [aux])
+            let half = try builder.add(.auxHalf, .divide(try Divide(divisor: 2)), [best])
+            try builder.add(.logits, .add, [head, half])
+        } else {
+            try builder.add(.logits, linear, [classToken, builder.weight(.headWeight), builder.weight(.headBias)])
+        }
+        var graph = builder.graph
+        graph.outputs = [ActivationName.logits.name]
+        graph.metadata["naming"] = model.scheme
+        try GraphValidator.validate(graph)
+        return graph
+    }
+}
