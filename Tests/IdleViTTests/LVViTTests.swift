@@ -79,6 +79,21 @@ final class LVViTTests: XCTestCase {
         XCTAssertTrue(onnx.recognized.notes.contains("skip_lam: 2 from ONNX graph"), "\(onnx.recognized.notes)")
     }
 
+    /// skip_lam is not in the weights: `--skip-lam` sets it (and does change the numbers), and
+    /// is refused for a ViT-family checkpoint and outside its bounds.
+    func testSkipLamOption() throws {
+        let wrong = try runIdleViT(["verify", fixture("model.safetensors"), "--heads", "2", "--skip-lam", "3", "--input",
+                                    fixture("input.safetensors"), "--reference", fixture("reference.safetensors")])
+        XCTAssertEqual(wrong.status, 1, "blocks divided by 3 instead of 2 differ from PyTorch: \(wrong.stderr)")
+        let inspect = try runIdleViT(["inspect", fixture("model.safetensors"), "--heads", "2", "--skip-lam", "2", "--json"])
+        XCTAssertEqual(try JSONParser.parse(inspect.stdout)["architecture"]?["skip_lam"]?.doubleValue, 2)
+        let vit = try runIdleViT(["inspect", TestPaths.fixture("micro/model.safetensors"), "--skip-lam", "2"])
+        XCTAssertEqual(vit.status, 2)
+        XCTAssertTrue(vit.stderr.contains("applies to LV-ViT"), vit.stderr)
+        let bad = try runIdleViT(["inspect", fixture("model.safetensors"), "--skip-lam", "nan"])
+        XCTAssertEqual(bad.status, 2, bad.stderr)
+    }
+
     /// What the official code's tensors must be: missing BatchNorm statistics, a BatchNorm
     /// counter in a ViT, or a counter without its BatchNorm are clear one-line errors.
     func testMissingAndStrayTensorsAreReported() throws {
