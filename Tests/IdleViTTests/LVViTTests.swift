@@ -15,7 +15,8 @@ final class LVViTTests: XCTestCase {
     func fixture(_ name: String) -> String { TestPaths.fixture("\(folder)/\(name)") }
 
     /// Every format the fixture is stored in: dense within 1e-4 of PyTorch, and IdleViT at
-    /// r = 0.5 / 0.7 within 1e-4 of the reference with every selection identical.
+    /// r = 0.5 / 0.7 within 1e-4 of the reference with every selection identical (and the token
+    /// cut loss of every idle layer).
     func testEveryFormatMatchesPyTorchAndTheIdleReference() throws {
         let input = fixture("input.safetensors")
         for file in ["model.safetensors", "model.pth", "model-checkpoint.pth", "model-opset17.onnx"] {
@@ -31,7 +32,9 @@ final class LVViTTests: XCTestCase {
             }
             for ratio in ["0.5", "0.7"] {
                 let json = try verify(fixture(file), reference: fixture("idle-\(ratio).safetensors"), input: input,
-                                      extra: heads + ["--keep-ratio", ratio])
+                                      extra: heads + ["--keep-ratio", ratio, "--cut-loss"])
+                let compared = (json["activations"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue }
+                XCTAssertEqual(compared.filter { $0.hasSuffix(".cut_loss.total") }.count, 6, "\(file) r=\(ratio): token cut loss per idle layer")
                 let selections = json["selection"]?.arrayValue ?? []
                 XCTAssertEqual(selections.compactMap { $0["name"]?.stringValue }, (2...7).map { "blocks.\($0).selected" }, "\(file) r=\(ratio)")
                 for selection in selections {
