@@ -75,6 +75,10 @@ let package = Package(
             "IdleViTKit", "Importers", "TorchImporter", "ModelDescription", "Exporters", "ONNXExporter", "Interpreter", "Verification", "IR", "Images", "Evaluation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // The FMA peak and the matrix kernels on DeiT shapes, packed vs OpenBLAS (Benchmarks/README.md).
+        .executableTarget(name: "idlevit-kernel-bench", dependencies: [
+            "Interpreter", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "Benchmarks/KernelBench"),
         // Depending on the reader builds it next to idlevit; nothing of it is linked in.
         .executableTarget(name: "idlevit", dependencies: ["IdleViTCLI", "idlevit-hdf5-reader"]),
 

@@ -18,7 +18,8 @@ REQUIRED = ["format", "format_version", "producer", "dtype", "source", "architec
 ARCH_KEYS = ["image_size", "patch_size", "in_channels", "embed_dim", "depth", "num_heads", "mlp_hidden",
              "num_classes", "distilled", "layer_norm_eps"]
 # Keys later versions added, with the value their absence means (bundles of the first release).
-ARCH_OPTIONAL = {"family": "vit", "qkv_bias": True, "layer_scale": False, "prefix_positions": True}
+ARCH_OPTIONAL = {"family": "vit", "qkv_bias": True, "layer_scale": False, "prefix_positions": True,
+                 "stem_channels": 0, "stem_batch_norm": False, "skip_lam": 1.0, "aux_head": False}
 
 
 class Failure(Exception):
@@ -30,7 +31,10 @@ def arch_value(a, key):
 
 
 def expected_tensors(a):
-    """timm's state dict for the architecture (written independently of idlevit's table)."""
+    """timm's state dict for the architecture (written independently of idlevit's table); LV-ViT's
+    is the official TokenLabeling / IdleViT module's (PatchEmbed4_2 stem, aux_head)."""
+    if arch_value(a, "family") == "lvvit":
+        return lvvit_tensors(a)
     c, h = a["embed_dim"], a["mlp_hidden"]
     patches = (a["image_size"] // a["patch_size"]) ** 2
     prefix = 2 if a["distilled"] else 1
@@ -53,6 +57,31 @@ def expected_tensors(a):
     names += [("norm.weight", [c]), ("norm.bias", [c]), ("head.weight", [a["num_classes"], c]), ("head.bias", [a["num_classes"]])]
     if a["distilled"]:
         names += [("head_dist.weight", [a["num_classes"], c]), ("head_dist.bias", [a["num_classes"]])]
+    return names
+
+
+def lvvit_tensors(a):
+    c, h, w = a["embed_dim"], a["mlp_hidden"], arch_value(a, "stem_channels")
+    n = (a["image_size"] // a["patch_size"]) ** 2 + 1
+    names = [("cls_token", [1, 1, c]), ("pos_embed", [1, n, c])]
+    for i, (inputs, k) in enumerate([(a["in_channels"], 7), (w, 3), (w, 3)], start=1):
+        names += [(f"patch_embed.conv{i}.weight", [w, inputs, k, k])]
+        if arch_value(a, "stem_batch_norm"):
+            names += [(f"patch_embed.bn{i}.{p}", [w]) for p in ("weight", "bias", "running_mean", "running_var")]
+        else:
+            names += [(f"patch_embed.conv{i}.bias", [w])]
+    half = a["patch_size"] // 2
+    names += [("patch_embed.proj.weight", [c, w, half, half]), ("patch_embed.proj.bias", [c])]
+    for i in range(a["depth"]):
+        b = f"blocks.{i}."
+        names += [(b + "norm1.weight", [c]), (b + "norm1.bias", [c]), (b + "attn.qkv.weight", [3 * c, c])]
+        if arch_value(a, "qkv_bias"):
+            names += [(b + "attn.qkv.bias", [3 * c])]
+        names += [(b + "attn.proj.weight", [c, c]), (b + "attn.proj.bias", [c]), (b + "norm2.weight", [c]), (b + "norm2.bias", [c]),
+                  (b + "mlp.fc1.weight", [h, c]), (b + "mlp.fc1.bias", [h]), (b + "mlp.fc2.weight", [c, h]), (b + "mlp.fc2.bias", [c])]
+    names += [("norm.weight", [c]), ("norm.bias", [c]), ("head.weight", [a["num_classes"], c]), ("head.bias", [a["num_classes"]])]
+    if arch_value(a, "aux_head"):
+        names += [("aux_head.weight", [a["num_classes"], c]), ("aux_head.bias", [a["num_classes"]])]
     return names
 
 
@@ -109,8 +138,8 @@ def validate_by_hand(metadata, parsed):
     for key in ("qkv_bias", "layer_scale", "prefix_positions"):
         if not isinstance(arch_value(a, key), bool):
             raise Failure(f"metadata 'architecture' {key} must be a boolean")
-    if arch_value(a, "family") != "vit":
-        raise Failure("metadata 'architecture' family must be 'vit'")
+    if arch_value(a, "family") not in ("vit", "lvvit"):
+        raise Failure("metadata 'architecture' family must be 'vit' or 'lvvit'")
     if "preprocessing" in parsed:
         pre = parsed["preprocessing"]
         if (not isinstance(pre, dict) or set(pre) != {"mean", "std", "crop_pct", "interpolation"}

@@ -153,6 +153,8 @@ def load_source(path):
             raw[name] = widen(array, header[name]["dtype"])
     canonical, parts = {}, {}
     for name, array in raw.items():
+        if name.endswith(".num_batches_tracked"):
+            continue  # BatchNorm's training counter: idlevit drops it, PyTorch refills it on load
         target = canonical_name(name)
         if target is None:
             raise Failure(f"source tensor '{name}' has no timm name")
@@ -176,6 +178,14 @@ def build_timm_model(a):
     import timm
     from functools import partial
     from bundle_metadata import arch_value
+    if arch_value(a, "family") == "lvvit":
+        # Not a timm model: the official LV-ViT module, as generate_lvvit.py writes it from the
+        # published architecture.
+        from generate_lvvit import LVViT
+        model = LVViT(img_size=a["image_size"], patch_size=a["patch_size"], embed_dim=a["embed_dim"], depth=a["depth"],
+                      num_heads=a["num_heads"], mlp_ratio=a["mlp_hidden"] / a["embed_dim"], skip_lam=a["skip_lam"],
+                      num_classes=a["num_classes"], stem_width=a["stem_channels"], in_chans=a["in_channels"])
+        return model.eval(), "LVViT (official architecture)"
     deit3 = arch_value(a, "layer_scale") and not arch_value(a, "prefix_positions")
     family = None
     if (a["image_size"], a["patch_size"], a["depth"], a["in_channels"], a["num_classes"]) == (224, 16, 12, 3, 1000) \
@@ -240,7 +250,11 @@ def torch_checks(args, bundle_path, a, idle, report):
         compare_logits(logits, single_tensor(args.reference, "logits"), args.atol, "dense logits")
     if args.idle_reference:
         import idlevit_reference
-        result = idlevit_reference.idle_forward(model, pixels, idle["kept"], with_cut_loss=False)
+        if a.get("family") == "lvvit":
+            import lvvit_reference as idle_reference
+        else:
+            idle_reference = idlevit_reference
+        result = idle_reference.idle_forward(model, pixels, idle["kept"], with_cut_loss=False)
         ref = load_file(args.idle_reference)
         compare_logits(result.logits, ref["logits"], args.atol, "IdleViT logits")
         for layer, selected in result.selected.items():

@@ -38,6 +38,7 @@ CASES=(
     "deit3-r05|Fixtures/deit3-micro/model.safetensors|--heads 2 --keep-ratio 0.5"
     "deit3-facebook-r07|Fixtures/deit3-micro/model-facebook.safetensors|--heads 2 --keep-ratio 0.7"
     "vit-nobias-r07-bf16|Fixtures/vit-micro/model.safetensors|--heads 2 --keep-ratio 0.7 --dtype bf16"
+    "lvvit-r07|Fixtures/lvvit-micro/model.safetensors|--heads 2 --keep-ratio 0.7"
 )
 failed=0
 for case in "${CASES[@]}"; do

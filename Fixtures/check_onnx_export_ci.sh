@@ -50,9 +50,10 @@ for fixture in micro micro-distilled tiny12; do
         export_case "$fixture-r$r" "$model" "Fixtures/$fixture/idle-$r.safetensors" "--keep-ratio $r --selection-outputs"
     done
 done
-# DeiT-III (LayerScale, position embedding on the patches only) and a ViT without qkv bias, both
-# dim 32 with 2 heads (not DeiT's head size 64: --heads says so).
-for fixture in deit3-micro vit-micro; do
+# DeiT-III (LayerScale, position embedding on the patches only), a ViT without qkv bias and an
+# LV-ViT (convolutional stem with BatchNorm, skip_lam, token-labelling head), all dim 32 with 2
+# heads (not DeiT's head size 64: --heads says so).
+for fixture in deit3-micro vit-micro lvvit-micro; do
     model=Fixtures/$fixture/model.safetensors
     export_case "$fixture-dense" "$model" "Fixtures/$fixture/reference.safetensors" "--heads 2"
     for r in 0.5 0.7; do

@@ -42,7 +42,8 @@ Written (Fixtures/lvvit-micro/):
                           formats that keep BatchNorm apart (not the ONNX export) compute
   idle-{0.5,0.7}.safetensors  lvvit_reference.idle_forward at r = 0.5 / 0.7, default schedule
                           (layers 2-7 of 8: stages of depth/4 as the official LV-ViT-S layers
-                          4-15 of 16): logits, blocks.{i}.selected (I64, ascending, 0 = class)
+                          4-15 of 16): logits, blocks.{i}.selected (I64, ascending, 0 = class),
+                          blocks.{i}.cut_loss.{inter,intra,total} (IDLEVIT.md §5, F32 [B])
 
 Checks before writing: the explicit reference's dense pass equals the module's hooks (< 1e-5);
 keep ratio 1 equals dense; a port of IdleLVViT's own test path (argsort on the raw q_cls . k,
@@ -348,6 +349,9 @@ def main():
         tensors = OrderedDict([("logits", res.logits.contiguous())])
         for i, sel in res.selected.items():
             tensors[f"blocks.{i}.selected"] = sel.to(torch.int64).contiguous()
+        for i in res.selected:
+            for part in ("inter", "intra", "total"):
+                tensors[f"blocks.{i}.cut_loss.{part}"] = res.cut_loss[i][part].to(torch.float32).contiguous()
         gen.save_st(FOLDER / f"idle-{r}.safetensors", tensors, metadata=meta)
         agree = float((res.logits.argmax(-1) == acts["logits"].argmax(-1)).float().mean())
         print(f"    r={r}: kept {kept}, smallest margin {smallest:.3e}, top-1 agreement with dense {agree:.2f}")

@@ -12,8 +12,9 @@ targets=("$@")
 jobs=${FUZZ_JOBS:-2}
 
 # One -sanitize flag with both: swiftc lets a later -sanitize= replace an earlier one, and
-# SwiftPM's --sanitize passes them separately (coverage would silently be lost).
-(cd Fuzz && swift build -c release -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address)
+# SwiftPM's --sanitize passes them separately (coverage would silently be lost). lld: gold
+# fails with an internal error on these ASan objects.
+(cd Fuzz && swift build -c release -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address -Xswiftc -use-ld=lld)
 bin=Fuzz/.build/release
 
 run_one() {

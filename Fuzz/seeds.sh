@@ -7,7 +7,7 @@ target=$1
 out=Fuzz/seeds/$target
 rm -rf "$out"
 mkdir -p "$out"
-copy() { for f in "$@"; do [ -f "$f" ] && [ "$(stat -c %s "$f")" -le 1048576 ] && cp "$f" "$out/$(echo "$f" | tr / _)"; done; return 0; }
+copy() { for f in "$@"; do [ -f "$f" ] && [ "$(stat -c %s "$f")" -le 1048576 ] && cp "$f" "$out/$(echo "$f" | tr / _)" || true; done; return 0; }
 case $target in
 safetensors)
     copy Fixtures/hostile/safetensors/* Fixtures/hostile/bundle/* Fixtures/*/idle-*.safetensors \

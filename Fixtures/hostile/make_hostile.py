@@ -37,6 +37,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 IDLEVIT = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / ".build/debug/idlevit"
 CASES = []
+# Per-case wall-clock limit of HostileCorpusTests unless a case says otherwise (seconds; the
+# tests run the debug build on a shared machine, so this is generous; `time_limit` tightens it
+# where only speed shows the bug, e.g. inflating 16 GB of IDAT takes longer than 10 s).
 
 # The tiny DeiT every model case starts from: image 8, patch 4 (4 patches), dim 64, one head,
 # depth 1, MLP 64, 2 classes, timm names.
@@ -94,9 +97,10 @@ def write(rel, data):
     return "hostile/" + rel
 
 
-def case(name, kind, args, setup=(), expect=2, contains=None, stdout_clean=False, note=""):
+def case(name, kind, args, setup=(), expect=2, contains=None, stdout_clean=False, note="", time_limit=None):
     CASES.append({"name": name, "class": kind, "setup": list(setup), "args": args, "expect": expect,
                   **({"stderr_contains": contains} if contains else {}),
+                  **({"time_limit": time_limit} if time_limit else {}),
                   **({"stdout_clean": True} if stdout_clean else {}),
                   **({"note": note} if note else {})})
 
@@ -274,6 +278,10 @@ def fifo_cases(tiny):
     case("dev-zero-labels", "fifo", ["run", model, "--input", "{fixtures}/micro/input.safetensors", "--labels", "/dev/zero"])
     case("directory-model", "fifo", ["inspect", "{tmp}"])
     case("missing-model", "fifo", ["inspect", "{tmp}/missing.safetensors"])
+    case("symlink-loop-model", "fifo", ["inspect", "{tmp}/loop"], setup=[{"link": "{tmp}/loop", "to": "loop"}])
+    case("dangling-symlink-image", "fifo", ["run", model, "--image", "{tmp}/gone.png"], setup=[{"link": "{tmp}/nowhere.png", "to": "gone.png"}])
+    case("path-too-long", "fifo", ["inspect", "{tmp}/" + "a" * 5000 + ".safetensors"])
+    case("path-with-newline-missing", "message", ["inspect", "{tmp}/new\nline\x1b[31m.safetensors"])
     case("labels-3gb-sparse", "allocation", ["run", model, "--input", "{fixtures}/micro/input.safetensors", "--labels", "{tmp}/labels.txt"],
          setup=[{"sparse": "labels.txt", "size": 3_000_000_000}])
     case("labels-not-utf8", "message", ["run", model, "--input", "{fixtures}/micro/input.safetensors", "--labels", "{tmp}/labels.txt"],
@@ -362,6 +370,8 @@ def data_loss_cases():
     case("convert-hard-link", "data-loss", ["convert", "{tmp}/m.safetensors", "-o", "{tmp}/twin.safetensors"],
          setup=[model, {"hardlink": "m.safetensors", "to": "twin.safetensors"}])
     case("convert-double-slash", "data-loss", ["convert", "{tmp}//m.safetensors", "-o", "{tmp}/m.safetensors", "--to", "safetensors"], setup=[model])
+    case("convert-onnx-data-over-model", "data-loss", ["convert", "{tmp}/m.onnx.data", "-o", "{tmp}/m.onnx", "--to", "onnx", "--external-data"],
+         setup=[{"copy": "micro/model-f16.safetensors", "to": "m.onnx.data"}])
     image = {"copy": "images/rocket.jpg", "to": "rocket.jpg"}
     case("visualize-over-image", "data-loss",
          ["visualize", "{fixtures}/micro/model.safetensors", "--keep-ratio", "0.5", "--image", "{tmp}/rocket.jpg", "-o", "{tmp}/rocket.jpg"], setup=[image])
@@ -609,7 +619,7 @@ def image_cases():
     chunk = write("images/png-idat-bomb.chunk", png_chunk(b"IDAT", zeros))
     tail = write("images/png-idat-bomb.tail", png_chunk(b"IDAT", final) + end)
     case("png-idat-bomb-16gb", "hang", ["run", model, "--image", "{tmp}/bomb.png"],
-         setup=[{"repeat": chunk, "head": head, "tail": tail, "count": 1024, "to": "bomb.png"}], expect=0,
+         setup=[{"repeat": chunk, "head": head, "tail": tail, "count": 1024, "to": "bomb.png"}], expect=0, time_limit=10.0,
          note="valid rows first, then 16 GB of deflated zeros: decoding must stop after the rows")
     # Same, but one interlaced 1x1 image: the last pass is the only one with pixels.
     c2 = zlib.compressobj(9)
@@ -618,7 +628,7 @@ def image_cases():
     head2 = write("images/png-idat-bomb-interlaced.head", sig + ihdr(1, 1, interlace=1) + png_chunk(b"IDAT", rows2))
     chunk2 = write("images/png-idat-bomb-interlaced.chunk", png_chunk(b"IDAT", zeros2))
     case("png-idat-bomb-interlaced", "hang", ["run", model, "--image", "{tmp}/bomb.png"],
-         setup=[{"repeat": chunk2, "head": head2, "tail": tail, "count": 512, "to": "bomb.png"}], expect=0)
+         setup=[{"repeat": chunk2, "head": head2, "tail": tail, "count": 512, "to": "bomb.png"}], expect=0, time_limit=10.0)
     # A zlib bomb inside the rows themselves is bounded by the pixel budget; an iCCP / zTXt bomb
     # by libpng's chunk allocation limit.
     ztxt = b"Comment\x00\x00" + zlib.compress(b"A" * (64 << 20), 9)
@@ -665,7 +675,8 @@ def image_cases():
 def hdf5_cases():
     for path in sorted(HERE.glob("*.h5")):
         valid = path.name in ("valid.h5", "float64.h5", "float32-be.h5", "float16-be.h5")
-        case("hdf5-" + path.stem, "control" if valid else "container", ["inspect", "{fixtures}/hostile/" + path.name], expect=0 if valid else 2)
+        kind = "control" if valid else "hang" if "loop" in path.name else "container"
+        case("hdf5-" + path.stem, kind, ["inspect", "{fixtures}/hostile/" + path.name], expect=0 if valid else 2)
     base = (HERE / "valid.h5").read_bytes()
     sb = bytearray(base[:256])
     # Superblock v0 fields: end-of-file address huge, field sizes bad, version unknown.
@@ -675,6 +686,15 @@ def hdf5_cases():
         data[offset:offset + len(value)] = value
         fixture = write(f"hdf5/{name}.h5", bytes(data))
         case(name, "container", ["inspect", "{tmp}/m.h5"], setup=[{"copy": fixture, "to": "m.h5"}])
+    # Found by fuzz-hdf5: a file cut inside the superblock's fixed fields (signature, version 1,
+    # 17 bytes) was read past its end. Cuts on both sides of every fixed field of each version.
+    sig = b"\x89HDF\r\n\x1a\n"
+    cuts = {0: (9, 12, 16, 17, 19, 20, 23), 1: (16, 17, 19, 23), 2: (9, 10, 11, 12, 16), 3: (10, 11)}
+    for version, lengths in cuts.items():
+        for length in lengths:
+            body = (sig + bytes([version]) + bytes(range(1, 40)))[:length]
+            fixture = write(f"hdf5/h5-superblock-v{version}-cut-{length}.h5", body)
+            case(f"h5-superblock-v{version}-cut-{length}", "container", ["inspect", "{tmp}/m.h5"], setup=[{"copy": fixture, "to": "m.h5"}])
     fixture = write("hdf5/h5-truncated-superblock.h5", bytes(sb[:20]))
     case("h5-truncated-superblock", "container", ["inspect", "{tmp}/m.h5"], setup=[{"copy": fixture, "to": "m.h5"}])
     fixture = write("hdf5/h5-signature-only-sparse.h5", bytes(sb[:64]))

@@ -15,7 +15,7 @@ static uint64_t read_xcr0(void) {
 }
 
 int idv_isa_supported(int isa) {
-    if (isa == IDV_ISA_PORTABLE) return 1;
+    if (isa == IDV_ISA_PORTABLE || isa == IDV_ISA_AVX512_GEOMETRY) return 1;
     unsigned int eax, ebx, ecx, edx;
     if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 0;
     const int fma = (ecx >> 12) & 1, osxsave = (ecx >> 27) & 1, avx = (ecx >> 28) & 1;
@@ -39,19 +39,21 @@ int idv_isa_supported(int isa) {
 
 #else
 
-int idv_isa_supported(int isa) { return isa == IDV_ISA_PORTABLE; }
+int idv_isa_supported(int isa) { return isa == IDV_ISA_PORTABLE || isa == IDV_ISA_AVX512_GEOMETRY; }
 
 #endif
 
 const IdvKernels *idv_kernels_portable(void);
 const IdvKernels *idv_kernels_avx2(void);
 const IdvKernels *idv_kernels_avx512(void);
+const IdvKernels *idv_kernels_avx512_geometry(void);
 
 const IdvKernels *idv_kernels(int isa) {
     switch (isa) {
     case IDV_ISA_PORTABLE: return idv_kernels_portable();
     case IDV_ISA_AVX2: return idv_kernels_avx2();
     case IDV_ISA_AVX512: return idv_kernels_avx512();
+    case IDV_ISA_AVX512_GEOMETRY: return idv_kernels_avx512_geometry();
     default: return 0;
     }
 }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import IR
 
 /// Writes an output file so that readers only ever see the whole thing or nothing: the
 /// bytes go to a temporary file in the destination's folder, which is fsynced and renamed
@@ -30,7 +31,7 @@ public final class AtomicFile {
         var template = ((folder.isEmpty ? "/" : folder + "/") + "." + base + ".tmp-XXXXXX").utf8CString
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else {
-            throw .cannotWrite(file: destination, reason: "cannot create a temporary file in '\(folder)': " + String(cString: strerror(errno)))
+            throw .cannotWrite(file: destination, reason: "cannot create a temporary file in '\(folder.escapedForMessage)': " + String(cString: strerror(errno)))
         }
         descriptor = fd
         temporaryPath = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
@@ -130,7 +131,7 @@ public enum ExportError: Error, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .cannotWrite(let file, let reason): return "\(file): cannot write: \(reason)"
+        case .cannotWrite(let file, let reason): return "\(file.escapedForMessage): cannot write: \(reason)"
         case .invalidRequest(let message): return message
         }
     }

@@ -51,6 +51,12 @@ public struct HDF5Superblock: Sendable, Equatable {
         let lengthSize: Int
         let addressesStart: Int
         let endAddressIndex: Int
+        // The fixed fields read below: up to the B-tree K values (byte 19) for versions 0 and
+        // 1, the field sizes (byte 10) for 2 and 3. A file cut inside them is truncated.
+        let fixedEnd = version <= 1 ? 20 : 11
+        guard head.count >= fixedEnd else {
+            throw invalid("the file ends inside the superblock (\(fileSize) bytes): it is truncated")
+        }
         switch version {
         case 0, 1:
             offsetSize = Int(head[13])

@@ -52,8 +52,9 @@ struct Convert: ParsableCommand {
         guard let outputType = OutputDType(rawValue: dtype.lowercased()) else {
             throw CLIError.invalid("--dtype '\(dtype)' is not one of f32, f16, bf16")
         }
-        try refuseOutputs([output], overwriting: [model.model])
-        let request = try idle.request(path: model.model, heads: model.heads, key: model.key)
+        // --to onnx may also write OUTPUT.data (external weights).
+        try refuseOutputs(to == .onnx ? [output, output + ".data"] : [output], overwriting: [model.model])
+        let request = try idle.request(path: model.model, heads: model.heads, key: model.key, skipLam: model.skipLam)
         // A bundle's stored schedule is dropped by --to safetensors (the weights are the dense
         // model's); only an idle schedule asked for on the command line is an error.
         if to == .safetensors, request.asksForIdle {

@@ -13,12 +13,18 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "The state dict to load from a PyTorch checkpoint holding several ('model', 'model_ema', ...).")
     var key: String?
 
+    @Option(name: .customLong("skip-lam"), help: "LV-ViT: what its residual branches are divided by, when the checkpoint is not a published configuration (default: TokenLabeling's for that geometry, else 2).")
+    var skipLam: Double?
+
     @Flag(help: "Print one JSON document on stdout instead of tables.")
     var json = false
 
     func validate() throws {
         if let heads {
             do { try Limits.heads.check(heads, "--heads") } catch { throw ValidationError(error.description) }
+        }
+        if let skipLam, !(skipLam.isFinite && skipLam >= 1e-3 && skipLam <= 1e3) {
+            throw ValidationError("--skip-lam \(skipLam) is outside [0.001, 1000]")
         }
     }
 }
@@ -34,8 +40,9 @@ struct IdleOptions: ParsableArguments {
     @Option(name: .customLong("kept-tokens"), help: "Explicit image tokens kept per layer, comma separated, 'dense' or '-' for a dense layer.")
     var keptTokens: String?
 
-    func request(path: String, heads: Int?, key: String? = nil) throws -> ModelRequest {
+    func request(path: String, heads: Int?, key: String? = nil, skipLam: Double? = nil) throws -> ModelRequest {
         var request = ModelRequest(path: path, heads: heads, keepRatio: keepRatio, key: key)
+        request.skipLam = skipLam
         if let keepRatio, !(keepRatio > 0 && keepRatio <= 1) {
             throw CLIError.invalid("--keep-ratio \(keepRatio) is outside (0, 1]")
         }
@@ -68,7 +75,7 @@ struct IdleOptions: ParsableArguments {
 
 extension ModelOptions {
     func prepare(_ idle: IdleOptions) throws -> PreparedModel {
-        try prepare(try idle.request(path: model, heads: heads, key: key))
+        try prepare(try idle.request(path: model, heads: heads, key: key, skipLam: skipLam))
     }
 
     func prepare(_ request: ModelRequest) throws -> PreparedModel {

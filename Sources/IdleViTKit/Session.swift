@@ -13,6 +13,8 @@ public struct ModelRequest: Sendable {
     public var keptTokens: [Int?]?
     /// The state dict to load from a PyTorch checkpoint that holds several (`--key`).
     public var key: String?
+    /// LV-ViT's residual divisor (`--skip-lam`), which its weights do not state.
+    public var skipLam: Double?
 
     public init(path: String, heads: Int? = nil, keepRatio: Double? = nil, idleLayers: ClosedRange<Int>? = nil, keptTokens: [Int?]? = nil,
                 key: String? = nil) {
@@ -72,7 +74,10 @@ public enum Session {
         }
         let loaded: LoadedModel
         do {
-            loaded = try ModelLoader.load(request.path, options: LoadOptions(recognition: RecognitionOptions(heads: request.heads), checkpointKey: request.key))
+            var recognition = RecognitionOptions(heads: request.heads)
+            recognition.skipLam = request.skipLam
+            recognition.skipLamSource = "--skip-lam"
+            loaded = try ModelLoader.load(request.path, options: LoadOptions(recognition: recognition, checkpointKey: request.key))
         } catch {
             throw .load(error)
         }

@@ -106,7 +106,11 @@ public final class Interpreter: @unchecked Sendable {
         }
         if options.matrixBackend == .packed {
             let requests = steps.map(Interpreter.packingRequest)
-            let packed = try PackedWeights(requests.compactMap { $0 }, nr: kernels.nr, threads: self.threads)
+            let evictable = Interpreter.packedOnlyWeights(steps: steps, requests: requests, graph: graph)
+            let packed = try PackedWeights(requests.compactMap { $0 }, nr: kernels.nr, threads: self.threads) { request in
+                guard let tensor = evictable[request.source] else { return }
+                tensor.storage.evict(UnsafeRawBufferPointer(tensor.buffer))
+            }
             for i in steps.indices { steps[i].packed = requests[i].flatMap(packed.matrix) }
             packedWeights = packed
         } else {
@@ -117,6 +121,26 @@ public final class Interpreter: @unchecked Sendable {
         let zeroMemory = UnsafeMutablePointer<Float>.allocate(capacity: max(widest, 1))
         zeroMemory.initialize(repeating: 0, count: max(widest, 1))
         zeros = UnsafePointer(zeroMemory)
+    }
+
+    /// The weights only packed products read, by address: once packed, their file pages can
+    /// go (`TensorStorage.evict`; owned storage is left alone), so resident memory holds one
+    /// copy of the model, not two. A weight another op reads in its original layout stays
+    /// mapped (`token_select` reads the qkv weight); anything touching an evicted weight later
+    /// reads it back from the page cache.
+    private static func packedOnlyWeights(steps: [Step], requests: [PackedWeights.Request?],
+                                          graph: Graph) -> [UnsafePointer<Float>: FloatTensor] {
+        var packedOnly: [String: FloatTensor] = [:]
+        var readElsewhere = Set<String>()
+        for (step, request) in zip(steps, requests) {
+            for (position, name) in step.node.inputs.enumerated() {
+                guard let tensor = graph.constant(named: name)?.tensor else { continue }
+                if position == 1, request != nil { packedOnly[name] = tensor } else { readElsewhere.insert(name) }
+            }
+        }
+        var result: [UnsafePointer<Float>: FloatTensor] = [:]
+        for (name, tensor) in packedOnly where !readElsewhere.contains(name) { result[tensor.pointer] = tensor }
+        return result
     }
 
     /// The weight a linear layer or patch embedding multiplies by, as a matrix to pack (the

@@ -33,13 +33,26 @@ public enum KernelISA: String, CaseIterable, Sendable {
 struct CPUKernels: @unchecked Sendable {
     let isa: KernelISA
     let table: UnsafePointer<IdvKernels>
+    /// The instruction set, or what the table stands in for.
+    let name: String
 
     /// Nil when the machine cannot run `isa`.
     init?(_ isa: KernelISA) {
         guard isa.isSupported, let table = idv_kernels(isa.code) else { return nil }
         self.isa = isa
         self.table = table
+        name = isa.rawValue
     }
+
+    private init(isa: KernelISA, table: UnsafePointer<IdvKernels>, name: String) {
+        (self.isa, self.table, self.name) = (isa, table, name)
+    }
+
+    /// Tests only: the AVX-512 kernels' geometry (16 lanes, 12 x 32 tiles and the blocking
+    /// that follows from them) in generic vectors, which any CPU runs. On a machine without
+    /// AVX-512 it covers everything of the AVX-512 kernels but their intrinsics.
+    static let avx512Geometry = CPUKernels(isa: .avx512, table: idv_kernels(Int32(IDV_ISA_AVX512_GEOMETRY.rawValue))!,
+                                           name: "avx512-geometry")
 
     /// Microkernel tile rows, and columns = the panel width weights are packed in.
     var mr: Int { table.pointee.mr }

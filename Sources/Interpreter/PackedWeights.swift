@@ -39,7 +39,10 @@ final class PackedWeights: @unchecked Sendable {
 
     static let hugePage = 2 << 20
 
-    init(_ requests: [Request], nr: Int, threads: Int) throws(InterpreterError) {
+    /// `packed` is called with each request once its matrix is packed (the interpreter drops
+    /// the source's file pages there when nothing else reads them, so the two copies are
+    /// never resident together).
+    init(_ requests: [Request], nr: Int, threads: Int, packed: (Request) -> Void = { _ in }) throws(InterpreterError) {
         var unique: [Request] = []
         for request in requests where !unique.contains(request) { unique.append(request) }
         // Each matrix starts on a cache line.
@@ -58,19 +61,17 @@ final class PackedWeights: @unchecked Sendable {
         _ = madvise(memory, byteCount, MADV_HUGEPAGE)
         base = memory
 
-        // Tasks of up to 64 panels, so both threads share even a model of few large layers.
-        var tasks: [(matrix: Int, panels: Range<Int>)] = []
+        // One matrix at a time, its panels split between the threads in tasks of up to 16.
         for (i, request) in unique.enumerated() {
-            let panels = (request.rows + nr - 1) / nr
-            for first in stride(from: 0, to: panels, by: 64) { tasks.append((i, first..<min(panels, first + 64))) }
             let out = (memory + offsets[i]).assumingMemoryBound(to: Float.self)
+            let panels = (request.rows + nr - 1) / nr
+            let tasks = (panels + 15) / 16
+            parallelTasks(tasks, threads: threads) { t, _ in
+                idv_pack_panels(request.source + request.start * request.k, request.rows, request.k, nr, t * 16,
+                                min(panels, t * 16 + 16), out)
+            }
             matrices[request] = PackedMatrix(panels: UnsafePointer(out), outFeatures: request.rows, inFeatures: request.k, nr: nr)
-        }
-        parallelTasks(tasks.count, threads: threads) { t, _ in
-            let (i, panels) = tasks[t]
-            let request = unique[i]
-            idv_pack_panels(request.source + request.start * request.k, request.rows, request.k, nr, panels.lowerBound,
-                            panels.upperBound, (memory + offsets[i]).assumingMemoryBound(to: Float.self))
+            packed(request)
         }
     }
 

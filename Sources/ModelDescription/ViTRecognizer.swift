@@ -9,6 +9,9 @@ enum ViTRecognizer {
         let scheme = NamingScheme.all.max { count(source, $0) < count(source, $1) } ?? .timm
         var problems = Problems()
         for counter in source.counters { problems.add("unexpected tensor '\(counter.escapedForMessage)'") }
+        if let skipLam = options.skipLam {
+            problems.add("skip_lam \(formatDouble(skipLam)) (\(options.skipLamSource)) applies to LV-ViT, and this is a ViT-family checkpoint")
+        }
         let assignment = RoleAssignment(source, scheme: scheme, problems: &problems)
         let depth = assignment.depth
         func weight(_ role: TensorRole, _ block: Int? = nil) -> Weight? { assignment.weight(role, block) }

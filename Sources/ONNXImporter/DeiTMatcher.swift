@@ -1,8 +1,8 @@
 import IR
 import ModelDescription
 
-/// Recognises a timm ViT-family model (DeiT, distilled DeiT, DeiT-III, ViT) in an ONNX op
-/// graph by following the dataflow from the image input, never by node or initializer names
+/// Recognises a timm ViT-family model (DeiT, distilled DeiT, DeiT-III, ViT), or an LV-ViT
+/// (its stem, skip_lam and head in `LVViTMatcher.swift`), in an ONNX op graph by following the dataflow from the image input, never by node or initializer names
 /// (the exporter's names are generated, and merged equal tensors hide behind Identity nodes
 /// named after other modules). Each weight gets the role (`TensorRole`) of the position where
 /// it is used, so block 3's norm1 weight is `blocks.3.norm1.weight` even when the file stores

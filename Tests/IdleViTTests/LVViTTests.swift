@@ -15,7 +15,8 @@ final class LVViTTests: XCTestCase {
     func fixture(_ name: String) -> String { TestPaths.fixture("\(folder)/\(name)") }
 
     /// Every format the fixture is stored in: dense within 1e-4 of PyTorch, and IdleViT at
-    /// r = 0.5 / 0.7 within 1e-4 of the reference with every selection identical.
+    /// r = 0.5 / 0.7 within 1e-4 of the reference with every selection identical (and the token
+    /// cut loss of every idle layer).
     func testEveryFormatMatchesPyTorchAndTheIdleReference() throws {
         let input = fixture("input.safetensors")
         for file in ["model.safetensors", "model.pth", "model-checkpoint.pth", "model-opset17.onnx"] {
@@ -31,7 +32,9 @@ final class LVViTTests: XCTestCase {
             }
             for ratio in ["0.5", "0.7"] {
                 let json = try verify(fixture(file), reference: fixture("idle-\(ratio).safetensors"), input: input,
-                                      extra: heads + ["--keep-ratio", ratio])
+                                      extra: heads + ["--keep-ratio", ratio, "--cut-loss"])
+                let compared = (json["activations"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue }
+                XCTAssertEqual(compared.filter { $0.hasSuffix(".cut_loss.total") }.count, 6, "\(file) r=\(ratio): token cut loss per idle layer")
                 let selections = json["selection"]?.arrayValue ?? []
                 XCTAssertEqual(selections.compactMap { $0["name"]?.stringValue }, (2...7).map { "blocks.\($0).selected" }, "\(file) r=\(ratio)")
                 for selection in selections {
@@ -77,6 +80,21 @@ final class LVViTTests: XCTestCase {
         XCTAssertEqual(unfolded, a, "otherwise the same model")
         XCTAssertTrue(onnx.recognized.weights.names.contains("patch_embed.conv1.bias"))
         XCTAssertTrue(onnx.recognized.notes.contains("skip_lam: 2 from ONNX graph"), "\(onnx.recognized.notes)")
+    }
+
+    /// skip_lam is not in the weights: `--skip-lam` sets it (and does change the numbers), and
+    /// is refused for a ViT-family checkpoint and outside its bounds.
+    func testSkipLamOption() throws {
+        let wrong = try runIdleViT(["verify", fixture("model.safetensors"), "--heads", "2", "--skip-lam", "3", "--input",
+                                    fixture("input.safetensors"), "--reference", fixture("reference.safetensors")])
+        XCTAssertEqual(wrong.status, 1, "blocks divided by 3 instead of 2 differ from PyTorch: \(wrong.stderr)")
+        let inspect = try runIdleViT(["inspect", fixture("model.safetensors"), "--heads", "2", "--skip-lam", "2", "--json"])
+        XCTAssertEqual(try JSONParser.parse(inspect.stdout)["architecture"]?["skip_lam"]?.doubleValue, 2)
+        let vit = try runIdleViT(["inspect", TestPaths.fixture("micro/model.safetensors"), "--skip-lam", "2"])
+        XCTAssertEqual(vit.status, 2)
+        XCTAssertTrue(vit.stderr.contains("applies to LV-ViT"), vit.stderr)
+        let bad = try runIdleViT(["inspect", fixture("model.safetensors"), "--skip-lam", "nan"])
+        XCTAssertEqual(bad.status, 2, bad.stderr)
     }
 
     /// What the official code's tensors must be: missing BatchNorm statistics, a BatchNorm

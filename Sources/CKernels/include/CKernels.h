@@ -15,6 +15,8 @@ typedef enum {
     IDV_ISA_PORTABLE = 0,
     IDV_ISA_AVX2 = 1,
     IDV_ISA_AVX512 = 2,
+    /// Tests only: the AVX-512 kernels' geometry in generic vectors, runs on any CPU.
+    IDV_ISA_AVX512_GEOMETRY = 3,
 } IdvISA;
 
 /// 1 when this CPU and its operating system can run the kernels of `isa` (the instructions in

@@ -40,11 +40,25 @@ enum Conv2dKernel {
                 BLASLinearKernel.run(x: columns, rows: positions, inFeatures: depth, weight: weight, bias: bias ?? zeros,
                                      outFeatures: g.outChannels, y: product, threads: threads)
             }
-            let out = y + b * g.outChannels * positions
-            parallelChunks(g.outChannels, threads: threads, grain: max(1, 16_384 / max(positions, 1))) { channels in
-                for o in channels {
-                    let plane = out + o * positions
-                    for p in 0..<positions { plane[p] = product[p * g.outChannels + o] }
+            transpose(product, rows: positions, columns: g.outChannels, into: y + b * g.outChannels * positions, threads: threads)
+        }
+    }
+
+    /// `[rows, columns]` -> `[columns, rows]` in 32 x 32 tiles, so both sides stay in cache.
+    private static func transpose(_ source: UnsafePointer<Float>, rows: Int, columns: Int, into out: UnsafeMutablePointer<Float>, threads: Int) {
+        let tile = 32
+        let rowTiles = (rows + tile - 1) / tile
+        parallelChunks(rowTiles, threads: threads, grain: 8) { range in
+            for rowTile in range {
+                let r0 = rowTile * tile, r1 = min(rows, r0 + tile)
+                var c0 = 0
+                while c0 < columns {
+                    let c1 = min(columns, c0 + tile)
+                    for c in c0..<c1 {
+                        let line = out + c * rows
+                        for r in r0..<r1 { line[r] = source[r * columns + c] }
+                    }
+                    c0 = c1
                 }
             }
         }
@@ -56,12 +70,16 @@ enum Conv2dKernel {
             for ox in 0..<g.outWidth {
                 var out = columns + (oy * g.outWidth + ox) * g.depth
                 let (top, left) = (oy * g.stride - g.padding, ox * g.stride - g.padding)
+                // Most windows lie inside the image horizontally: their rows are plain copies.
+                let inside = left >= 0 && left + g.kernel <= g.width
                 for c in 0..<g.channels {
                     let plane = image + c * g.height * g.width
                     for ky in 0..<g.kernel {
                         let iy = top + ky
                         if iy < 0 || iy >= g.height {
                             out.update(repeating: 0, count: g.kernel)
+                        } else if inside {
+                            out.update(from: plane + iy * g.width + left, count: g.kernel)
                         } else {
                             let row = plane + iy * g.width
                             for kx in 0..<g.kernel {

@@ -1,0 +1,158 @@
+// idlevit-kernel-bench: this machine's FMA peak, and the interpreter's GEMM and attention
+// kernels on DeiT's shapes against the OpenBLAS engine, as GFLOP/s and % of that peak.
+// See Benchmarks/README.md ("Where the time goes").
+import ArgumentParser
+import Foundation
+import Interpreter
+
+@main
+struct KernelBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "idlevit-kernel-bench",
+        abstract: "FMA peak per core and per all cores, and the matrix kernels on DeiT shapes (packed vs OpenBLAS).")
+
+    @Option(help: "Thread counts, comma separated.")
+    var threads: String = "1,2"
+
+    @Option(help: "Rounds; each round alternates the contenders and measures the peak next to them.")
+    var rounds: Int = 5
+
+    @Option(help: "Seconds per timing.")
+    var seconds: Double = 0.15
+
+    @Option(help: "Models: s, b (DeiT-S, DeiT-B), comma separated.")
+    var models: String = "s,b"
+
+    @Option(help: "Instruction set of the packed kernels (default: the best this CPU has).")
+    var isa: String?
+
+    @Flag(help: "Only the FMA peak.")
+    var peakOnly = false
+
+    func validate() throws {
+        guard rounds > 0, seconds > 0 else { throw ValidationError("--rounds and --seconds must be positive") }
+        guard threadCounts.count > 0, threadCounts.allSatisfy({ $0 > 0 && $0 <= 64 }) else {
+            throw ValidationError("--threads takes thread counts 1-64, comma separated")
+        }
+        if let isa { guard let value = KernelISA(rawValue: isa), value.isSupported else { throw ValidationError("--isa \(isa) cannot run here") } }
+    }
+
+    var threadCounts: [Int] { threads.split(separator: ",").compactMap { Int($0) } }
+
+    func run() throws {
+        let isa = isa.flatMap(KernelISA.init(rawValue:)) ?? KernelISA.best
+        print(cpuDescription())
+        print("kernels: \(isa.rawValue) (this CPU runs: \(KernelISA.supported.map(\.rawValue).joined(separator: ", ")))\n")
+
+        print("## FMA peak, GFLOP/s (median of \(rounds); range)\n")
+        print("| ISA | " + threadCounts.map { "\($0) thread\($0 > 1 ? "s" : "")" }.joined(separator: " | ") + " |")
+        print("|---|" + String(repeating: "---|", count: threadCounts.count))
+        for candidate in KernelISA.supported {
+            var cells: [String] = []
+            for t in threadCounts {
+                let rates = (0..<rounds).map { _ in FMAPeak.measure(isa: candidate, threads: t, seconds: seconds)!.flopsPerSecond / 1e9 }
+                cells.append("\(fixed(median(rates), 1)) (\(fixed(rates.min()!, 0))-\(fixed(rates.max()!, 0)))")
+            }
+            print("| \(candidate.rawValue) | " + cells.joined(separator: " | ") + " |")
+        }
+        if peakOnly { return }
+
+        print("\n## Linear layers: GFLOP/s and % of the FMA peak measured in the same round (medians of \(rounds))\n")
+        print("| shape | rows x K -> N | T | packed | % peak | OpenBLAS | % peak | packed / OpenBLAS time |")
+        print("|---|---|---|---|---|---|---|---|")
+        for (label, product) in linearShapes() {
+            for t in threadCounts {
+                var ours: [Double] = [], theirs: [Double] = [], oursShare: [Double] = [], theirsShare: [Double] = [], ratio: [Double] = []
+                for round in 0..<rounds {
+                    let peak = FMAPeak.measure(isa: isa, threads: t, seconds: 0.02)!.flopsPerSecond
+                    // Alternate which goes first, so that neither always follows the peak loop.
+                    var a = 0.0, b = 0.0
+                    if round % 2 == 0 {
+                        a = try KernelBenchmark.time(seconds: seconds) { try product.run(isa: isa, threads: t) }
+                        b = try KernelBenchmark.time(seconds: seconds) { try product.run(isa: nil, threads: t) }
+                    } else {
+                        b = try KernelBenchmark.time(seconds: seconds) { try product.run(isa: nil, threads: t) }
+                        a = try KernelBenchmark.time(seconds: seconds) { try product.run(isa: isa, threads: t) }
+                    }
+                    ours.append(product.flops / a / 1e9)
+                    theirs.append(product.flops / b / 1e9)
+                    oursShare.append(100 * product.flops / a / peak)
+                    theirsShare.append(100 * product.flops / b / peak)
+                    ratio.append(a / b)
+                }
+                print("| \(label) | \(product.rows) x \(product.inFeatures) -> \(product.outFeatures) | \(t) | \(fixed(median(ours), 1)) | "
+                      + "\(fixed(median(oursShare), 0))% | \(fixed(median(theirs), 1)) | \(fixed(median(theirsShare), 0))% | "
+                      + "\(fixed(median(ratio), 2)) |")
+            }
+        }
+
+        print("\n## Attention (QK^T + PV flops): GFLOP/s, medians of \(rounds)\n")
+        print("| model, batch | T | fused | % peak | OpenBLAS | % peak | fused / OpenBLAS time |")
+        print("|---|---|---|---|---|---|---|")
+        for (label, attention) in attentionShapes() {
+            for t in threadCounts {
+                var ours: [Double] = [], theirs: [Double] = [], oursShare: [Double] = [], theirsShare: [Double] = [], ratio: [Double] = []
+                for _ in 0..<rounds {
+                    let peak = FMAPeak.measure(isa: isa, threads: t, seconds: 0.02)!.flopsPerSecond
+                    let a = try KernelBenchmark.time(seconds: seconds) { try attention.run(isa: isa, threads: t) }
+                    let b = try KernelBenchmark.time(seconds: seconds) { try attention.run(isa: nil, threads: t) }
+                    ours.append(attention.flops / a / 1e9)
+                    theirs.append(attention.flops / b / 1e9)
+                    oursShare.append(100 * attention.flops / a / peak)
+                    theirsShare.append(100 * attention.flops / b / peak)
+                    ratio.append(a / b)
+                }
+                print("| \(label) | \(t) | \(fixed(median(ours), 1)) | \(fixed(median(oursShare), 0))% | \(fixed(median(theirs), 1)) | "
+                      + "\(fixed(median(theirsShare), 0))% | \(fixed(median(ratio), 2)) |")
+            }
+        }
+    }
+
+    /// The products of a DeiT block: dense (197 tokens per image) at batch 1 and 8, and an
+    /// idle block's gathered rows at r = 0.7 (1 + 137 and 1 + 67 tokens).
+    func linearShapes() -> [(String, KernelBenchmark.Linear)] {
+        var shapes: [(String, KernelBenchmark.Linear)] = []
+        for model in models.split(separator: ",") {
+            let (name, c): (String, Int) = model == "b" ? ("DeiT-B", 768) : ("DeiT-S", 384)
+            for (rows, what) in [(197, "b1"), (1576, "b8"), (138, "idle b1 138 rows"), (68, "idle b1 68 rows")] {
+                shapes.append(("\(name) qkv \(what)", .init(rows: rows, inFeatures: c, outFeatures: 3 * c)))
+                shapes.append(("\(name) proj+res \(what)", .init(rows: rows, inFeatures: c, outFeatures: c, epilogue: .residual)))
+                shapes.append(("\(name) fc1+gelu \(what)", .init(rows: rows, inFeatures: c, outFeatures: 4 * c, epilogue: .gelu)))
+                shapes.append(("\(name) fc2+res \(what)", .init(rows: rows, inFeatures: 4 * c, outFeatures: c, epilogue: .residual)))
+            }
+        }
+        return shapes
+    }
+
+    func attentionShapes() -> [(String, KernelBenchmark.Attention)] {
+        var shapes: [(String, KernelBenchmark.Attention)] = []
+        for model in models.split(separator: ",") {
+            let (name, heads) = model == "b" ? ("DeiT-B", 12) : ("DeiT-S", 6)
+            shapes.append(("\(name), 1", .init(batch: 1, tokens: 197, heads: heads)))
+            shapes.append(("\(name), 8", .init(batch: 8, tokens: 197, heads: heads)))
+            shapes.append(("\(name) idle 138 tokens, 1", .init(batch: 1, tokens: 138, heads: heads)))
+        }
+        return shapes
+    }
+
+    func cpuDescription() -> String {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return "CPU: unknown" }
+        func field(_ name: String) -> String {
+            for line in text.split(separator: "\n") where line.hasPrefix(name) {
+                return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            }
+            return "?"
+        }
+        let flags = Set(field("flags").split(separator: " ").map(String.init))
+        let shown = ["avx2", "fma", "avx512f", "avx512vl", "avx512bw"].map { flags.contains($0) ? $0 : "no \($0)" }
+        return "CPU: \(field("model name")) (family \(field("cpu family")) model \(field("model"))), \(ProcessInfo.processInfo.activeProcessorCount) CPUs; "
+            + shown.joined(separator: ", ")
+    }
+
+    func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+    }
+
+    func fixed(_ value: Double, _ decimals: Int) -> String { String(format: "%.\(decimals)f", value) }
+}

@@ -1,0 +1,118 @@
+import CBLAS
+
+/// The interpreter's matrix kernels on synthetic operands, for Benchmarks/KernelBench: the
+/// same calls the interpreter makes (packed GEMM with its partition, or the OpenBLAS engine's
+/// per-thread sgemm calls; fused or OpenBLAS attention), timed in isolation. Not used when
+/// running models.
+public final class KernelBenchmark {
+    public enum Epilogue: String, Sendable {
+        case bias
+        case gelu
+        case residual
+    }
+
+    /// One product `[rows, k] x [n, k]^T` with its operands allocated once.
+    public final class Linear {
+        public let rows: Int, inFeatures: Int, outFeatures: Int
+        public let epilogue: Epilogue
+        private let x: UnsafeMutablePointer<Float>
+        private let w: UnsafeMutablePointer<Float>
+        private let b: UnsafeMutablePointer<Float>
+        private let y: UnsafeMutablePointer<Float>
+        private var packed: [KernelISA: PackedWeights] = [:]
+
+        public init(rows: Int, inFeatures: Int, outFeatures: Int, epilogue: Epilogue = .bias) {
+            (self.rows, self.inFeatures, self.outFeatures, self.epilogue) = (rows, inFeatures, outFeatures, epilogue)
+            // As the interpreter's OpenBLAS engine runs it: our threads, single-threaded calls.
+            openblas_set_num_threads(1)
+            x = KernelBenchmark.random(rows * inFeatures, seed: 1)
+            w = KernelBenchmark.random(outFeatures * inFeatures, seed: 2, scale: 0.05)
+            b = KernelBenchmark.random(outFeatures, seed: 3)
+            y = KernelBenchmark.random(rows * outFeatures, seed: 4)
+        }
+
+        deinit { [x, w, b, y].forEach { $0.deallocate() } }
+
+        public var flops: Double { 2 * Double(rows) * Double(inFeatures) * Double(outFeatures) }
+
+        /// One call with the packed kernels of `isa` (nil: OpenBLAS) on `threads` threads.
+        public func run(isa: KernelISA?, threads: Int) throws {
+            let epilogue = LinearEpilogue(gelu: self.epilogue == .gelu, residual: self.epilogue == .residual ? UnsafePointer(y) : nil)
+            guard let isa else {
+                BLASLinearKernel.run(x: x, rows: rows, inFeatures: inFeatures, weight: w, bias: b, outFeatures: outFeatures,
+                                     epilogue: epilogue, y: y, threads: threads)
+                return
+            }
+            guard let kernels = CPUKernels(isa) else { throw InterpreterError.unsupported("this CPU cannot run the \(isa.rawValue) kernels") }
+            let key = PackedWeights.Request(source: w, start: 0, rows: outFeatures, k: inFeatures)
+            if packed[isa] == nil { packed[isa] = try PackedWeights([key], nr: kernels.nr, threads: threads) }
+            LinearKernel.run(kernels: kernels, x: x, rows: rows, weight: packed[isa]!.matrix(key)!, bias: b, epilogue: epilogue,
+                             y: y, threads: threads)
+        }
+    }
+
+    /// Multi-head attention over a fused qkv `[batch, tokens, 3 heads d]`.
+    public final class Attention {
+        public let batch: Int, tokens: Int, heads: Int, headDimension: Int
+        private let qkv: UnsafeMutablePointer<Float>
+        private let y: UnsafeMutablePointer<Float>
+        private let scratch: UnsafeMutablePointer<Float>
+
+        public init(batch: Int, tokens: Int, heads: Int, headDimension: Int = 64) {
+            (self.batch, self.tokens, self.heads, self.headDimension) = (batch, tokens, heads, headDimension)
+            openblas_set_num_threads(1)
+            qkv = KernelBenchmark.random(batch * tokens * 3 * heads * headDimension, seed: 5)
+            y = KernelBenchmark.random(batch * tokens * heads * headDimension, seed: 6)
+            // Room for either engine's scratch on up to 64 threads.
+            let widest = KernelISA.supported.compactMap(CPUKernels.init).map {
+                AttentionKernel.scratchFloats(kernels: $0, tokens: tokens, headDimension: headDimension, threads: 64)
+            }.max() ?? 0
+            let count = max(widest, BLASAttentionKernel.scratchFloats(tokens: tokens, threads: 64))
+            scratch = .allocate(capacity: count)
+            scratch.initialize(repeating: 0, count: count)
+        }
+
+        deinit { [qkv, y, scratch].forEach { $0.deallocate() } }
+
+        /// `Q K^T` and `P V`.
+        public var flops: Double { 4 * Double(batch) * Double(tokens * tokens) * Double(heads * headDimension) }
+
+        public func run(isa: KernelISA?, threads: Int) throws {
+            let channels = heads * headDimension
+            guard let isa else {
+                BLASAttentionKernel.run(q: qkv, k: qkv + channels, v: qkv + 2 * channels, rowStride: 3 * channels, batch: batch,
+                                        tokens: tokens, channels: channels, heads: heads, scratch: scratch, y: y, threads: threads,
+                                        queries: tokens)
+                return
+            }
+            guard let kernels = CPUKernels(isa) else { throw InterpreterError.unsupported("this CPU cannot run the \(isa.rawValue) kernels") }
+            AttentionKernel.run(kernels: kernels, q: qkv, k: qkv + channels, v: qkv + 2 * channels, rowStride: 3 * channels,
+                                batch: batch, tokens: tokens, channels: channels, heads: heads, scratch: scratch, y: y,
+                                threads: threads, queries: tokens)
+        }
+    }
+
+    /// Seconds per call of `body`: calls repeated for about `seconds` after one warm-up call.
+    public static func time(seconds: Double, _ body: () throws -> Void) rethrows -> Double {
+        try body()
+        var calls = 0
+        let start = FMAPeak.now()
+        var elapsed = 0.0
+        repeat {
+            try body()
+            calls += 1
+            elapsed = FMAPeak.now() - start
+        } while elapsed < seconds
+        return elapsed / Double(calls)
+    }
+
+    static func random(_ count: Int, seed: UInt64, scale: Float = 1) -> UnsafeMutablePointer<Float> {
+        let memory = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+        var state = seed &* 0x9E37_79B9_7F4A_7C15
+        for i in 0..<count {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            memory[i] = (Float(state >> 40) / Float(1 << 24) - 0.5) * 2 * scale
+        }
+        return memory
+    }
+}
