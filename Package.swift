@@ -15,7 +15,7 @@ let package = Package(
         .library(name: "IdleViTKit", targets: ["IdleViTKit"]),
         // Every parser of untrusted input, for the libFuzzer targets in Fuzz/ (their own package,
         // so fuzzing never slows this build).
-        .library(name: "IdleViTParsers", targets: ["IdleViTKit", "Images"]),
+        .library(name: "IdleViTParsers", targets: ["IdleViTKit", "Images", "TorchImporter"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

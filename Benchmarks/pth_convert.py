@@ -7,7 +7,7 @@ PyTorch user does to get out of pickle, `torch.load(weights_only=True)` + `safet
 Writes Benchmarks/work/deit_base_patch16_224.pth (timm's DeiT-B with random weights, seeded,
 saved as Facebook's release is: {"model": state_dict}, 346 MB) and a legacy-layout copy, then runs
 the contenders in alternating order within each round, every output removed before each run. Per
-run: wall time of the whole process and its peak RSS (from wait4's rusage). Prints a Markdown table
+run: wall time of the whole process and its peak RSS (GNU time). Prints a Markdown table
 (medians over the rounds; the ratio column is the median of the per-round ratios) and writes
 Benchmarks/results/<date>-pth.json.
 """
@@ -56,19 +56,18 @@ def python_convert(args):
     print(json.dumps({"seconds": time.perf_counter() - start}))
 
 
-def measure(cmd, out):
-    """Wall seconds and peak RSS (MB) of one process; the output file is removed first."""
+def measure(cmd, out, rss_file):
+    """Wall seconds and peak RSS (MB) of one process; the output file is removed first. The
+    RSS comes from GNU time, not from this process's wait4: Linux counts a child's pages from
+    before its exec (a fork of this Python, which has imported torch) in its maximum."""
     if os.path.exists(out):
         os.remove(out)
     start = time.perf_counter()
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss_file] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wall = time.perf_counter() - start
-    error = process.stderr.read().decode()
-    process.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(map(str, cmd))}\n{error}")
-    return wall, usage.ru_maxrss / 1024
+    if done.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(map(str, cmd))}\n{done.stderr.decode()}")
+    return wall, int(Path(rss_file).read_text().split()[-1]) / 1024
 
 
 def cpu_name():
@@ -95,12 +94,12 @@ def run(args):
     for round_index in range(args.rounds + 1):  # round 0 warms the page cache and is dropped
         order = contenders if round_index % 2 == 0 else list(reversed(contenders))
         for label, cmd, out in order:
-            wall, rss = measure(cmd, out)
+            wall, rss = measure(cmd, out, str(work / "rss.txt"))
             if round_index > 0:
                 results[label]["wall"].append(wall)
                 results[label]["rss"].append(rss)
         print(f"round {round_index}: " + ", ".join(f"{results[l]['wall'][-1]:.3f}s" if round_index else "warm-up" for l, _, _ in contenders[:1]), flush=True)
-    for _, _, out in contenders:
+    for out in [out for _, _, out in contenders] + [str(work / "rss.txt")]:
         if os.path.exists(out):
             os.remove(out)
     size = zip_path.stat().st_size / 1e6

@@ -9,7 +9,7 @@
 // callback to libFuzzer's driver.
 import PackageDescription
 
-let targets = ["safetensors", "bundle", "onnx", "hdf5", "jpeg", "png"]
+let targets = ["safetensors", "bundle", "onnx", "hdf5", "jpeg", "png", "pth"]
 
 let package = Package(
     name: "idlevit-fuzz",

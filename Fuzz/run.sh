@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors bundle onnx hdf5 jpeg png)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors bundle onnx hdf5 jpeg png pth)
 jobs=${FUZZ_JOBS:-2}
 
 # One -sanitize flag with both: swiftc lets a later -sanitize= replace an earlier one, and

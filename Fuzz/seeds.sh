@@ -32,6 +32,10 @@ jpeg)
     copy Fixtures/images/*.jpg Fixtures/images/variants/*.jpg Fixtures/hostile/images/*.jpg ;;
 png)
     copy Fixtures/images/*.png Fixtures/images/variants/*.png Fixtures/hostile/images/*.png Fixtures/hostile/images/*.head ;;
+pth)
+    # The unit files (every tensor kind, both layouts, protocols 1/4/5, zip64), the hostile ones,
+    # and two small models so the recogniser is reached.
+    copy Fixtures/pth/unit/*.pth Fixtures/hostile/pth-*.pth Fixtures/deit3-micro/model.pth Fixtures/vit-micro/model.pth ;;
 *)
     echo "unknown fuzz target '$target'" >&2; exit 2 ;;
 esac

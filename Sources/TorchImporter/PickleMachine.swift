@@ -21,8 +21,9 @@ struct PickleError: Error, Sendable {
 /// (`TorchLimits`): stack, marks, memo, containers, items, string and integer widths, and the
 /// opcodes executed, so a pickle cannot make it allocate or loop beyond those bounds.
 struct PickleMachine {
-    private let bytes: UnsafeRawBufferPointer
-    private(set) var position: Int
+    private var input: PickleInput
+    /// Just past the last opcode read (past STOP once `run` returns).
+    var position: Int { input.position }
     var heap: PickleHeap
     private var stack: [PickleValue] = []
     private var marks: [Int] = []
@@ -35,8 +36,7 @@ struct PickleMachine {
 
     init(bytes: UnsafeRawBufferPointer, start: Int = 0, heap: PickleHeap = PickleHeap(), limits: PickleLimits = PickleLimits(),
          locateStorage: @escaping (String, Int) throws(PickleError) -> Range<Int>? = { _, _ in nil }) {
-        self.bytes = bytes
-        self.position = start
+        self.input = PickleInput(bytes: bytes, position: start, limits: limits)
         self.heap = heap
         self.limits = limits
         self.locateStorage = locateStorage
@@ -61,14 +61,14 @@ struct PickleMachine {
     private mutating func step() throws(PickleError) -> PickleValue? {
         work += 1
         if work > limits.work { throw PickleError("the pickle runs more than \(limits.work) opcodes") }
-        let opcode = try readByte()
+        let opcode = try input.readByte()
         switch opcode {
         case 0x80: // PROTO
-            let version = try readByte()
+            let version = try input.readByte()
             guard version <= 5 else { throw PickleError("pickle protocol \(version) is newer than 5") }
         case 0x95: // FRAME: a length hint; the opcodes follow as usual.
-            let length = try readUInt(8)
-            guard length <= UInt64(bytes.count - position) else { throw PickleError("a frame of \(length) bytes runs past the end of the pickle") }
+            let length = try input.readUInt(8)
+            guard length <= UInt64(input.remaining) else { throw PickleError("a frame of \(length) bytes runs past the end of the pickle") }
         case UInt8(ascii: "."): // STOP
             return try pop()
         case UInt8(ascii: "("): // MARK
@@ -84,39 +84,39 @@ struct PickleMachine {
         case 0x88: try push(.bool(true))
         case 0x89: try push(.bool(false))
         case UInt8(ascii: "I"): // INT (text); I01 / I00 are True / False
-            let line = try readLine()
-            if line == "01" { try push(.bool(true)) } else if line == "00" { try push(.bool(false)) } else { try push(.int(try decimal(line))) }
-        case UInt8(ascii: "J"): try push(.int(Int(Int32(truncatingIfNeeded: try readUInt(4)))))
-        case UInt8(ascii: "K"): try push(.int(Int(try readByte())))
-        case UInt8(ascii: "M"): try push(.int(Int(try readUInt(2))))
+            let line = try input.readLine()
+            if line == "01" { try push(.bool(true)) } else if line == "00" { try push(.bool(false)) } else { try push(.int(try PickleInput.decimal(line))) }
+        case UInt8(ascii: "J"): try push(.int(Int(Int32(truncatingIfNeeded: try input.readUInt(4)))))
+        case UInt8(ascii: "K"): try push(.int(Int(try input.readByte())))
+        case UInt8(ascii: "M"): try push(.int(Int(try input.readUInt(2))))
         case UInt8(ascii: "L"): // LONG (text), with a trailing L from Python 2
-            var line = try readLine()
+            var line = try input.readLine()
             if line.hasSuffix("L") { line.removeLast() }
-            try push(.int(try decimal(line)))
-        case 0x8a: try push(try longValue(count: Int(try readByte())))
+            try push(.int(try PickleInput.decimal(line)))
+        case 0x8a: try push(try input.longValue(count: Int(try input.readByte())))
         case 0x8b: // LONG4
-            let count = Int32(truncatingIfNeeded: try readUInt(4))
+            let count = Int32(truncatingIfNeeded: try input.readUInt(4))
             guard count >= 0 else { throw PickleError("LONG4 with a negative length") }
-            try push(try longValue(count: Int(count)))
+            try push(try input.longValue(count: Int(count)))
         case UInt8(ascii: "F"): // FLOAT (text)
-            let line = try readLine()
+            let line = try input.readLine()
             guard let value = Double(line) else { throw PickleError("FLOAT '\(line.escapedForMessage)' is not a number") }
             try push(.float(value))
         case UInt8(ascii: "G"): // BINFLOAT, big-endian
-            let raw = try readRaw(8)
+            let raw = try input.readRaw(8)
             var bits: UInt64 = 0
             for byte in raw { bits = bits << 8 | UInt64(byte) }
             try push(.float(Double(bitPattern: bits)))
-        case UInt8(ascii: "S"): try push(.string(try PickleText.quoted(try readLine())))
-        case UInt8(ascii: "T"): try push(.string(PickleText.bytesString(try readSized(signedWidth: 4))))
-        case UInt8(ascii: "U"): try push(.string(PickleText.bytesString(try readSized(width: 1))))
-        case UInt8(ascii: "V"): try push(.string(PickleText.rawUnicodeEscape(try readLine())))
-        case UInt8(ascii: "X"): try push(.string(try PickleText.utf8(try readSized(width: 4))))
-        case 0x8c: try push(.string(try PickleText.utf8(try readSized(width: 1))))
-        case 0x8d: try push(.string(try PickleText.utf8(try readSized(width: 8))))
-        case UInt8(ascii: "B"): try push(.bytes(Array(try readSized(width: 4))))
-        case UInt8(ascii: "C"): try push(.bytes(Array(try readSized(width: 1))))
-        case 0x8e, 0x96: try push(.bytes(Array(try readSized(width: 8)))) // BINBYTES8, BYTEARRAY8
+        case UInt8(ascii: "S"): try push(.string(try PickleText.quoted(try input.readLine())))
+        case UInt8(ascii: "T"): try push(.string(PickleText.bytesString(try input.readSized(signedWidth: 4))))
+        case UInt8(ascii: "U"): try push(.string(PickleText.bytesString(try input.readSized(width: 1))))
+        case UInt8(ascii: "V"): try push(.string(PickleText.rawUnicodeEscape(try input.readLine())))
+        case UInt8(ascii: "X"): try push(.string(try PickleText.utf8(try input.readSized(width: 4))))
+        case 0x8c: try push(.string(try PickleText.utf8(try input.readSized(width: 1))))
+        case 0x8d: try push(.string(try PickleText.utf8(try input.readSized(width: 8))))
+        case UInt8(ascii: "B"): try push(.bytes(Array(try input.readSized(width: 4))))
+        case UInt8(ascii: "C"): try push(.bytes(Array(try input.readSized(width: 1))))
+        case 0x8e, 0x96: try push(.bytes(Array(try input.readSized(width: 8)))) // BINBYTES8, BYTEARRAY8
         case 0x97: throw PickleError("NEXT_BUFFER: out-of-band buffers are not part of a checkpoint")
         case 0x98: _ = try top() // READONLY_BUFFER: nothing to do
         case UInt8(ascii: ")"): try push(try newTuple([]))
@@ -136,7 +136,7 @@ struct PickleMachine {
         case UInt8(ascii: "s"): let value = try pop(), key = try pop(); try setItems([key, value], on: try top())
         case UInt8(ascii: "u"): let items = try popMark(); try setItems(items, on: try top())
         case UInt8(ascii: "c"): // GLOBAL
-            let module = try readLine(), name = try readLine()
+            let module = try input.readLine(), name = try input.readLine()
             try push(try resolveGlobal(module: module, name: name))
         case 0x93: // STACK_GLOBAL
             let name = try pop(), module = try pop()
@@ -162,7 +162,7 @@ struct PickleMachine {
             }
             try push(result)
         case UInt8(ascii: "i"): // INST: module and name inline, arguments since the mark
-            let module = try readLine(), name = try readLine()
+            let module = try input.readLine(), name = try input.readLine()
             let cls = try resolveGlobal(module: module, name: name)
             let arguments = try newTuple(try popMark())
             try push(try call(cls, arguments, via: "INST"))
@@ -175,16 +175,16 @@ struct PickleMachine {
             let state = try pop()
             try build(try top(), state: state)
         case UInt8(ascii: "P"): // PERSID (text)
-            try push(try persistentLoad(.string(try readLine())))
+            try push(try persistentLoad(.string(try input.readLine())))
         case UInt8(ascii: "Q"): // BINPERSID
             try push(try persistentLoad(try pop()))
-        case UInt8(ascii: "p"): try put(try memoIndex(try readLine()))
-        case UInt8(ascii: "q"): try put(Int(try readByte()))
-        case UInt8(ascii: "r"): try put(Int(try readUInt(4)))
+        case UInt8(ascii: "p"): try put(try memoIndex(try input.readLine()))
+        case UInt8(ascii: "q"): try put(Int(try input.readByte()))
+        case UInt8(ascii: "r"): try put(Int(try input.readUInt(4)))
         case 0x94: try put(memo.count) // MEMOIZE
-        case UInt8(ascii: "g"): try get(try memoIndex(try readLine()))
-        case UInt8(ascii: "h"): try get(Int(try readByte()))
-        case UInt8(ascii: "j"): try get(Int(try readUInt(4)))
+        case UInt8(ascii: "g"): try get(try memoIndex(try input.readLine()))
+        case UInt8(ascii: "h"): try get(Int(try input.readByte()))
+        case UInt8(ascii: "j"): try get(Int(try input.readUInt(4)))
         default:
             throw PickleError("unknown opcode 0x\(String(opcode, radix: 16))")
         }
@@ -236,7 +236,7 @@ struct PickleMachine {
     }
 
     private func memoIndex(_ line: String) throws(PickleError) -> Int {
-        let index = try decimal(line)
+        let index = try PickleInput.decimal(line)
         guard index >= 0 else { throw PickleError("negative memo index \(index)") }
         return index
     }
@@ -352,77 +352,6 @@ struct PickleMachine {
 
     private mutating func persistentLoad(_ pid: PickleValue) throws(PickleError) -> PickleValue {
         try TorchCalls.persistentLoad(pid, heap: &heap, locate: locateStorage)
-    }
-
-    // MARK: - Reading the pickle's bytes
-
-    private var remaining: Int { bytes.count - position }
-
-    private mutating func readByte() throws(PickleError) -> UInt8 {
-        guard position < bytes.count else { throw PickleError("the pickle ends before its STOP opcode") }
-        defer { position += 1 }
-        return bytes[position]
-    }
-
-    private mutating func readRaw(_ count: Int) throws(PickleError) -> UnsafeRawBufferPointer {
-        guard count >= 0, count <= remaining else { throw PickleError("needs \(count) bytes, the pickle has \(remaining) left") }
-        defer { position += count }
-        return UnsafeRawBufferPointer(rebasing: bytes[position ..< position + count])
-    }
-
-    /// A little-endian unsigned integer of `width` bytes.
-    private mutating func readUInt(_ width: Int) throws(PickleError) -> UInt64 {
-        let raw = try readRaw(width)
-        var value: UInt64 = 0
-        for (i, byte) in raw.enumerated() { value |= UInt64(byte) << (8 * UInt64(i)) }
-        return value
-    }
-
-    /// Bytes preceded by their length (`width` bytes, little-endian), within the string limit.
-    private mutating func readSized(width: Int) throws(PickleError) -> UnsafeRawBufferPointer {
-        let length = try readUInt(width)
-        guard length <= UInt64(limits.string) else {
-            throw PickleError("a string of \(length) bytes, over the limit of \(limits.string)")
-        }
-        return try readRaw(Int(length))
-    }
-
-    private mutating func readSized(signedWidth width: Int) throws(PickleError) -> UnsafeRawBufferPointer {
-        let length = Int32(truncatingIfNeeded: try readUInt(width))
-        guard length >= 0 else { throw PickleError("a string with a negative length") }
-        return try readRaw(Int(length))
-    }
-
-    /// A text argument up to its newline (protocol 0 opcodes).
-    private mutating func readLine() throws(PickleError) -> String {
-        let start = position
-        let limit = min(bytes.count, start + limits.string)
-        var end = start
-        while end < limit, bytes[end] != UInt8(ascii: "\n") { end += 1 }
-        guard end < limit else { throw PickleError("a text argument without its newline") }
-        position = end + 1
-        return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self)
-    }
-
-    private func decimal(_ text: String) throws(PickleError) -> Int {
-        guard let value = Int(text.trimmingSpaces) else {
-            throw PickleError("'\(String(text.prefix(40)).escapedForMessage)' is not an integer that fits in 64 bits")
-        }
-        return value
-    }
-
-    /// LONG1 / LONG4: little-endian two's complement; wider than 64 bits stays bytes.
-    private mutating func longValue(count: Int) throws(PickleError) -> PickleValue {
-        guard count <= limits.integerBytes else {
-            throw PickleError("an integer of \(count) bytes, over the limit of \(limits.integerBytes)")
-        }
-        let raw = try readRaw(count)
-        guard count > 0 else { return .int(0) }
-        if count > 8 { return .bigInt(Array(raw)) }
-        var value: UInt64 = 0
-        for (i, byte) in raw.enumerated() { value |= UInt64(byte) << (8 * UInt64(i)) }
-        if count < 8, raw[count - 1] & 0x80 != 0 { value |= ~UInt64(0) << (8 * UInt64(count)) }
-        return .int(Int(Int64(bitPattern: value)))
     }
 
     /// A value named for an error message.

@@ -17,7 +17,11 @@ enum TensorMaterializer {
         if tensor.isContiguous {
             let start = tensor.offset * size
             let bytes = UnsafeRawBufferPointer(rebasing: base[start ..< start + tensor.elementCount * size])
-            return (NumericConversion.floatTensor(bytes, type: source, shape: tensor.sizes, storage: map), source)
+            let converted = NumericConversion.floatTensor(bytes, type: source, shape: tensor.sizes, storage: map)
+            // A converted copy has read the file's pages; drop them so a checkpoint of F16 or
+            // unaligned F32 (the legacy layout) is resident once, as Float32, not twice.
+            if converted.storage !== map { map.evict(bytes) }
+            return (converted, source)
         }
         // A strided view reads each element once, so it may not have more elements than the
         // storage: a broadcast (stride 0) view would make a tiny file allocate without bound.
@@ -29,6 +33,7 @@ enum TensorMaterializer {
         if tensor.elementCount > 0 {
             gather(from: base, type: source, tensor: tensor, into: out)
         }
+        map.evict(base)
         return (FloatTensor(shape: tensor.sizes, storage: owned, pointer: UnsafePointer(out)), source)
     }
 

@@ -6,6 +6,10 @@
 /// exist to run commands, evaluate code, import modules or open files have no place in a
 /// checkpoint: a pickle naming one is refused outright, so a booby-trapped file is reported
 /// as such rather than loading with its payload sitting inert in a corner.
+///
+/// That list is a courtesy, for a clear message; it can never be complete (the hostile
+/// fixtures use `logging.FileHandler`, which creates a file and is not on it). Safety comes
+/// from the machine never calling anything.
 enum TorchGlobals {
     enum Resolution {
         case known(KnownGlobal)
@@ -40,8 +44,10 @@ enum TorchGlobals {
 
     /// Why a global is refused, or nil when it may stand as an inert name.
     static func refusal(module: String, name: String) -> String? {
-        let root = module.split(separator: ".", maxSplits: 1).first.map(String.init) ?? module
-        if refusedModules.contains(root) || refusedModules.contains(module) {
+        // The module and every package above it: os.path is refused with os, torch.hub.x with torch.hub.
+        let parts = module.split(separator: ".", omittingEmptySubsequences: false)
+        let enclosing = parts.indices.map { parts[...$0].joined(separator: ".") }
+        if enclosing.contains(where: refusedModules.contains) {
             return "a module that runs commands, evaluates code or touches files"
         }
         if (module == "builtins" || module == "__builtin__"), refusedBuiltins.contains(name) {
@@ -53,12 +59,13 @@ enum TorchGlobals {
         return nil
     }
 
-    /// Modules refused whatever the name (also as the first component: `os.path`).
+    /// Modules (and packages) refused whatever the name.
     private static let refusedModules: Set<String> = [
         "os", "posix", "nt", "subprocess", "_posixsubprocess", "pty", "shutil", "socket", "importlib",
         "runpy", "ctypes", "pickle", "_pickle", "marshal", "code", "codeop", "webbrowser", "commands",
         "pdb", "sys", "multiprocessing", "asyncio.subprocess", "popen2", "platform", "posixpath", "ntpath",
-        "_io", "imp", "zipimport", "dill", "cloudpickle",
+        "_io", "imp", "zipimport", "dill", "cloudpickle", "timeit", "trace", "profile", "cProfile", "pydoc",
+        "doctest", "idlelib", "tempfile", "_ctypes", "cffi", "torch.hub", "torch.jit", "torch.package",
     ]
 
     private static let refusedBuiltins: Set<String> = [

@@ -45,6 +45,10 @@ public enum TorchImporter {
         var tensors: [TorchCheckpoint.StoredTensor] = []
         for (keyValue, value) in zip(dict.keys, dict.values) {
             guard case .string(let name) = keyValue else { continue } // isStateDict admits string keys only
+            guard Limits.nameBytes.contains(name.utf8.count) else {
+                throw .invalidTensor(file: file, tensor: String(name.prefix(64)).escapedForMessage + "...",
+                                     rule: "a name of \(name.utf8.count) bytes, over the limit of \(Limits.nameBytes.maximum)")
+            }
             let shown = name.escapedForMessage
             guard case .tensor(let t) = value else {
                 throw .invalidTensor(file: file, tensor: shown, rule: "is \(PickleDescription.kind(value, heap: heap)), not a tensor rebuild; nothing was run")

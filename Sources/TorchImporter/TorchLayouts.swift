@@ -112,9 +112,9 @@ enum TorchLayouts {
         guard case .bigInt(let bytes) = magicValue, bytes == magic else {
             throw CheckpointError("a pickle without PyTorch's magic number: not a torch.save file")
         }
-        let (protocolValue, _) = try runPickle("the legacy header")
+        let (protocolValue, protocolHeap) = try runPickle("the legacy header")
         guard case .int(1001) = protocolValue else {
-            throw CheckpointError("legacy protocol version \(PickleDescription.kind(protocolValue, heap: PickleHeap())), 1001 expected")
+            throw CheckpointError("legacy protocol version \(PickleDescription.kind(protocolValue, heap: protocolHeap)), 1001 expected")
         }
         let (sysInfo, sysHeap) = try runPickle("the legacy sys_info")
         if case .dict(let d) = sysInfo, let little = sysHeap.dicts[d].value(forString: "little_endian"), case .bool(false) = little {

@@ -21,6 +21,9 @@ final class PickleMachineTests: XCTestCase {
         }
     }
 
+    /// One byte per character (the opcodes above 0x7F written as \u{80}...).
+    private func latin1(_ text: String) -> [UInt8] { text.unicodeScalars.map { UInt8($0.value) } }
+
     private func unicode(_ text: String) -> [UInt8] {
         let utf8 = Array(text.utf8)
         return [0x58] + withUnsafeBytes(of: UInt32(utf8.count).littleEndian, Array.init) + utf8
@@ -67,15 +70,27 @@ final class PickleMachineTests: XCTestCase {
         expectRefusal([0x80, 0x02, 0xFF, 0x2E], "unknown opcode 0xff")
         expectRefusal([0x80, 0x02, 0x4E, 0x95, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0x2E], "runs past the end")
         // A recognised callable asked to allocate is refused, not run.
-        expectRefusal(Array("\u{80}\u{02}ctorch\nFloatStorage\nK\u{05}\u{85}R.".unicodeScalars.map { UInt8($0.value) }), "a checkpoint never constructs one")
+        expectRefusal(latin1("\u{80}\u{02}ctorch\nFloatStorage\nK\u{05}\u{85}R."), "a checkpoint never constructs one")
         // APPEND / SETITEM / BUILD on something that cannot take them.
         expectRefusal([0x80, 0x02, 0x4B, 0x01, 0x4E, 0x61, 0x2E], "APPEND to the integer 1")
         expectRefusal([0x80, 0x02, 0x5D, 0x4E, 0x4E, 0x73, 0x2E], "SETITEM on a list")
     }
 
+    /// Globals that run code or open files are refused by name, with their enclosing packages.
+    func testCodeRunningGlobalsAreRefused() {
+        for (module, name) in [("os.path", "join"), ("torch.hub.helpers", "load"), ("builtins", "__import__"), ("nt", "system"),
+                               ("timeit", "timeit"), ("operator", "methodcaller"), ("_io", "open")] {
+            expectRefusal(latin1("\u{80}\u{02}c\(module)\n\(name)\nN."), "refers to \(module).\(name)")
+        }
+        // torch's own globals and ordinary ones are not.
+        for (module, name) in [("torch._utils", "_rebuild_tensor_v2"), ("argparse", "Namespace"), ("builtins", "getattr"), ("pathlib", "PosixPath")] {
+            XCTAssertNoThrow(try run(latin1("\u{80}\u{02}c\(module)\n\(name)\n.")), "\(module).\(name)")
+        }
+    }
+
     /// Unknown globals stay names; nothing is imported (a module that does not exist is fine).
     func testUnknownGlobalsAreInert() throws {
-        let pickle = Array("\u{80}\u{02}cno_such_module\nthing\nK\u{01}\u{85}R}bN\u{86}.".unicodeScalars.map { UInt8($0.value) })
+        let pickle = latin1("\u{80}\u{02}cno_such_module\nthing\nK\u{01}\u{85}R}bN\u{86}.")
         let (value, heap) = try run(pickle)
         guard case .tuple(let t) = value, case .object(let o) = heap.tuples[t][0] else { return XCTFail("\(value)") }
         XCTAssertEqual(heap.objects[o].via, "REDUCE")

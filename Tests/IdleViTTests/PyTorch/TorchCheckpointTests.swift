@@ -147,7 +147,7 @@ final class TorchCheckpointTests: XCTestCase {
         XCTAssertEqual(cls?["bytes"], .int(128))
     }
 
-    /// inspect, verify, run, stats, bench, convert (safetensors and bundle) and visualize all
+    /// inspect, verify, run, stats, bench, convert (safetensors, bundle, ONNX) and visualize all
     /// take a .pth like any other model file; the bundle records the source format.
     func testEveryCommandAcceptsAPyTorchCheckpoint() throws {
         let model = TestPaths.fixture("pth/micro-distilled-views.pth")
@@ -161,6 +161,7 @@ final class TorchCheckpointTests: XCTestCase {
             ["bench", model, "--runs", "1", "--batch", "1"],
             ["convert", model, "-o", bundle, "--keep-ratio", "0.7"],
             ["convert", model, "-o", folder.appendingPathComponent("m.safetensors").path, "--to", "safetensors"],
+            ["convert", model, "-o", folder.appendingPathComponent("m.onnx").path, "--to", "onnx"],
             ["visualize", model, "--keep-ratio", "0.7", "-o", folder.appendingPathComponent("v.png").path,
              "--image", TestPaths.fixture("images/chelsea.png")],
         ]
@@ -171,6 +172,10 @@ final class TorchCheckpointTests: XCTestCase {
         // The bundle runs and verifies against the IdleViT reference like the source does.
         let idle = try runIdleViT(["verify", bundle, "--input", Self.input(), "--reference", TestPaths.fixture("\(Self.folder)/idle-0.7.safetensors")])
         XCTAssertEqual(idle.status, 0, idle.stderr + idle.stdout)
+        // The dense ONNX export reads back through the ONNX importer with the reference logits.
+        let onnx = try runIdleViT(["verify", folder.appendingPathComponent("m.onnx").path, "--input", Self.input(),
+                                   "--reference", TestPaths.fixture("\(Self.folder)/reference.safetensors")])
+        XCTAssertEqual(onnx.status, 0, onnx.stderr + onnx.stdout)
         let metadata = try SafetensorsFile(path: bundle).metadata["source"] ?? ""
         XCTAssertTrue(metadata.contains("\"format\":\"pytorch\""), metadata)
     }
