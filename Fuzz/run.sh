@@ -38,7 +38,7 @@ wait
 printf '%-12s %12s %8s %8s %8s %s\n' target executions cov ft corpus crashes
 for t in "${targets[@]}"; do
     log=Fuzz/logs/$t.log
-    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || echo "?")
     last=$(grep -E '^#[0-9]+' "$log" | tail -1)
     cov=$(echo "$last" | grep -o 'cov: [0-9]*' | grep -o '[0-9]*' || echo "?")
     ft=$(echo "$last" | grep -o 'ft: [0-9]*' | grep -o '[0-9]*' || echo "?")

@@ -652,6 +652,18 @@ def image_cases():
 
     image_case("jpeg-sof-65535", "allocation", b"\xff\xd8" + tables + sof(0xC0, 65535, 65535, 3) + seg(0xDA, sos) + b"\x00" * 64 + b"\xff\xd9", "jpg")
     image_case("jpeg-cmyk-8192", "allocation", b"\xff\xd8" + tables + sof(0xC2, 8192, 8192, 4) + seg(0xDA, sos) + b"\xff\xd9", "jpg")
+    # Found by fuzz-jpeg (a timeout): 127 bytes claiming a progressive 8192 x 8192 CMYK image
+    # whose one scan is empty; libjpeg paints the missing data grey, the resize then works
+    # through 67 M pixels. Now refused as pixels the file cannot hold, like its baseline twin.
+    image_case("jpeg-cmyk-8192-empty-scan", "allocation", bytes.fromhex(
+        "ffd8ffdb004300080606070605080707070909080a0c140d0c0b0b0c1912130f141d1a1f1e1d1a1c1c20242e2720"
+        "222c231c1c2837292c30313434341f27393d38323c2e333432ffc4001400010000000000000000000000000000"
+        "0000ffc2001408200020000401110002110003110004424dffda0008010100000001ffd9"), "jpg")
+    image_case("jpeg-baseline-8192-empty", "allocation",
+               b"\xff\xd8" + tables + sof(0xC0, 8192, 8192) + seg(0xDA, sos) + b"\xff\xd9", "jpg")
+    # 16 MB of image rows from a 20 KB file: more than deflate's 1032:1 can give.
+    image_case("png-rows-claimed-by-tiny-idat", "allocation",
+               sig + ihdr(4096, 4096, 8, 6) + png_chunk(b"IDAT", zlib.compress(b"\x00" * 16385, 9)) + end, "png")
     image_case("jpeg-sof-zero", "container", b"\xff\xd8" + tables + sof(0xC0, 0, 16) + b"\xff\xd9", "jpg")
     # Thousands of empty scans of a 4096 x 4096 progressive image (~60 KB).
     scan = seg(0xDA, sos)

@@ -140,7 +140,8 @@ int icc_jpeg_decode(const uint8_t *data, size_t size, icc_limits limits, icc_ima
     out->progressive = jpeg_has_multiple_scans(&cinfo) ? 1 : 0;
     out->adobe_marker = cinfo.saw_Adobe_marker ? 1 : 0;
     long bytes_per_pixel = out->layout == ICC_GRAY ? 1 : out->layout == ICC_CMYK ? 4 : 3;
-    if (!icc_size_ok((long)cinfo.image_width, (long)cinfo.image_height, bytes_per_pixel, limits, message)) {
+    if (!icc_size_ok((long)cinfo.image_width, (long)cinfo.image_height, bytes_per_pixel, limits, message) ||
+        !icc_evidence_ok((long)cinfo.image_width * (long)cinfo.image_height, 512, size, "pixels", message)) {
         jpeg_destroy_decompress(&cinfo);
         return ICC_TOO_LARGE;
     }

@@ -25,4 +25,23 @@ static inline int icc_size_ok(long width, long height, long bytes_per_pixel, icc
     return 1;
 }
 
+// Pixels a file of `file_bytes` can honestly hold: a decoder must not spend seconds and
+// hundreds of megabytes on a 127-byte file whose header claims 8192 x 8192 (libjpeg fills
+// missing scans with grey; libpng would inflate whatever follows). JPEG codes every 8x8 block
+// of every component with at least one bit (512 pixels per byte); deflate expands at most
+// 1032:1, so a PNG row of R raw bytes needs R / 1032 compressed ones. The slack lets tiny
+// images through whatever their overhead.
+static inline int icc_evidence_ok(long pixels_or_raw_bytes, long per_file_byte, size_t file_bytes, const char *what,
+                                  char *message) {
+    const long slack = 1L << 16;
+    long allowed = (long)file_bytes > (0x7fffffffffffffffL - slack) / per_file_byte ? 0x7fffffffffffffffL
+                                                                                    : (long)file_bytes * per_file_byte + slack;
+    if (pixels_or_raw_bytes > allowed) {
+        snprintf(message, ICC_MESSAGE_SIZE, "%ld %s declared by a file of %zu bytes, which cannot hold them (a decompression bomb?)",
+                 pixels_or_raw_bytes, what, file_bytes);
+        return 0;
+    }
+    return 1;
+}
+
 #endif

@@ -20,6 +20,7 @@ typedef struct {
     char *message;
     int status;
     icc_limits limits;
+    size_t file_bytes;
     icc_image *out;
     uint8_t *pixels;
     png_bytep *rows;
@@ -59,6 +60,13 @@ static void on_info(png_structp png, png_infop info) {
     out->interlaced = interlace != PNG_INTERLACE_NONE;
     // The widest pixel after expansion: 16-bit RGBA, 8 bytes.
     if (!icc_size_ok((long)width, (long)height, 8, state->limits, state->message)) {
+        fail(png, state, ICC_TOO_LARGE, state->message);
+    }
+    // Raw (filtered) bytes as stored: one filter byte per row plus the row at the file's depth.
+    long samples = color_type == PNG_COLOR_TYPE_RGB ? 3 : color_type == PNG_COLOR_TYPE_RGB_ALPHA ? 4
+                 : color_type == PNG_COLOR_TYPE_GRAY_ALPHA ? 2 : 1;
+    long raw = (long)height * (1 + ((long)width * samples * bit_depth + 7) / 8);
+    if (!icc_evidence_ok(raw, 1032, state->file_bytes, "bytes of image data", state->message)) {
         fail(png, state, ICC_TOO_LARGE, state->message);
     }
     // Expand to whole bytes only: no gamma, no background, no tRNS-to-alpha. PIL ignores
@@ -125,6 +133,7 @@ int icc_png_decode(const uint8_t *data, size_t size, icc_limits limits, icc_imag
     state.message = message;
     state.status = ICC_CORRUPT;
     state.limits = limits;
+    state.file_bytes = size;
     state.out = out;
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, (void *)&state, on_error, on_warning);
     if (!png) {
