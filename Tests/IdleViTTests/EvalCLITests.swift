@@ -214,7 +214,7 @@ final class EvalCLITests: XCTestCase {
             (["--images", try folder("file-not-folder", [], files: ["x.csv"]) + "/x.csv"], "x.csv: not a folder"),
             (["--images", try folder("nolabels", [], files: ["a.jpg"])], "nolabels: no class folders"),
             (["--images", EvalCLITests.imagenet, "--labels-file", root.appendingPathComponent("none.csv").path], "none.csv: cannot read the labels file"),
-            (["--images", EvalCLITests.imagenet, "--labels-file", EvalCLITests.imagenet], "imagenet: the labels file is not a regular file"),
+            (["--images", EvalCLITests.imagenet, "--labels-file", EvalCLITests.imagenet], "imagenet: cannot read the labels file: not a regular file (a directory)"),
             (["--images", EvalCLITests.imagenet, "--compare-dense"], "--compare-dense compares an IdleViT schedule"),
         ]
         for (arguments, fragment) in cases {
