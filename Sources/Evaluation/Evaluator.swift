@@ -41,6 +41,7 @@ public struct EvaluationResult: Sendable {
 public struct Evaluator {
     public var model: ModelRunner
     public var dense: ModelRunner?
+    /// Images per forward pass at most (the stream balances the batches below it).
     public var batchSize: Int
     public var decodeWorkers: Int
     /// A file that cannot be used stops the evaluation (exit 2) instead of being listed.
@@ -57,7 +58,7 @@ public struct Evaluator {
     public func run(_ images: LabelledImages, preprocessor: ImagePreprocessor,
                     progress: (EvaluationProgress) -> Void = { _ in }) throws(EvaluationError) -> EvaluationResult {
         let start = monotonicSeconds()
-        let stream = ImageBatchStream(files: images.files, batchSize: batchSize, workers: decodeWorkers, preprocessor: preprocessor)
+        let stream = ImageBatchStream(files: images.files, maximumBatch: batchSize, workers: decodeWorkers, preprocessor: preprocessor)
         var result = EvaluationResult(entries: images.files.count, failed: [], model: AccuracyTally(),
                                       dense: dense == nil ? nil : AccuracyTally(), agreeing: 0, seconds: 0)
         while let batch = stream.next() {

@@ -33,7 +33,7 @@ struct Eval: ParsableCommand {
     @Flag(name: .customLong("compare-dense"), help: "Also run the dense original on every image (decoded once) and report its accuracy and the top-1 agreement.")
     var compareDense = false
 
-    @Option(help: "Images per forward pass.")
+    @Option(help: "Images per forward pass at most: the files are split into equal batches (100 files, at most 32: 4 batches of 25).")
     var batch: Int = 32
 
     @Option(help: "Threads for the model, and for decoding (default: all cores).")

@@ -81,7 +81,7 @@ final class EvalCLITests: XCTestCase {
         XCTAssertTrue(0 < agreeing && agreeing < records.count)
 
         let document = try json(["eval", EvalCLITests.model, "--images", EvalCLITests.imagenet, "--limit", "3",
-                                 "--keep-ratio", "0.7", "--compare-dense", "--batch", "2"])
+                                 "--keep-ratio", "0.7", "--compare-dense", "--batch", "2"])  // 2 batches of 2, one row of padding
         XCTAssertEqual(document["images"] as? Int, 3)
         XCTAssertEqual(document["top1_count"] as? Int, idle.top1)
         XCTAssertEqual(document["top5_count"] as? Int, idle.top5)
