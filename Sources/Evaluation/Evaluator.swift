@@ -31,6 +31,9 @@ public struct EvaluationResult: Sendable {
     public var agreeing: Int
     /// Wall time of the pass: decoding, both models, bookkeeping.
     public var seconds: Double
+    /// CPU seconds the decoding threads spent reading, decoding and preprocessing (on other
+    /// threads than the models, so mostly hidden behind them when below `seconds`).
+    public var decodeSeconds = 0.0
 
     public var images: Int { model.images }
     public var agreement: Double { images > 0 ? Double(agreeing) / Double(images) : 0 }
@@ -88,6 +91,7 @@ public struct Evaluator {
                                         seconds: monotonicSeconds() - start, top1: result.model.top1Fraction))
         }
         result.seconds = monotonicSeconds() - start
+        result.decodeSeconds = stream.decodeSeconds
         return result
     }
 
