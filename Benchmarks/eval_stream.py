@@ -1,19 +1,20 @@
 #!/usr/bin/env python3
 """`idlevit eval` streaming targets (issue 17), measured:
 
-1. throughput: `eval` at batch 32 end to end (images / wall seconds, decoding included) within 10%
-   of `bench` at batch 32 on the same model and threads (decoding hidden behind compute);
-2. memory: peak RSS of `eval` flat (within 50 MB) from 100 to 2,000 images.
+1. throughput: `eval` at batch 32 end to end (images / wall seconds of the pass, decoding
+   included) within 10% of `bench` at batch 32 on the same model and threads (decoding hidden
+   behind compute). Rounds alternate `bench --batch 32` and `eval` over 128 images (4 batches of
+   32); a ratio is taken within a round, and the median over rounds is reported.
+2. memory: peak RSS of `eval` flat (within 50 MB) from 100 to 2,000 images (one run each, after
+   the rounds; ru_maxrss of the child from wait4).
 
-    /work/venv/bin/python Benchmarks/eval_stream.py [--idlevit .build/release/idlevit] [--rounds 3]
+    /work/venv/bin/python Benchmarks/eval_stream.py [--idlevit .build/release/idlevit] [--rounds 5]
 
 Writes under /tmp/idlevit-eval-bench (not the repository): DeiT-S with random weights
 (timm deit_small_patch16_224, pretrained=False, seed 0) as safetensors, and ImageNet-layout folders
-of 100 and 2,000 distinct JPEGs at ImageNet's typical size (500x375 or 375x500, quality 90,
-seeded crops of the photographs in Fixtures/images). Rounds alternate the contenders (bench,
-eval on 100, eval on 2,000); a ratio is taken within a round, and the medians are reported.
-OPENBLAS_CORETYPE is removed from every child's environment (as Benchmarks/compare.py does).
-Peak RSS is the child's ru_maxrss from wait4.
+of 128, 100 and 2,000 distinct JPEGs at ImageNet's typical size (500x375 or 375x500, quality 90,
+seeded crops of the photographs in Fixtures/images). OPENBLAS_CORETYPE is removed from every
+child's environment (as Benchmarks/compare.py does). Results: Benchmarks/results/DATE-eval.json.
 """
 
 import argparse
@@ -65,7 +66,7 @@ def make_folder(folder, count, seed):
 
 
 def run_measured(command):
-    """Runs a child with stdout to a file; returns (its JSON output, its peak RSS in MB)."""
+    """Runs a child with stdout to a file; returns (its JSON output, its rusage)."""
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
     pid = os.fork()
     if pid == 0:
@@ -75,7 +76,7 @@ def run_measured(command):
     _, status, usage = os.wait4(pid, 0)
     if status != 0:
         sys.exit(f"{' '.join(command)} failed with status {status}")
-    return json.loads((WORK / "out.json").read_text()), usage.ru_maxrss / 1024
+    return json.loads((WORK / "out.json").read_text()), usage
 
 
 def cpu_model():
@@ -88,15 +89,17 @@ def cpu_model():
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--idlevit", default=str(ROOT / ".build" / "release" / "idlevit"))
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep-ratio", default=None)
+    parser.add_argument("--skip-memory", action="store_true", help="only the throughput rounds")
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
     model = WORK / "deit_s.safetensors"
     make_model(model)
-    small, large = WORK / "val-100", WORK / "val-2000"
+    timed, small, large = WORK / "val-128", WORK / "val-100", WORK / "val-2000"
+    make_folder(timed, 128, 128)
     make_folder(small, 100, 100)
     make_folder(large, 2000, 2000)
     schedule = ["--keep-ratio", args.keep_ratio] if args.keep_ratio else []
@@ -107,27 +110,35 @@ def main():
 
     rows = []
     for round_index in range(args.rounds):
-        bench, bench_rss = run_measured([args.idlevit, "bench", str(model), *common, "--runs", "5", "--warmup", "1", "--json"])
-        e100, rss100 = run_measured([args.idlevit, "eval", str(model), "--images", str(small), *common, "--json", "--progress", "never"])
-        e2000, rss2000 = run_measured([args.idlevit, "eval", str(model), "--images", str(large), *common, "--json", "--progress", "never"])
-        row = {
-            "bench_ips": bench["images_per_second"],
-            "eval2000_e2e_ips": e2000["images"] / e2000["seconds"],
-            "eval2000_model_ips": e2000["images_per_second"],
-            "eval100_e2e_ips": e100["images"] / e100["seconds"],
-            "rss_bench_mb": bench_rss, "rss100_mb": rss100, "rss2000_mb": rss2000,
-        }
-        row["ratio_e2e"] = row["eval2000_e2e_ips"] / row["bench_ips"]
-        row["rss_growth_mb"] = rss2000 - rss100
+        # bench: 1 warm-up + 3 timed runs of 32 = 128 images through the model, like eval's 128.
+        bench, bench_usage = run_measured([args.idlevit, "bench", str(model), *common, "--runs", "3", "--warmup", "1", "--json"])
+        e128, eval_usage = run_measured([args.idlevit, "eval", str(model), "--images", str(timed), *common, "--json", "--progress", "never"])
+        row = {"bench_ips": bench["images_per_second"], "eval_e2e_ips": e128["images"] / e128["seconds"],
+               "eval_model_ips": e128["images_per_second"],
+               "bench_cpu_s": bench_usage.ru_utime + bench_usage.ru_stime, "eval_cpu_s": eval_usage.ru_utime + eval_usage.ru_stime}
+        row["ratio"] = row["eval_e2e_ips"] / row["bench_ips"]
+        # CPU seconds for the same 128 images: what decoding adds, whatever share of the
+        # machine each process got (the host is shared).
+        row["cpu_ratio"] = row["eval_cpu_s"] / row["bench_cpu_s"]
         rows.append(row)
-        print(f"round {round_index + 1}: bench {row['bench_ips']:.2f} img/s; eval 2000 {row['eval2000_e2e_ips']:.2f} img/s end to end "
-              f"({row['ratio_e2e']:.3f} of bench; model-only {row['eval2000_model_ips']:.2f}); eval 100 {row['eval100_e2e_ips']:.2f}; "
-              f"peak RSS bench {bench_rss:.0f} MB, eval 100 {rss100:.0f} MB, eval 2000 {rss2000:.0f} MB", flush=True)
+        print(f"round {round_index + 1}: bench {row['bench_ips']:.2f} img/s; eval 128 images {row['eval_e2e_ips']:.2f} img/s end to end "
+              f"= {row['ratio']:.3f} of bench (model time only: {row['eval_model_ips']:.2f}); CPU seconds for 128 images: "
+              f"bench {row['bench_cpu_s']:.1f}, eval {row['eval_cpu_s']:.1f} (x{row['cpu_ratio']:.3f})", flush=True)
     median = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-    print("medians:", json.dumps({k: round(v, 3) for k, v in median.items()}))
+    print("medians:", json.dumps({k: round(v, 3) for k, v in median.items()}), flush=True)
+    memory = {}
+    for name, folder in ([] if args.skip_memory else [("100", small), ("2000", large)]):
+        result, usage = run_measured([args.idlevit, "eval", str(model), "--images", str(folder), *common, "--json", "--progress", "never"])
+        rss = usage.ru_maxrss / 1024
+        memory[name] = {"peak_rss_mb": rss, "images": result["images"], "seconds": result["seconds"],
+                        "e2e_ips": result["images"] / result["seconds"]}
+        print(f"eval {name} images: peak RSS {rss:.0f} MB, {memory[name]['e2e_ips']:.2f} img/s end to end", flush=True)
+    if memory:
+        print(f"peak RSS growth from 100 to 2,000 images: {memory['2000']['peak_rss_mb'] - memory['100']['peak_rss_mb']:+.0f} MB")
     stamp = time.strftime("%Y-%m-%d")
-    out = ROOT / "Benchmarks" / "results" / f"{stamp}-eval.json"
-    out.write_text(json.dumps({"cpu": cpu_model(), "args": vars(args), "rounds": rows, "medians": median}, indent=1) + "\n")
+    out = ROOT / "Benchmarks" / "results" / f"{stamp}-eval{'-throughput' if args.skip_memory else ''}.json"
+    out.write_text(json.dumps({"cpu": cpu_model(), "load_average_at_end": os.getloadavg(), "args": vars(args),
+                               "rounds": rows, "medians": median, "memory": memory}, indent=1) + "\n")
     print("written", out.relative_to(ROOT))
 
 

@@ -31,6 +31,9 @@ public struct EvaluationResult: Sendable {
     public var agreeing: Int
     /// Wall time of the pass: decoding, both models, bookkeeping.
     public var seconds: Double
+    /// CPU seconds the decoding threads spent reading, decoding and preprocessing (on other
+    /// threads than the models, so mostly hidden behind them when below `seconds`).
+    public var decodeSeconds = 0.0
 
     public var images: Int { model.images }
     public var agreement: Double { images > 0 ? Double(agreeing) / Double(images) : 0 }
@@ -41,6 +44,7 @@ public struct EvaluationResult: Sendable {
 public struct Evaluator {
     public var model: ModelRunner
     public var dense: ModelRunner?
+    /// Images per forward pass at most (the stream balances the batches below it).
     public var batchSize: Int
     public var decodeWorkers: Int
     /// A file that cannot be used stops the evaluation (exit 2) instead of being listed.
@@ -57,7 +61,7 @@ public struct Evaluator {
     public func run(_ images: LabelledImages, preprocessor: ImagePreprocessor,
                     progress: (EvaluationProgress) -> Void = { _ in }) throws(EvaluationError) -> EvaluationResult {
         let start = monotonicSeconds()
-        let stream = ImageBatchStream(files: images.files, batchSize: batchSize, workers: decodeWorkers, preprocessor: preprocessor)
+        let stream = ImageBatchStream(files: images.files, maximumBatch: batchSize, workers: decodeWorkers, preprocessor: preprocessor)
         var result = EvaluationResult(entries: images.files.count, failed: [], model: AccuracyTally(),
                                       dense: dense == nil ? nil : AccuracyTally(), agreeing: 0, seconds: 0)
         while let batch = stream.next() {
@@ -87,6 +91,7 @@ public struct Evaluator {
                                         seconds: monotonicSeconds() - start, top1: result.model.top1Fraction))
         }
         result.seconds = monotonicSeconds() - start
+        result.decodeSeconds = stream.decodeSeconds
         return result
     }
 

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Foundation
 import IR
 import Images
@@ -10,15 +15,21 @@ import Images
 ///
 /// Workers may run at most `window` entries ahead of what `next()` has taken, so memory is
 /// bounded by the batch size whatever the number of files: the window's preprocessed images
-/// (2 batches by default) plus the batch being run. Batches hold `batchSize` images (failed
-/// files do not leave holes: the interpreter keeps one plan per batch size, so a ragged batch
-/// would cost a plan of its own); only the last one is smaller. The order of images and
-/// failures is the order of `files`, whatever order the workers finish in.
+/// (2 batches by default) plus the batch being run.
+///
+/// Every batch tensor has the same size, so the interpreter plans (and allocates an arena for)
+/// one batch size only: the files are split into n = ceil(files / maximum) equal batches of
+/// ceil(files / n) <= maximum images (100 files at most 32 a batch: 4 batches of 25), failed
+/// files do not leave holes (the next images fill the batch), and a last batch that comes out
+/// short is padded with zero images, whose outputs the caller ignores. Padding costs fewer
+/// than n images of compute in all (under one batch's worth when files fail). The order of
+/// images and failures is the order of `files`, whatever order the workers finish in.
 public final class ImageBatchStream {
     public struct Batch {
-        /// `pixel_values` [images, 3, S, S]; nil when the entries since the last batch all failed.
+        /// `pixel_values` [batchSize, 3, S, S]: the images of `files` in its first rows, zeros
+        /// after them; nil when the entries since the last batch all failed.
         public var pixels: FloatTensor?
-        /// The images in `pixels`, in order.
+        /// The images in the first rows of `pixels`, in order.
         public var files: [LabelledFile]
         /// Entries that could not be used since the previous batch, in order.
         public var failed: [FailedFile]
@@ -28,18 +39,19 @@ public final class ImageBatchStream {
         public var entriesDone: Int
     }
 
+    /// Rows of every batch tensor: the balanced size, at most the maximum asked for.
     public let batchSize: Int
     public let entryCount: Int
     private let shared: SharedState
     private let preprocessor: ImagePreprocessor
 
-    /// Starts `workers` threads decoding `files` in order.
-    public init(files: [LabelledFile], batchSize: Int, workers: Int, preprocessor: ImagePreprocessor, window: Int? = nil) {
-        precondition(batchSize > 0 && workers > 0)
-        self.batchSize = batchSize
+    /// Starts `workers` threads decoding `files` in order, for batches of at most `maximumBatch`.
+    public init(files: [LabelledFile], maximumBatch: Int, workers: Int, preprocessor: ImagePreprocessor, window: Int? = nil) {
+        precondition(maximumBatch > 0 && workers > 0)
+        batchSize = ImageBatchStream.balancedBatch(entries: files.count, maximum: maximumBatch)
         self.preprocessor = preprocessor
         entryCount = files.count
-        shared = SharedState(files: files, window: max(window ?? 2 * batchSize, 1))
+        shared = SharedState(files: files, window: max(window ?? 2 * ImageBatchStream.balancedBatch(entries: files.count, maximum: maximumBatch), 1))
         for _ in 0..<min(workers, max(files.count, 1)) {
             let thread = Thread { [shared, preprocessor] in shared.work(preprocessor) }
             thread.stackSize = 4 << 20
@@ -50,6 +62,16 @@ public final class ImageBatchStream {
 
     /// Workers stop after the file they are on.
     deinit { shared.stop() }
+
+    /// CPU seconds the workers have spent reading, decoding and preprocessing so far.
+    public var decodeSeconds: Double { shared.decodeSeconds }
+
+    /// ceil(entries / n) for n = ceil(entries / maximum) batches: equal batches, none above `maximum`.
+    public static func balancedBatch(entries: Int, maximum: Int) -> Int {
+        guard entries > 0 else { return 1 }
+        let batches = (entries + maximum - 1) / maximum
+        return (entries + batches - 1) / batches
+    }
 
     /// The next batch, or nil when every entry has been handed out.
     public func next() -> Batch? {
@@ -71,12 +93,13 @@ public final class ImageBatchStream {
         if !images.isEmpty {
             let size = preprocessor.transform.imageSize
             let perImage = preprocessor.valuesPerImage
-            let (storage, memory) = TensorStorage.allocate(byteCount: images.count * perImage * MemoryLayout<Float>.size)
+            // Zero-initialised: rows after the images are the padding.
+            let (storage, memory) = TensorStorage.allocate(byteCount: batchSize * perImage * MemoryLayout<Float>.size)
             let floats = memory.assumingMemoryBound(to: Float.self)
             for (i, values) in images.enumerated() {
                 values.withUnsafeBufferPointer { (floats + i * perImage).update(from: $0.baseAddress!, count: perImage) }
             }
-            pixels = FloatTensor(shape: [images.count, 3, size, size], storage: storage, pointer: UnsafePointer(floats))
+            pixels = FloatTensor(shape: [batchSize, 3, size, size], storage: storage, pointer: UnsafePointer(floats))
         }
         return Batch(pixels: pixels, files: files, failed: failed, notes: notes, entriesDone: taken.done)
     }
@@ -98,6 +121,13 @@ public final class ImageBatchStream {
         /// The next entry a worker may claim, and the next one `take` hands out.
         private var claimed = 0, taken = 0
         private var stopped = false
+        private var cpuSeconds = 0.0
+
+        var decodeSeconds: Double {
+            condition.lock()
+            defer { condition.unlock() }
+            return cpuSeconds
+        }
 
         init(files: [LabelledFile], window: Int) {
             self.files = files
@@ -114,6 +144,7 @@ public final class ImageBatchStream {
 
         /// A worker's loop: claim the next entry inside the window, prepare it, store it.
         func work(_ preprocessor: ImagePreprocessor) {
+            lowerThreadPriority()
             var values: [Float] = []
             while true {
                 condition.lock()
@@ -127,6 +158,7 @@ public final class ImageBatchStream {
                 condition.unlock()
 
                 let file = files[index]
+                let start = threadCPUSeconds()
                 let outcome: Outcome
                 if let problem = file.problem {
                     outcome = .failed(problem)
@@ -140,8 +172,10 @@ public final class ImageBatchStream {
                         outcome = .failed(error.reason)
                     }
                 }
+                let spent = threadCPUSeconds() - start
                 condition.lock()
                 slots[index % window] = outcome
+                cpuSeconds += spent
                 condition.broadcast()
                 condition.unlock()
             }
@@ -166,4 +200,22 @@ public final class ImageBatchStream {
             return (entries, taken)
         }
     }
+}
+
+/// CPU time of the calling thread.
+func threadCPUSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}
+
+/// Decoding is a few percent of the model's work and runs ahead of it, so the decoders yield
+/// to the model's threads: at nice 10 a decoder gets about a tenth of a core when it competes
+/// with them (more than it needs) and rarely preempts one in the middle of a parallel region,
+/// whose end would then wait for the preempted thread. On Linux the nice value belongs to the
+/// thread, and `who` = 0 names the calling thread (setpriority(2), notes); failure is harmless.
+func lowerThreadPriority() {
+    #if os(Linux)
+    _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+    #endif
 }

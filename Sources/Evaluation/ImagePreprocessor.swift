@@ -1,12 +1,11 @@
 import IR
 import Images
 
-/// File -> the model's input for one image: read (regular files only), decode as PIL does,
+/// File -> the model's input for one image: read (`RegularFile`: regular files only, at most
+/// `Limits.imageFileBytes`, checked before anything is allocated), decode as PIL does,
 /// resize and centre-crop, normalise (`EvalTransform`). Runs on the stream's worker threads.
 public struct ImagePreprocessor: Sendable {
     public var transform: EvalTransform
-    /// Larger image files are refused before they are read (the decoders limit the pixels).
-    public static let fileByteLimit = Limits.imageFileBytes.maximum
 
     public init(transform: EvalTransform) {
         self.transform = transform
@@ -19,13 +18,7 @@ public struct ImagePreprocessor: Sendable {
     /// (lossy conversions the user should hear about).
     public func prepare(path: String, into values: inout [Float]) throws(ImageError) -> [String] {
         let bytes: [UInt8]
-        do { bytes = try RegularFileReader.read(path, limit: ImagePreprocessor.fileByteLimit) } catch {
-            switch error {
-            case .unreadable(let why): throw .unreadable(file: path, reason: why)
-            case .notRegular: throw .unreadable(file: path, reason: "not a regular file")
-            case .tooLarge(let size): throw .tooLarge(file: path, reason: "the file has \(size) bytes, more than the \(ImagePreprocessor.fileByteLimit >> 20) MiB limit for image files")
-            }
-        }
+        do { bytes = try RegularFile.read(path, limit: Limits.imageFileBytes) } catch { throw .unreadable(file: path, reason: error.reason) }
         let decoded = try ImageDecoder.decode(bytes: bytes, name: path)
         transform.normalise(transform.crop(decoded.image), into: &values)
         return decoded.notes

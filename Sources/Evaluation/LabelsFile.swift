@@ -1,6 +1,7 @@
 import IR
 
-/// Labels from a CSV file, `--labels-file`: one `path,label` record per line, paths relative to
+/// Labels from a CSV file, `--labels-file` (at most `Limits.textFileBytes`; ImageNet's 50,000
+/// validation lines are ~2 MB): one `path,label` record per line, paths relative to
 /// the image folder, labels a class index or an ImageNet-1k WordNet id. An optional first line
 /// `path,label` is a header. Fields may be double-quoted (RFC 4180: `""` is a quote inside a
 /// quoted field; a quoted field may hold commas and line breaks). Blank lines are skipped.
@@ -8,17 +9,10 @@ import IR
 /// Written here rather than taken from a package: the format is two columns, the mirror has no
 /// CSV library, and the checks (confined paths, line numbers in every message) are the point.
 public enum LabelsFile {
-    /// The project's limit for text files read whole (ImageNet's 50,000 validation lines are ~2 MB).
-    public static let byteLimit = Limits.textFileBytes.maximum
-
     public static func read(_ csvPath: String, imageFolder: String, classes: Int) throws(EvaluationError) -> LabelledImages {
         let bytes: [UInt8]
-        do { bytes = try RegularFileReader.read(csvPath, limit: byteLimit) } catch {
-            switch error {
-            case .unreadable(let why): throw .labelsFile(path: csvPath, line: 0, reason: "cannot read the labels file: \(why)")
-            case .notRegular: throw .labelsFile(path: csvPath, line: 0, reason: "the labels file is not a regular file")
-            case .tooLarge(let size): throw .labelsFile(path: csvPath, line: 0, reason: "the labels file has \(size) bytes, more than the \(byteLimit >> 20) MiB limit for text files")
-            }
+        do { bytes = try RegularFile.read(csvPath, limit: Limits.textFileBytes) } catch {
+            throw .labelsFile(path: csvPath, line: 0, reason: "cannot read the labels file: \(error.reason)")
         }
         switch FileKind(path: imageFolder) {
         case .folder: break

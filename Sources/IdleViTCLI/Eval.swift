@@ -33,7 +33,7 @@ struct Eval: ParsableCommand {
     @Flag(name: .customLong("compare-dense"), help: "Also run the dense original on every image (decoded once) and report its accuracy and the top-1 agreement.")
     var compareDense = false
 
-    @Option(help: "Images per forward pass.")
+    @Option(help: "Images per forward pass at most: the files are split into equal batches (100 files, at most 32: 4 batches of 25).")
     var batch: Int = 32
 
     @Option(help: "Threads for the model, and for decoding (default: all cores).")
@@ -118,6 +118,7 @@ struct Eval: ParsableCommand {
             ("top5", .double(result.model.top5Fraction)),
             ("images_per_second", jsonNumber(result.model.imagesPerSecond)),
             ("seconds", .double(result.seconds)),
+            ("decode_cpu_seconds", .double(result.decodeSeconds)),
             ("kept_tokens", .array((schedule?.kept ?? []).map { $0.map(JSONValue.int) ?? .null })),
             ("failed", .array(result.failed.map { .object([("file", .string($0.path)), ("reason", .string($0.reason))]) })),
             ("files", .int(result.entries)),
@@ -154,7 +155,8 @@ struct Eval: ParsableCommand {
             print("top-1 agreement with dense: \(percent(result.agreement)) (\(grouped(result.agreeing)) of \(grouped(result.images)))")
         }
         if let schedule = prepared.schedule { print("kept tokens per layer: \(schedule)") }
-        print("\(fixed(result.seconds, 2)) s in all, \(fixed(Double(result.entries) / max(result.seconds, 1e-9), 1)) files/s end to end")
+        print("\(fixed(result.seconds, 2)) s in all, \(fixed(Double(result.entries) / max(result.seconds, 1e-9), 1)) files/s end to end; "
+              + "decoding took \(fixed(result.decodeSeconds, 2)) CPU-s on worker threads")
         if !result.failed.isEmpty {
             print("failed:")
             let shown = 5

@@ -30,7 +30,7 @@ struct Run: ParsableCommand {
     @Flag(name: .customLong("cut-loss"), help: "Report the token cut loss (inter, intra, total) of each idle layer's selection.")
     var cutLoss = false
 
-    @Option(help: "Images per forward pass with --image (files are decoded on worker threads while the model runs).")
+    @Option(help: "Images per forward pass at most with --image, in equal batches (files are decoded on worker threads while the model runs).")
     var batch: Int = 32
 
     func validate() throws {
@@ -56,7 +56,7 @@ struct Run: ParsableCommand {
             let outputs: [String: Activation]
             do { outputs = try runner.run(pixels: pixels, captureNames: capture) } catch { throw CLIError.invalid(error.description) }
             guard let logits = ModelRunner.logits(outputs) else { throw CLIError.invalid("the model computed no logits") }
-            printer.add(logits: logits, outputs, files: files)
+            printer.add(logits: logits, outputs, files: files, images: files?.count ?? logits.shape[0])
         }
 
         printer.begin()
@@ -70,7 +70,7 @@ struct Run: ParsableCommand {
             let paths = try imageInput.imagePaths()
             try execution.checkBatch(runner.interpreter, prepared, batch: min(batch, paths.count),
                                      what: "--image with --batch \(batch)")
-            let stream = ImageBatchStream(files: LabelledImages(unlabelled: paths).files, batchSize: batch,
+            let stream = ImageBatchStream(files: LabelledImages(unlabelled: paths).files, maximumBatch: batch,
                                           workers: runner.interpreter.threads, preprocessor: preprocessor)
             while let next = stream.next() {
                 for note in next.notes { writeNote("\(note.path.escapedForMessage): \(note.note)") }
@@ -104,9 +104,10 @@ struct RunPrinter {
         if json { print("{\n  \"images\": [", terminator: "") }
     }
 
-    mutating func add(logits: FloatTensor, _ outputs: [String: Activation], files: [String]?) {
-        let (batch, classes) = (logits.shape[0], logits.shape[1])
-        for b in 0..<batch {
+    /// The first `images` rows of a batch (the rest is the stream's zero padding).
+    mutating func add(logits: FloatTensor, _ outputs: [String: Activation], files: [String]?, images: Int) {
+        let classes = logits.shape[1]
+        for b in 0..<images {
             let row = Array(UnsafeBufferPointer(start: logits.pointer + b * classes, count: classes))
             let entries = rankClasses(row, top: top, names: names)
             if json {
@@ -132,7 +133,7 @@ struct RunPrinter {
         if cutLoss {
             let batchLosses = TokenCutLoss.compute(graph: graph, activations: outputs, layers: idleLayers)
             if losses.isEmpty { losses = batchLosses.map { ($0.0, []) } }
-            for (i, entry) in batchLosses.enumerated() { losses[i].values += entry.1 }
+            for (i, entry) in batchLosses.enumerated() { losses[i].values += entry.1.prefix(images) }
         }
     }
 

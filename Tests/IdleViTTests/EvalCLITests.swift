@@ -81,7 +81,7 @@ final class EvalCLITests: XCTestCase {
         XCTAssertTrue(0 < agreeing && agreeing < records.count)
 
         let document = try json(["eval", EvalCLITests.model, "--images", EvalCLITests.imagenet, "--limit", "3",
-                                 "--keep-ratio", "0.7", "--compare-dense", "--batch", "2"])
+                                 "--keep-ratio", "0.7", "--compare-dense", "--batch", "2"])  // 2 batches of 2, one row of padding
         XCTAssertEqual(document["images"] as? Int, 3)
         XCTAssertEqual(document["top1_count"] as? Int, idle.top1)
         XCTAssertEqual(document["top5_count"] as? Int, idle.top5)
@@ -214,7 +214,7 @@ final class EvalCLITests: XCTestCase {
             (["--images", try folder("file-not-folder", [], files: ["x.csv"]) + "/x.csv"], "x.csv: not a folder"),
             (["--images", try folder("nolabels", [], files: ["a.jpg"])], "nolabels: no class folders"),
             (["--images", EvalCLITests.imagenet, "--labels-file", root.appendingPathComponent("none.csv").path], "none.csv: cannot read the labels file"),
-            (["--images", EvalCLITests.imagenet, "--labels-file", EvalCLITests.imagenet], "imagenet: the labels file is not a regular file"),
+            (["--images", EvalCLITests.imagenet, "--labels-file", EvalCLITests.imagenet], "imagenet: cannot read the labels file: not a regular file (a directory)"),
             (["--images", EvalCLITests.imagenet, "--compare-dense"], "--compare-dense compares an IdleViT schedule"),
         ]
         for (arguments, fragment) in cases {

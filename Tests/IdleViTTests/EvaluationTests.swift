@@ -50,6 +50,13 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual([tally.images, tally.top1, tally.top5], [5, 1, 3])
     }
 
+    func testBatchesAreBalanced() {
+        let cases: [(entries: Int, maximum: Int, size: Int)] = [(100, 32, 25), (2000, 32, 32), (5, 32, 5), (33, 32, 17), (64, 32, 32), (1, 8, 1), (0, 8, 1)]
+        for (entries, maximum, size) in cases {
+            XCTAssertEqual(ImageBatchStream.balancedBatch(entries: entries, maximum: maximum), size, "\(entries) at most \(maximum)")
+        }
+    }
+
     func testLimitSpreadsOverTheSortedList() {
         let files = (0..<10).map { (i: Int) in LabelledFile(path: "f\(i)", label: i) }.reversed()
         let list = LabelledImages(sorting: Array(files), layout: .indexFolders)
@@ -122,8 +129,10 @@ final class EvaluationTests: XCTestCase {
         let expected = try files.filter { $0.problem == nil && !broken.contains($0.label!) }.map {
             transform.pixelValues(try ImageDecoder.decode(path: $0.path).image)
         }
-        for (batchSize, workers, window, sizes) in [(3, 1, 1, [3, 3, 3, 1]), (3, 3, 2, [3, 3, 3, 1]), (2, 4, 16, [2, 2, 2, 2, 2, 0])] {
-            let stream = ImageBatchStream(files: files, batchSize: batchSize, workers: workers,
+        // 15 entries: at most 3 a batch is 5 batches of 3; at most 2 is 8 of 2; at most 4 is 4 of 4.
+        for (maximum, batchSize, workers, window, sizes) in [(3, 3, 1, 1, [3, 3, 3, 1]), (3, 3, 3, 2, [3, 3, 3, 1]),
+                                                            (2, 2, 4, 16, [2, 2, 2, 2, 2, 0]), (4, 4, 2, 3, [4, 4, 2])] {
+            let stream = ImageBatchStream(files: files, maximumBatch: maximum, workers: workers,
                                           preprocessor: ImagePreprocessor(transform: transform), window: window)
             var labels: [Int] = [], failed: [String] = [], batches: [Int] = [], pixels: [[Float]] = []
             var done = 0
@@ -134,11 +143,13 @@ final class EvaluationTests: XCTestCase {
                 XCTAssertGreaterThan(batch.entriesDone, done)
                 done = batch.entriesDone
                 if let tensor = batch.pixels {
-                    XCTAssertEqual(tensor.shape, [batch.files.count, 3, 8, 8])
+                    XCTAssertEqual(tensor.shape, [batchSize, 3, 8, 8], "every batch tensor has the one balanced size")
                     for b in 0..<batch.files.count { pixels.append(Array(tensor.buffer[(b * 192)..<((b + 1) * 192)])) }
+                    XCTAssertTrue(tensor.buffer[(batch.files.count * 192)...].allSatisfy { $0 == 0 }, "padding rows are zeros")
                 }
             }
-            let context = "batch \(batchSize), workers \(workers), window \(window)"
+            XCTAssertEqual(stream.batchSize, batchSize)
+            let context = "batch \(maximum), workers \(workers), window \(window)"
             XCTAssertEqual(labels, [0, 1, 4, 5, 6, 8, 9, 10, 11, 13], context)
             XCTAssertEqual(batches, sizes, context + ": full batches; trailing failures come in a batch without images")
             XCTAssertEqual(failed, ["02.img", "03.img", "07.img", "12.img", "99.fifo"], context)

@@ -19,7 +19,7 @@ final class ImageCLITests: XCTestCase {
     func testRunImageLogitsMatchTimm() throws {
         let references = try ReferenceTensors(fixture: "images/reference_logits.safetensors")
         let photos = references.photos.map { TestPaths.fixture("images/" + $0) }
-        // --batch 3: four photos stream as two batches (3 + 1) and come out in order.
+        // --batch 3: four photos stream as two balanced batches of 2 and come out in order.
         for (key, flags) in [("logits", ["--batch", "3"]), ("logits_timm_cfg", ["--crop-pct", "0.9"])] {
             let expected = try references.floats(key)
             let document = try json(try runIdleViT(["run", ImageCLITests.model, "--json"] + flags + ["--image"] + photos))
