@@ -223,6 +223,9 @@ def safetensors_cases():
     case("zero-size-tensors-300k", "hang", ["inspect", "{tmp}/m.safetensors"],
          setup=[{"zero_tensors": 300000, "to": "m.safetensors"}])
 
+    # Under the tensor limit but all wrong: the one line lists 20 problems and a count.
+    case("unexpected-tensors-3000", "message", ["inspect", "{tmp}/m.safetensors"],
+         setup=[{"zero_tensors": 3000, "to": "m.safetensors"}], contains=" more")
     # Input and reference files (run / verify).
     tiny_fixture, tiny_size = header_model("safetensors/tiny-model.safetensors", tiny_entries())
     tiny = {"copy": tiny_fixture, "to": "model.safetensors", "size": tiny_size}

@@ -27,13 +27,21 @@ public enum ImportError: Error, CustomStringConvertible, Equatable {
         case .invalidTensor(let file, let tensor, let rule):
             return "\(file): tensor '\(tensor)': \(rule)"
         case .architecture(let file, let problems):
-            return "\(file): not a recognised ViT checkpoint: " + problems.joined(separator: "; ")
+            return "\(file): not a recognised ViT checkpoint: " + listed(problems)
         case .invalidNode(let file, let node, let rule):
             return "\(file): node '\(node)': \(rule)"
         case .unsupportedNodes(let file, let nodes):
-            return "\(file): \(nodes.count) unsupported node\(nodes.count == 1 ? "" : "s"): " + nodes.joined(separator: "; ")
+            return "\(file): \(nodes.count) unsupported node\(nodes.count == 1 ? "" : "s"): " + listed(nodes)
         }
     }
+}
+
+/// All problems of a file in one line, but at most the first 20: a hostile file of 20,000
+/// unexpected tensors must not print a line of half a megabyte.
+private func listed(_ items: [String]) -> String {
+    let shown = 20
+    guard items.count > shown else { return items.joined(separator: "; ") }
+    return items.prefix(shown).joined(separator: "; ") + "; and \(items.count - shown) more"
 }
 
 /// The last path component, for messages, escaped (`escapedForMessage`): a file name with a
