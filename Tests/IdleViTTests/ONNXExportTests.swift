@@ -60,6 +60,23 @@ final class ONNXExportTests: XCTestCase {
         }
     }
 
+    func testWeightsMoveToExternalDataWhenOneFileWouldBeTooLarge() throws {
+        let model = try draft("micro/model.safetensors", keepRatio: nil)
+        let small = folder.appendingPathComponent("small-limit.onnx").path
+        // micro is 3.3 MB: with the limit at 1 MB instead of protobuf's 2 GB, the weights move out.
+        let moved = try ModelFileWriter.write(model, to: small, externalData: .whenNeeded, singleFileLimit: 1 << 20)
+        XCTAssertEqual(moved.dataFile?.path, small + ".data")
+        XCTAssertLessThan(moved.modelBytes, 1 << 20)
+        let kept = try ModelFileWriter.write(model, to: folder.appendingPathComponent("big-limit.onnx").path, externalData: .whenNeeded)
+        XCTAssertNil(kept.dataFile)
+        XCTAssertGreaterThan(kept.modelBytes, 3_000_000)
+        // Every weight of 1 KB or more is external, and the model reads back with the same weights.
+        let external = try ONNXImporter.load(path: small)
+        assertSameWeights(external.weights, try SafetensorsFile(path: TestPaths.fixture("micro/model.safetensors")).weightSet(), "external")
+        XCTAssertEqual(Set(external.initializers.filter { $0.bytes >= 1024 && $0.storage != "raw_data" }.map(\.name)),
+                       Set(external.initializers.filter { $0.bytes >= 1024 }.map(\.name)))
+    }
+
     func testIdleGraphContract() throws {
         // K per idle layer of a 196-patch DeiT at r = 0.7 (IDLEVIT.md §2).
         let expectedKeep = [3: 137, 4: 137, 5: 137, 6: 96, 7: 96, 8: 96, 9: 67, 10: 67, 11: 67]
