@@ -60,7 +60,7 @@ struct OpTranslation {
         let channels = try extents(patches, at: node)[1]
         var parts: [String] = []
         for token in node.inputs.dropLast() {
-            parts.append(try emitter.expandOverBatch(token, rest: [1, channels], like: patches, output: node.name + "/" + token))
+            parts.append(try emitter.expandOverBatch(token, rest: [1, channels], output: node.name + "/" + token))
         }
         try emitter.emit("Concat", parts + [patches], node.name, [("axis", .int(1))])
     }
@@ -177,8 +177,10 @@ struct OpTranslation {
             throw .unsupported(node: node.name, reason: "keeps \(keep) of \(tokens - prefix) image tokens")
         }
         let n = node.name
-        let prefixIndices = try emitter.expandOverBatch(try emitter.int64s(Array(0..<prefix), shape: [1, prefix]), rest: [prefix],
-                                                        like: x, output: n + "/prefix")
+        // The prefix tokens' indices [B, P], shared by every idle layer.
+        let prefixIndices = try emitter.once("prefix \(prefix)") { (e) throws(ONNXExportError) in
+            try e.expandOverBatch(try e.int64s(Array(0..<prefix), shape: [1, prefix]), rest: [prefix], output: "prefix_tokens.\(prefix)")
+        }
         guard keep > 0 else {
             try emitter.emit("Identity", [prefixIndices], n)
             return

@@ -137,8 +137,11 @@ final class ONNXExportTests: XCTestCase {
         let sum = try XCTUnwrap(graph.nodes.first { $0.outputs == [logits.inputs[0]] })
         XCTAssertEqual(sum.opType, "Add")
         XCTAssertEqual(Set(sum.inputs), ["head", "head_dist"])
-        // Both prefix tokens are always selected: the prefix constant is [[0, 1]].
-        let prefix = try XCTUnwrap(graph.nodes.first { $0.outputs == ["blocks.1.selected/prefix"] })
+        // Both prefix tokens are always selected: the selection starts with [[0, 1]] expanded over the batch.
+        let selected = try XCTUnwrap(graph.nodes.first { $0.outputs == ["blocks.1.selected"] })
+        XCTAssertEqual(selected.opType, "Concat")
+        let prefix = try XCTUnwrap(graph.nodes.first { $0.outputs == [selected.inputs[0]] })
+        XCTAssertEqual(prefix.opType, "Expand")
         let constant = try XCTUnwrap(graph.initializers.first { $0.name == prefix.inputs[0] })
         guard case .int64s(let values) = constant.payload else { return XCTFail("prefix is not int64") }
         XCTAssertEqual(values, [0, 1])
