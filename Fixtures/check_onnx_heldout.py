@@ -11,11 +11,11 @@ layer's selected set per image. Prints the smallest relative selection margin of
 (score gap between the K-th and (K+1)-th token / max |score|), so a differing selection can be
 told apart as a tie or a bug.
 
---analyse-scoring also runs four ways of computing the selection score in ONNX Runtime on the
+--analyse-scoring also runs five ways of computing the selection score in ONNX Runtime on the
 reference's own LN1 rows (so only the formulation differs) and compares each with the reference
 (float32 keys from PyTorch, float64 dot product): the export's (class query folded into the key
-projection, float64), the reference's recipe with ONNX Runtime's float32 keys, all float32, and
-folded in float32. The export's is the closest (README of Fixtures, "ONNX export").
+projection, float64), the same with a float32 class query, the reference's recipe with ONNX
+Runtime's float32 keys, all float32, and folded in float32. The export's is the closest (README of Fixtures, "ONNX export").
 
   /work/venv/bin/python Fixtures/check_onnx_heldout.py --idlevit .build/release/idlevit [--images 8] [--analyse-scoring]
 """
@@ -86,8 +86,9 @@ def run_ort(path, pixels, batches):
 
 def scoring_session(form, channels, tokens):
     """An ONNX Runtime session computing the selection score of every token from LN1 rows
-    h [B, N, C] and the qkv weight / bias, in one of four formulations:
+    h [B, N, C] and the qkv weight / bias, in one of five formulations:
     folded64: q = W_q h_0 + b_q, u = W_k^T q, score = u . h_j + q . b_k, all in float64 (the export);
+    query32-folded64: the same with q computed in float32;
     keys32-dot64: float32 q and keys k = W_k h + b_k, dot product in float64 (the reference's recipe);
     keys32-dot32: the same in float32 throughout; folded32: folded, in float32."""
     from onnx import TensorProto as T, helper, numpy_helper
@@ -107,8 +108,16 @@ def scoring_session(form, channels, tokens):
     w = {p: node("Slice", ["W", *rows[p], axis0], "W" + p) for p in "qk"}
     b = {p: node("Slice", ["b", *rows[p], axis0], "b" + p) for p in "qk"}
     h0 = node("Gather", ["h", const("zero", 0)], "h0", axis=1)
-    wide = T.DOUBLE if form in ("folded64", "keys32-dot64") else T.FLOAT
-    if form.startswith("folded"):
+    wide = T.DOUBLE if form in ("folded64", "keys32-dot64", "query32-folded64") else T.FLOAT
+    if form == "query32-folded64":
+        q = node("Add", [node("MatMul", [h0, node("Transpose", [w["q"]], "WqT", perm=[1, 0])], "qh"), b["q"]], "q32")
+        q = node("Cast", [q], "q", to=wide)
+        u = node("MatMul", [q, node("Cast", [w["k"]], "Wk.wide", to=wide)], "u")
+        dots = node("MatMul", [node("Cast", ["h"], "h.wide", to=wide), node("Unsqueeze", [u, axis2], "u.column")], "dots")
+        offset = node("ReduceSum", [node("Mul", [q, node("Cast", [b["k"]], "bk.wide", to=wide)], "qbk"), const("axis1", [1])],
+                      "offset", keepdims=1)
+        score = node("Add", [node("Squeeze", [dots, axis2], "dots.flat"), offset], "score")
+    elif form.startswith("folded"):
         cast = (lambda v: node("Cast", [v], v + ".wide", to=wide)) if wide == T.DOUBLE else (lambda v: v)
         q = node("Add", [node("MatMul", [cast(h0), cast(node("Transpose", [w["q"]], "WqT", perm=[1, 0]))], "qh"), cast(b["q"])], "q")
         u = node("MatMul", [q, cast(w["k"])], "u")
@@ -129,7 +138,7 @@ def scoring_session(form, channels, tokens):
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-FORMS = ["folded64", "keys32-dot64", "keys32-dot32", "folded32"]
+FORMS = ["folded64", "query32-folded64", "keys32-dot64", "keys32-dot32", "folded32"]
 
 
 @torch.no_grad()

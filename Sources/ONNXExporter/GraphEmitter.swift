@@ -12,6 +12,8 @@ struct GraphEmitter {
     private var names = Set<String>()
     private var constants: [String: String] = [:]
     private var derived: [String: String] = [:]
+    /// The graph's image input, whose first dimension is the batch every shape is built from.
+    private var batchSource: String?
 
     init(name: String, opset: Int) {
         graph = ONNXGraphDraft(name: name)
@@ -26,6 +28,7 @@ struct GraphEmitter {
     mutating func addInput(_ info: ONNXValueInfo) throws(ONNXExportError) {
         try claim(info.name)
         graph.inputs.append(info)
+        if batchSource == nil { batchSource = info.name }
     }
 
     mutating func addOutput(_ info: ONNXValueInfo) { graph.outputs.append(info) }
@@ -83,21 +86,27 @@ struct GraphEmitter {
 
     // MARK: shared subgraphs
 
-    /// `[batch]` as an int64 list, read from `value`'s first dimension at run time: shapes
-    /// built from it follow the batch instead of freezing the one seen at export.
-    mutating func batchDimension(of value: String) throws(ONNXExportError) -> String {
-        try once("batch of " + value) { (e) throws(ONNXExportError) in
-            try e.emit("Shape", [value], value + "/batch", [("start", .int(0)), ("end", .int(1))])
+    /// `[batch]` as an int64 list, read from the image input's first dimension at run time:
+    /// shapes built from it follow the batch instead of freezing the one seen at export. One
+    /// Shape node for the whole graph.
+    mutating func batchDimension() throws(ONNXExportError) -> String {
+        guard let source = batchSource else { throw .unsupported(node: "(graph)", reason: "has no input to take the batch size from") }
+        return try once("batch") { (e) throws(ONNXExportError) in
+            try e.emit("Shape", [source], source + "/batch", [("start", .int(0)), ("end", .int(1))])
         }
     }
 
-    /// A `[1, ...]` constant repeated over the batch of `like`: `Expand` to `[batch, rest...]`.
-    mutating func expandOverBatch(_ value: String, rest: [Int], like: String, output: String) throws(ONNXExportError) -> String {
-        let shape = try once("expand shape \(rest) of " + like) { (e) throws(ONNXExportError) in
-            try e.emit("Concat", [try e.batchDimension(of: like), try e.int64s(rest)], like + "/batch" + describeShape(rest),
-                       [("axis", .int(0))])
+    /// `[batch, rest...]` as an int64 list, built once per `rest`.
+    mutating func batchShape(_ rest: [Int]) throws(ONNXExportError) -> String {
+        try once("batch shape \(rest)") { (e) throws(ONNXExportError) in
+            let batch = try e.batchDimension()
+            return try e.emit("Concat", [batch, try e.int64s(rest)], batch + describeShape(rest), [("axis", .int(0))])
         }
-        return try emit("Expand", [value, shape], output)
+    }
+
+    /// A `[1, ...]` value repeated over the batch: `Expand` to `[batch, rest...]`.
+    mutating func expandOverBatch(_ value: String, rest: [Int], output: String) throws(ONNXExportError) -> String {
+        try emit("Expand", [value, try batchShape(rest)], output)
     }
 
     /// A `[out, in]` weight as `[in, out]` for MatMul: a Transpose of the initializer, which
@@ -128,13 +137,16 @@ struct GraphEmitter {
     /// `[B * N, C]` tensor: `index + N * b`. One Gather (and one ScatterND) on the flattened rows
     /// then moves whole C-float rows, instead of GatherElements' element-by-element indexing.
     mutating func flatRowIndex(_ index: String, tokens: Int) throws(ONNXExportError) -> String {
-        try once("flat rows of \(index) in \(tokens)") { (e) throws(ONNXExportError) in
-            let base = index + "/rows_of_\(tokens)"
-            let batch = try e.emit("Squeeze", [try e.batchDimension(of: index), try e.int64s([0])], base + "/batch")
+        let starts = try once("image starts \(tokens)") { (e) throws(ONNXExportError) in
+            // N * b for every image b, as a column [B, 1]; shared by every layer of N tokens.
+            let base = try e.batchDimension() + "/image_starts_\(tokens)"
+            let batch = try e.emit("Squeeze", [try e.batchDimension(), try e.int64s([0])], base + "/batch_scalar")
             let limit = try e.emit("Mul", [batch, try e.int64Scalar(tokens)], base + "/limit")
-            let starts = try e.emit("Range", [try e.int64Scalar(0), limit, try e.int64Scalar(tokens)], base + "/image_starts")
-            let column = try e.emit("Unsqueeze", [starts, try e.int64s([1])], base + "/image_starts_column")
-            return try e.emit("Add", [index, column], base)
+            let starts = try e.emit("Range", [try e.int64Scalar(0), limit, try e.int64Scalar(tokens)], base + "/row")
+            return try e.emit("Unsqueeze", [starts, try e.int64s([1])], base)
+        }
+        return try once("flat rows of \(index) in \(tokens)") { (e) throws(ONNXExportError) in
+            try e.emit("Add", [index, starts], index + "/rows_of_\(tokens)")
         }
     }
 }

@@ -64,14 +64,17 @@ enum ModelFileWriter {
         var messageLength: Int { header.count + inlineBytes }
     }
 
-    static func write(_ draft: ONNXModelDraft, to path: String, externalData: ExternalData) throws(ExportError) -> Written {
+    /// `singleFileLimit`: the largest single file before the weights move out (protobuf's limit;
+    /// tests lower it).
+    static func write(_ draft: ONNXModelDraft, to path: String, externalData: ExternalData,
+                      singleFileLimit: Int = protobufLimit) throws(ExportError) -> Written {
         let weightCount = draft.graph.initializers.reduce(0) { total, initializer in
             if case .weight = initializer.payload { return total + 1 }
             return total
         }
         // A single file first; external data when asked for or when the single file is too big.
         var layout = try plan(draft, external: externalData == .always ? dataLocation(path) : nil)
-        if externalData == .whenNeeded, layout.fileBytes > protobufLimit, weightCount > 0 {
+        if externalData == .whenNeeded, layout.fileBytes > singleFileLimit, weightCount > 0 {
             layout = try plan(draft, external: dataLocation(path))
         }
         guard layout.fileBytes <= protobufLimit else {

@@ -60,6 +60,23 @@ final class ONNXExportTests: XCTestCase {
         }
     }
 
+    func testWeightsMoveToExternalDataWhenOneFileWouldBeTooLarge() throws {
+        let model = try draft("micro/model.safetensors", keepRatio: nil)
+        let small = folder.appendingPathComponent("small-limit.onnx").path
+        // micro is 3.3 MB: with the limit at 1 MB instead of protobuf's 2 GB, the weights move out.
+        let moved = try ModelFileWriter.write(model, to: small, externalData: .whenNeeded, singleFileLimit: 1 << 20)
+        XCTAssertEqual(moved.dataFile?.path, small + ".data")
+        XCTAssertLessThan(moved.modelBytes, 1 << 20)
+        let kept = try ModelFileWriter.write(model, to: folder.appendingPathComponent("big-limit.onnx").path, externalData: .whenNeeded)
+        XCTAssertNil(kept.dataFile)
+        XCTAssertGreaterThan(kept.modelBytes, 3_000_000)
+        // Every weight of 1 KB or more is external, and the model reads back with the same weights.
+        let external = try ONNXImporter.load(path: small)
+        assertSameWeights(external.weights, try SafetensorsFile(path: TestPaths.fixture("micro/model.safetensors")).weightSet(), "external")
+        XCTAssertEqual(Set(external.initializers.filter { $0.bytes >= 1024 && $0.storage != "raw_data" }.map(\.name)),
+                       Set(external.initializers.filter { $0.bytes >= 1024 }.map(\.name)))
+    }
+
     func testIdleGraphContract() throws {
         // K per idle layer of a 196-patch DeiT at r = 0.7 (IDLEVIT.md §2).
         let expectedKeep = [3: 137, 4: 137, 5: 137, 6: 96, 7: 96, 8: 96, 9: 67, 10: 67, 11: 67]
@@ -120,8 +137,11 @@ final class ONNXExportTests: XCTestCase {
         let sum = try XCTUnwrap(graph.nodes.first { $0.outputs == [logits.inputs[0]] })
         XCTAssertEqual(sum.opType, "Add")
         XCTAssertEqual(Set(sum.inputs), ["head", "head_dist"])
-        // Both prefix tokens are always selected: the prefix constant is [[0, 1]].
-        let prefix = try XCTUnwrap(graph.nodes.first { $0.outputs == ["blocks.1.selected/prefix"] })
+        // Both prefix tokens are always selected: the selection starts with [[0, 1]] expanded over the batch.
+        let selected = try XCTUnwrap(graph.nodes.first { $0.outputs == ["blocks.1.selected"] })
+        XCTAssertEqual(selected.opType, "Concat")
+        let prefix = try XCTUnwrap(graph.nodes.first { $0.outputs == [selected.inputs[0]] })
+        XCTAssertEqual(prefix.opType, "Expand")
         let constant = try XCTUnwrap(graph.initializers.first { $0.name == prefix.inputs[0] })
         guard case .int64s(let values) = constant.payload else { return XCTFail("prefix is not int64") }
         XCTAssertEqual(values, [0, 1])
