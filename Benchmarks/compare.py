@@ -90,10 +90,11 @@ def python_bench(args):
     depth, patches = len(model.blocks), model.patch_embed.num_patches
     schedules = {r: ref.schedule(depth, patches, r) for r in args.ratios}
 
-    contenders = [("onnxruntime", lambda: session.run(None, {"pixel_values": xn})),
-                  ("pytorch", lambda: model(x))]
-    for r in args.ratios:
-        contenders.append((f"pytorch_idle_{r}", lambda r=r: ref.idle_forward(model, x, schedules[r], with_cut_loss=False)))
+    contenders = [("onnxruntime", lambda: session.run(None, {"pixel_values": xn}))]
+    if not args.only_ort:
+        contenders.append(("pytorch", lambda: model(x)))
+        for r in args.ratios:
+            contenders.append((f"pytorch_idle_{r}", lambda r=r: ref.idle_forward(model, x, schedules[r], with_cut_loss=False)))
     # One round per line on stdin ("round"), one JSON line of medians back: the process (torch
     # import, model, ORT session) lives across rounds, so rounds are cheap and can be many.
     # "ready" first, so that nobody is timed while this process is still loading.
@@ -217,8 +218,8 @@ def run(args):
             rounds = {}
             worker = subprocess.Popen([py, me, "python-bench", "--work", args.work, "--model", short, "--batch", str(batch),
                                        "--threads", str(args.threads), "--runs", str(args.runs), "--warmup", str(args.warmup),
-                                       "--ratios", *map(str, args.ratios)], env=env, stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, text=True)
+                                       "--ratios", *map(str, args.ratios)] + (["--only-ort"] if args.only_ort else []),
+                                      env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             if worker.stdout.readline().strip() != "ready":
                 raise SystemExit(f"the Python contenders did not start ({name}, batch {batch})")
             for rnd in range(args.rounds):
@@ -244,6 +245,8 @@ def run(args):
             # Ratios of figures from the same round, then their median: a slow minute on a shared
             # machine scales both sides of a round, so it cancels in the ratio.
             def ratio(a, b):
+                if a not in rounds or b not in rounds:
+                    return None  # a contender left out (--only-ort)
                 return statistics.median(x / y for x, y in zip(rounds[a], rounds[b]))
             entry = {"model": name, "batch": batch, "median_ms": med, "rounds_ms": rounds,
                      "ours_over_onnxruntime": ratio("idlevit", "onnxruntime"),
@@ -253,6 +256,7 @@ def run(args):
                 speedup = ratio("idlevit", f"idlevit_idle_{r}")
                 entry["idle"][str(r)] = {"speedup": speedup, "gmacs_ratio": dense_g / idle_g,
                                          "fraction_of_gmacs_ratio": speedup / (dense_g / idle_g),
+                                         "idle_over_onnxruntime_dense": ratio(f"idlevit_idle_{r}", "onnxruntime"),
                                          "pytorch_speedup": ratio("pytorch", f"pytorch_idle_{r}"),
                                          "ours_over_pytorch_idle": ratio(f"idlevit_idle_{r}", f"pytorch_idle_{r}")}
             results["latency"].append(entry)
@@ -319,21 +323,28 @@ def report(res):
     ratios = sorted({r for e in res["latency"] for r in e["idle"]}, reverse=True)
     head = ["model", "batch", "idlevit", "ORT", "PyTorch", "ours/ORT", "ours/PyT"]
     for r in ratios:
-        head += [f"idlevit r={r}", "speedup", "GMACs x", "frac"]
+        head += [f"idlevit r={r}", "speedup", "GMACs x", "frac", "idle/ORT dense"]
     for r in ratios:
         head += [f"PyT idle r={r}"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
+
+    def ms(m, key):
+        return f"{m[key]:.1f} ms" if key in m else "-"
+
+    def x(value, suffix=""):
+        return f"{value:.2f}{suffix}" if value is not None else "-"
+
     for e in res["latency"]:
         m = e["median_ms"]
-        row = [LABEL[SHORT[e["model"]]], str(e["batch"]), f"{m['idlevit']:.1f} ms", f"{m['onnxruntime']:.1f} ms",
-               f"{m['pytorch']:.1f} ms", f"{e['ours_over_onnxruntime']:.2f}", f"{e['ours_over_pytorch']:.2f}"]
+        row = [LABEL[SHORT[e["model"]]], str(e["batch"]), ms(m, "idlevit"), ms(m, "onnxruntime"), ms(m, "pytorch"),
+               x(e["ours_over_onnxruntime"]), x(e["ours_over_pytorch"])]
         for r in ratios:
             i = e["idle"][r]
-            row += [f"{m['idlevit_idle_' + r]:.1f} ms", f"{i['speedup']:.2f}x", f"{i['gmacs_ratio']:.2f}x",
-                    f"{i['fraction_of_gmacs_ratio']:.2f}"]
+            row += [ms(m, "idlevit_idle_" + r), x(i["speedup"], "x"), x(i["gmacs_ratio"], "x"), x(i["fraction_of_gmacs_ratio"]),
+                    x(i.get("idle_over_onnxruntime_dense"))]
         for r in ratios:
-            row += [f"{m['pytorch_idle_' + r]:.1f} ms"]
+            row += [ms(m, "pytorch_idle_" + r)]
         print("| " + " | ".join(row) + " |")
     if res["import"]:
         print(f"\nDeiT-B ({res['model_size_mb']:.0f} MB of float32 weights): wall time of the whole process "
@@ -362,6 +373,7 @@ def main():
     b.add_argument("--runs", type=int, default=5)
     b.add_argument("--warmup", type=int, default=2)
     b.add_argument("--ratios", nargs="+", type=float, default=[0.7, 0.5])
+    b.add_argument("--only-ort", action="store_true")
     lo = sub.add_parser("py-load")
     lo.add_argument("kind")
     lo.add_argument("file")
@@ -380,6 +392,8 @@ def main():
     r.add_argument("--import-rounds", type=int, default=3)
     r.add_argument("--skip-import", action="store_true")
     r.add_argument("--skip-latency", action="store_true", help="only the DeiT-B import and convert table")
+    r.add_argument("--only-ort", action="store_true",
+                   help="ONNX Runtime as the only Python contender (no PyTorch, dense or idle): much shorter rounds")
     r.add_argument("--keep-coretype", action="store_true",
                    help="leave OPENBLAS_CORETYPE as the environment sets it (default: unset, as on a user's machine)")
     args = p.parse_args()

@@ -216,6 +216,6 @@ func threadCPUSeconds() -> Double {
 /// thread, and `who` = 0 names the calling thread (setpriority(2), notes); failure is harmless.
 func lowerThreadPriority() {
     #if os(Linux)
-    _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+    _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)
     #endif
 }
