@@ -10,8 +10,9 @@ OPENBLAS_CORETYPE. Subcommands:
 
 Method: for every (model, batch) the contenders are run in rounds, alternating: idlevit dense,
 idlevit r=0.7, idlevit r=0.5 (a process each), then a round of the Python contenders in one
-long-lived process that interleaves ONNX Runtime, PyTorch dense and IdleViT in PyTorch
-(Fixtures/idlevit_reference.py, r=0.7 and 0.5) run by run. Each contender gets `warmup` untimed
+long-lived process that runs ONNX Runtime, PyTorch dense and IdleViT in PyTorch
+(Fixtures/idlevit_reference.py, r=0.7 and 0.5) one after another (each contender's runs back to
+back, 0.1 s apart: both runtimes' worker threads spin after a run). Each contender gets `warmup` untimed
 and `runs` timed runs per round. A time reported is the median over rounds of the per-round
 medians; a ratio is the median over rounds of the ratio within the round, so a slow minute on a
 shared machine, which slows both sides of a round, cancels out.
@@ -103,9 +104,15 @@ def python_bench(args):
         for line in sys.stdin:
             if line.strip() != "round":
                 break
-            times = {label: [] for label, _ in contenders}
-            for i in range(args.warmup + args.runs):
-                for label, fn in contenders:
+            # Each contender's warm-up and timed runs back to back, then a pause before the next:
+            # ONNX Runtime's and PyTorch's worker threads spin for a while after a run, and run by
+            # run interleaving timed each contender against the previous one's spinning threads on
+            # 2 cores (ORT DeiT-S at batch 1: 129 ms interleaved with other sessions, 64 ms alone).
+            times = {}
+            for label, fn in contenders:
+                time.sleep(0.1)
+                times[label] = []
+                for i in range(args.warmup + args.runs):
                     start = time.perf_counter()
                     fn()
                     elapsed = (time.perf_counter() - start) * 1e3

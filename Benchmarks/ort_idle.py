@@ -11,7 +11,7 @@ under Benchmarks/work/compare (gitignored); idlevit converts the safetensors to 
 each keep ratio, opset 17). Method as compare.py's: for each (model, batch) the contenders run
 in rounds, alternating: `idlevit bench` dense and per ratio (a process each), then the ORT
 sessions (all loaded in this process; intra_op_num_threads = T, inter_op_num_threads = 1,
-sequential, default graph optimisations) interleaved run by run. Each contender gets `warmup`
+sequential, default graph optimisations) one after another (each its warm-up and timed runs back to back, 0.1 s apart: ORT workers spin after a run). Each contender gets `warmup`
 untimed and `runs` timed runs per round. A time is the median over rounds of the per-round
 medians; a ratio the median over rounds of the ratio within the round. Results go to
 Benchmarks/results/DATE-ort-idle.json.
@@ -88,9 +88,15 @@ def main():
                     if r is not None:
                         cmd += ["--keep-ratio", str(r)]
                     rounds.setdefault("idlevit" if r is None else f"idlevit_idle_{r}", []).append(json.loads(sh(cmd, env))["median_ms"])
-                times = {label: [] for label in sessions}
-                for i in range(args.warmup + args.runs):
-                    for label, s in sessions.items():
+                # Each session's warm-up and timed runs back to back, then a pause before the next:
+                # ORT's worker threads spin for a while after a run, so run by run interleaving timed
+                # every session against the previous session's spinning threads on 2 cores (DeiT-S at
+                # batch 1: 129 ms that way, 64 ms alone).
+                times = {}
+                for label, s in sessions.items():
+                    time.sleep(0.1)
+                    times[label] = []
+                    for i in range(args.warmup + args.runs):
                         start = time.perf_counter()
                         s.run(None, {"pixel_values": x})
                         elapsed = (time.perf_counter() - start) * 1e3
