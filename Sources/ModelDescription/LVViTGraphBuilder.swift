@@ -17,10 +17,7 @@ import IR
 enum LVViTGraphBuilder {
     static func build(_ model: RecognizedModel) throws(GraphError) -> Graph {
         let a = model.architecture
-        let constants = model.weights.weights.map { Constant(name: $0.name, tensor: $0.tensor, sourceType: $0.sourceType) }
-        let input = GraphInput(name: ActivationName.pixelValues.name,
-                               type: ValueType(.f32, [.batch, .fixed(a.inChannels), .fixed(a.imageSize), .fixed(a.imageSize)]))
-        var builder = ModelGraphBuilder(Graph(inputs: [input], constants: constants, architecture: a))
+        var builder = ModelGraphBuilder(model)
         let norm = Op.layerNorm(try LayerNorm(eps: a.layerNormEps))
         let linear = Op.linear(.full)
         let batchNorm = Op.batchNorm(try BatchNorm(eps: LVViTTensors.batchNormEps))

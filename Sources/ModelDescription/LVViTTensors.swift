@@ -22,7 +22,7 @@ public enum LVViTStem {
 
 /// This is the tensor table (state-dict order: the model's own parameters cls_token and
 /// pos_embed first, then its modules) and the published configurations.
-enum LVViTTensors {
+enum LVViTTensors: FamilyTensorTable {
     /// One stem stage: a convolution and the BatchNorm after it.
     struct StemStage {
         let convWeight, convBias, normWeight, normBias, normMean, normVariance: TensorRole
@@ -79,16 +79,6 @@ enum LVViTTensors {
     static let globalsAfter: [TensorRole] = [.normWeight, .normBias, .headWeight, .headBias, .auxHeadWeight, .auxHeadBias]
     static let roles: [TensorRole] = globalsBefore + perBlock + globalsAfter
 
-    /// Every tensor of `a` in state-dict order; `a` must be valid.
-    static func expected(_ a: ModelArchitecture) -> [ExpectedTensor] {
-        var list: [ExpectedTensor] = []
-        for role in globalsBefore { if let shape = shape(of: role, a) { list.append(ExpectedTensor(role: role, block: nil, shape: shape)) } }
-        for i in 0..<a.depth {
-            for role in perBlock { if let shape = shape(of: role, a) { list.append(ExpectedTensor(role: role, block: i, shape: shape)) } }
-        }
-        for role in globalsAfter { if let shape = shape(of: role, a) { list.append(ExpectedTensor(role: role, block: nil, shape: shape)) } }
-        return list
-    }
 
     /// The configurations TokenLabeling registers (`lvvit_t`, `lvvit_s`, `lvvit_m`, `lvvit_l`),
     /// for what weights cannot tell: heads, skip_lam, and the evaluation crop of its

@@ -131,9 +131,37 @@ public struct ExpectedTensor: Hashable, Sendable {
     public var name: String { role.name(block: block ?? 0) }
 }
 
+/// A family's tensor table: the roles before the blocks, in each block and after them, in
+/// state-dict order, and each role's shape for an architecture (nil: the architecture does not
+/// have it, e.g. LayerScale in DeiT).
+protocol FamilyTensorTable {
+    static var globalsBefore: [TensorRole] { get }
+    static var perBlock: [TensorRole] { get }
+    static var globalsAfter: [TensorRole] { get }
+    static func shape(of role: TensorRole, _ a: ModelArchitecture) -> [Int]?
+}
+
+extension FamilyTensorTable {
+    /// Every tensor of `a`, in state-dict order (the order bundles and `convert --to
+    /// safetensors` write). `a` must be valid (`validate()`), which bounds the depth and every
+    /// product in the shapes.
+    static func expected(_ a: ModelArchitecture) -> [ExpectedTensor] {
+        var list: [ExpectedTensor] = []
+        func append(_ roles: [TensorRole], block: Int?) {
+            for role in roles {
+                if let shape = shape(of: role, a) { list.append(ExpectedTensor(role: role, block: block, shape: shape)) }
+            }
+        }
+        append(globalsBefore, block: nil)
+        for i in 0..<a.depth { append(perBlock, block: i) }
+        append(globalsAfter, block: nil)
+        return list
+    }
+}
+
 /// The tensor table of the ViT family: which roles an architecture has, with what shapes, in
-/// timm's state-dict order (the order bundles and `convert --to safetensors` write).
-enum ViTTensors {
+/// timm's state-dict order.
+enum ViTTensors: FamilyTensorTable {
     static func shape(of role: TensorRole, _ a: ModelArchitecture) -> [Int]? {
         let c = a.embedDim
         switch role {
@@ -168,15 +196,4 @@ enum ViTTensors {
     /// Every role a ViT-family checkpoint can hold.
     static let roles: [TensorRole] = globalsBefore + perBlock + globalsAfter
 
-    /// Every tensor of `a`, in state-dict order. `a` must be valid (`validate()`), which bounds
-    /// the depth and every product here.
-    static func expected(_ a: ModelArchitecture) -> [ExpectedTensor] {
-        var list: [ExpectedTensor] = []
-        for role in globalsBefore { if let shape = shape(of: role, a) { list.append(ExpectedTensor(role: role, block: nil, shape: shape)) } }
-        for i in 0..<a.depth {
-            for role in perBlock { if let shape = shape(of: role, a) { list.append(ExpectedTensor(role: role, block: i, shape: shape)) } }
-        }
-        for role in globalsAfter { if let shape = shape(of: role, a) { list.append(ExpectedTensor(role: role, block: nil, shape: shape)) } }
-        return list
-    }
 }

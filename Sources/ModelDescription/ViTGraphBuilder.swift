@@ -11,10 +11,7 @@ import IR
 enum ViTGraphBuilder {
     static func build(_ model: RecognizedModel) throws(GraphError) -> Graph {
         let a = model.architecture
-        let constants = model.weights.weights.map { Constant(name: $0.name, tensor: $0.tensor, sourceType: $0.sourceType) }
-        let input = GraphInput(name: ActivationName.pixelValues.name,
-                               type: ValueType(.f32, [.batch, .fixed(a.inChannels), .fixed(a.imageSize), .fixed(a.imageSize)]))
-        var builder = ModelGraphBuilder(Graph(inputs: [input], constants: constants, architecture: a))
+        var builder = ModelGraphBuilder(model)
         let norm = Op.layerNorm(try LayerNorm(eps: a.layerNormEps))
         let linear = Op.linear(.full)
 
@@ -71,7 +68,14 @@ struct ModelGraphBuilder {
     var inner: GraphBuilder
     var graph: Graph { inner.graph }
 
-    init(_ graph: Graph) { inner = GraphBuilder(graph) }
+    /// A graph of the model's weights as constants and one input, `pixel_values` [batch, C, S, S].
+    init(_ model: RecognizedModel) {
+        let a = model.architecture
+        let constants = model.weights.weights.map { Constant(name: $0.name, tensor: $0.tensor, sourceType: $0.sourceType) }
+        let input = GraphInput(name: ActivationName.pixelValues.name,
+                               type: ValueType(.f32, [.batch, .fixed(a.inChannels), .fixed(a.imageSize), .fixed(a.imageSize)]))
+        inner = GraphBuilder(Graph(inputs: [input], constants: constants, architecture: a))
+    }
 
     @discardableResult
     mutating func add(_ name: ActivationName, _ op: Op, _ inputs: [String]) throws(GraphError) -> String {
