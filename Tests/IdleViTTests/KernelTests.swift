@@ -7,7 +7,7 @@ import Verification
 
 /// The CKernels kernels against naive Double references, for every instruction set this
 /// machine can run (the portable path always among them), at shapes that exercise every edge:
-/// 1, 7, 17, 65 and 197 rows, K not a multiple of the vector width and split into several
+/// 1, 7, 17, 65, 197 and 700 rows (several row blocks), K not a multiple of the vector width and split into several
 /// blocks, N not a multiple of the panel width, every epilogue, a LayerNorm prologue, strided
 /// rows, one and two threads. Then the whole DeiT fixtures per instruction set against PyTorch.
 final class KernelTests: XCTestCase {
@@ -41,7 +41,10 @@ final class KernelTests: XCTestCase {
         // Rows 1-197; K of 1, not a multiple of 8 or 16, and long enough to be cut into K blocks
         // (over 256 for AVX2, 128 for AVX-512); N of 1, odd, and not a multiple of the panel.
         let shapes = [Shape(rows: 1, k: 5, n: 13), Shape(rows: 7, k: 17, n: 33), Shape(rows: 17, k: 1, n: 7),
-                      Shape(rows: 65, k: 300, n: 21), Shape(rows: 197, k: 77, n: 50), Shape(rows: 65, k: 600, n: 40)]
+                      Shape(rows: 65, k: 300, n: 21), Shape(rows: 197, k: 77, n: 50), Shape(rows: 65, k: 600, n: 40),
+                      // More rows than one row block holds (320 KB of A: 273 rows at K = 300),
+                      // with one thread and with the rows split between two.
+                      Shape(rows: 700, k: 300, n: 21)]
         var generator = SeededRandom(seed: 7)
         for kernels in kernelSets {
             for shape in shapes {
