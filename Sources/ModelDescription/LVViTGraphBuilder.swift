@@ -19,7 +19,7 @@ enum LVViTGraphBuilder {
         let a = model.architecture
         var builder = ModelGraphBuilder(model)
         let norm = Op.layerNorm(try LayerNorm(eps: a.layerNormEps))
-        let linear = Op.linear(.full)
+        let linear = ModelGraphBuilder.linear
         let batchNorm = Op.batchNorm(try BatchNorm(eps: LVViTTensors.batchNormEps))
 
         var x = ActivationName.pixelValues.name
@@ -43,23 +43,9 @@ enum LVViTGraphBuilder {
 
         let attention = Op.attention(try Attention(heads: a.heads))
         // Dividing by 1 changes nothing: such a model (LV-ViT-T) has no divide nodes.
-        let skip: Op? = a.skipLam == 1 ? nil : .divide(try Divide(divisor: a.skipLam))
+        let scaling: ResidualScaling = a.skipLam == 1 ? .none : .divide(.divide(try Divide(divisor: a.skipLam)))
         for i in 0..<a.depth {
-            func part(_ p: BlockPart) -> ActivationName { .blockPart(i, p) }
-            func w(_ role: TensorRole) -> String { builder.weight(role, block: i) }
-            let qkvBias = a.qkvBias ? [w(.qkvBias)] : []
-            let norm1 = try builder.add(part(.norm1), norm, [x, w(.norm1Weight), w(.norm1Bias)])
-            let qkv = try builder.add(part(.qkv), linear, [norm1, w(.qkvWeight)] + qkvBias)
-            let mixed = try builder.add(part(.attention), attention, [qkv])
-            var branch = try builder.add(part(.proj), linear, [mixed, w(.projWeight), w(.projBias)])
-            if let skip { branch = try builder.add(part(.attentionScaled), skip, [branch]) }
-            let residual = try builder.add(part(.attentionResidual), .add, [x, branch])
-            let norm2 = try builder.add(part(.norm2), norm, [residual, w(.norm2Weight), w(.norm2Bias)])
-            let fc1 = try builder.add(part(.fc1), linear, [norm2, w(.fc1Weight), w(.fc1Bias)])
-            let act = try builder.add(part(.activation), .gelu, [fc1])
-            branch = try builder.add(part(.fc2), linear, [act, w(.fc2Weight), w(.fc2Bias)])
-            if let skip { branch = try builder.add(part(.mlpScaled), skip, [branch]) }
-            x = try builder.add(.block(i), .add, [residual, branch])
+            x = try builder.addBlock(i, input: x, norm: norm, attention: attention, qkvBias: a.qkvBias, scaling: scaling)
         }
         let normed = try builder.add(.norm, norm, [x, builder.weight(.normWeight), builder.weight(.normBias)])
         let classToken = try builder.add(.preLogits, .takeToken(try TakeToken(index: 0)), [normed])
@@ -72,10 +58,6 @@ enum LVViTGraphBuilder {
         } else {
             try builder.add(.logits, linear, [classToken, builder.weight(.headWeight), builder.weight(.headBias)])
         }
-        var graph = builder.graph
-        graph.outputs = [ActivationName.logits.name]
-        graph.metadata["naming"] = model.scheme
-        try GraphValidator.validate(graph)
-        return graph
+        return try builder.finish(naming: model.scheme)
     }
 }
