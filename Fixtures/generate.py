@@ -304,16 +304,20 @@ def h5_write(path, sd, nested, dtype, compress, group=None, attrs=None):
             f.attrs[k] = v
 
 
-def hf_names(sd, dim):
-    """timm -> Hugging Face transformers ViT names (non-distilled, prefix `vit.`)."""
+def hf_names(sd, dim, distilled=False):
+    """timm -> Hugging Face transformers names: ViT (prefix `vit.`, `classifier`) or, distilled,
+    DeiT (prefix `deit.`, a distillation token, `cls_classifier` and `distillation_classifier`)."""
+    m = "deit" if distilled else "vit"
     out = OrderedDict()
-    out["vit.embeddings.cls_token"] = sd["cls_token"]
-    out["vit.embeddings.position_embeddings"] = sd["pos_embed"]
-    out["vit.embeddings.patch_embeddings.projection.weight"] = sd["patch_embed.proj.weight"]
-    out["vit.embeddings.patch_embeddings.projection.bias"] = sd["patch_embed.proj.bias"]
+    out[f"{m}.embeddings.cls_token"] = sd["cls_token"]
+    if distilled:
+        out[f"{m}.embeddings.distillation_token"] = sd["dist_token"]
+    out[f"{m}.embeddings.position_embeddings"] = sd["pos_embed"]
+    out[f"{m}.embeddings.patch_embeddings.projection.weight"] = sd["patch_embed.proj.weight"]
+    out[f"{m}.embeddings.patch_embeddings.projection.bias"] = sd["patch_embed.proj.bias"]
     depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
     for i in range(depth):
-        t, h = f"blocks.{i}.", f"vit.encoder.layer.{i}."
+        t, h = f"blocks.{i}.", f"{m}.encoder.layer.{i}."
         for p in ("weight", "bias"):
             out[h + f"layernorm_before.{p}"] = sd[t + f"norm1.{p}"]
             qkv = sd[t + f"attn.qkv.{p}"]
@@ -323,10 +327,16 @@ def hf_names(sd, dim):
             out[h + f"layernorm_after.{p}"] = sd[t + f"norm2.{p}"]
             out[h + f"intermediate.dense.{p}"] = sd[t + f"mlp.fc1.{p}"]
             out[h + f"output.dense.{p}"] = sd[t + f"mlp.fc2.{p}"]
-    out["vit.layernorm.weight"] = sd["norm.weight"]
-    out["vit.layernorm.bias"] = sd["norm.bias"]
-    out["classifier.weight"] = sd["head.weight"]
-    out["classifier.bias"] = sd["head.bias"]
+    out[f"{m}.layernorm.weight"] = sd["norm.weight"]
+    out[f"{m}.layernorm.bias"] = sd["norm.bias"]
+    if distilled:
+        out["cls_classifier.weight"] = sd["head.weight"]
+        out["cls_classifier.bias"] = sd["head.bias"]
+        out["distillation_classifier.weight"] = sd["head_dist.weight"]
+        out["distillation_classifier.bias"] = sd["head_dist.bias"]
+    else:
+        out["classifier.weight"] = sd["head.weight"]
+        out["classifier.bias"] = sd["head.bias"]
     return out
 
 

@@ -41,6 +41,8 @@ from safetensors.torch import save_file
 import timm
 from timm.models.deit import VisionTransformerDistilled
 
+from generate import hf_names  # Fixtures/ is this script's folder, so its sibling imports
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "pth"
 UNIT = OUT / "unit"
@@ -101,36 +103,6 @@ def same_tensors(a, b, label):
 
 # ----------------------------------------------------------------------------------------------
 # Fixtures/pth: the layouts
-
-
-def hf_deit_names(sd):
-    """timm -> Hugging Face transformers DeiT (distilled) names: `deit.` prefix, q/k/v apart."""
-    dim = sd["cls_token"].shape[-1]
-    out = OrderedDict()
-    out["deit.embeddings.cls_token"] = sd["cls_token"]
-    out["deit.embeddings.distillation_token"] = sd["dist_token"]
-    out["deit.embeddings.position_embeddings"] = sd["pos_embed"]
-    out["deit.embeddings.patch_embeddings.projection.weight"] = sd["patch_embed.proj.weight"]
-    out["deit.embeddings.patch_embeddings.projection.bias"] = sd["patch_embed.proj.bias"]
-    depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
-    for i in range(depth):
-        t, h = f"blocks.{i}.", f"deit.encoder.layer.{i}."
-        for p in ("weight", "bias"):
-            out[h + f"layernorm_before.{p}"] = sd[t + f"norm1.{p}"]
-            qkv = sd[t + f"attn.qkv.{p}"]
-            for j, nm in enumerate(("query", "key", "value")):
-                out[h + f"attention.attention.{nm}.{p}"] = qkv[j * dim:(j + 1) * dim].clone()
-            out[h + f"attention.output.dense.{p}"] = sd[t + f"attn.proj.{p}"]
-            out[h + f"layernorm_after.{p}"] = sd[t + f"norm2.{p}"]
-            out[h + f"intermediate.dense.{p}"] = sd[t + f"mlp.fc1.{p}"]
-            out[h + f"output.dense.{p}"] = sd[t + f"mlp.fc2.{p}"]
-    out["deit.layernorm.weight"] = sd["norm.weight"]
-    out["deit.layernorm.bias"] = sd["norm.bias"]
-    out["cls_classifier.weight"] = sd["head.weight"]
-    out["cls_classifier.bias"] = sd["head.bias"]
-    out["distillation_classifier.weight"] = sd["head_dist.weight"]
-    out["distillation_classifier.bias"] = sd["head_dist.bias"]
-    return out
 
 
 HF_CONFIG = OrderedDict([
@@ -268,7 +240,7 @@ def write_layouts():
     # Views sharing one storage, non-contiguous strides, pickle protocol 4 (STACK_GLOBAL, FRAME, MEMOIZE).
     files["micro-distilled-views.pth"] = (strided_views(f32), {"pickle_protocol": 4}, "reference.safetensors")
     # A Hugging Face repository's pytorch_model.bin (DeiT names, with its config.json).
-    hf = hf_deit_names(f32)
+    hf = hf_names(f32, f32["cls_token"].shape[-1], distilled=True)
     check_hf(hf)
     files["hf/pytorch_model.bin"] = (hf, {}, "reference.safetensors")
     (OUT / "hf" / "config.json").write_text(json.dumps(HF_CONFIG, indent=2) + "\n")
