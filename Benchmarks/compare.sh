@@ -15,26 +15,7 @@
 # starts and records what the launching environment had (--keep-coretype leaves it set).
 # HASWELL_TOO=1 also reruns idlevit with the variable as the environment had it, for comparison.
 set -euo pipefail
-HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/.." && pwd)"
-SCRATCH="${SCRATCH:-$ROOT/.build}"
-
-echo "== building idlevit (release)" >&2
-(cd "$ROOT" && swift build -c release --product idlevit --scratch-path "$SCRATCH" >&2)
-IDLEVIT="$SCRATCH/release/idlevit"
-
-if [ -n "${VENV:-}" ] && [ -x "$VENV/bin/python" ]; then
-    PYTHON="$VENV/bin/python"
-else
-    VENV="$HERE/work/venv"
-    if [ ! -x "$VENV/bin/python" ]; then
-        echo "== creating $VENV (pip install -r Benchmarks/requirements.txt, several GB for torch)" >&2
-        python3 -m venv "$VENV"
-        "$VENV/bin/pip" install -q --upgrade pip
-        "$VENV/bin/pip" install -q -r "$HERE/requirements.txt"
-    fi
-    PYTHON="$VENV/bin/python"
-fi
+source "$(dirname "$0")/setup.sh"
 
 echo "== environment: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>}; benchmarking with it unset" >&2
 # Not `env -u` here: compare.py needs to see the variable to record it and to honour --keep-coretype.
