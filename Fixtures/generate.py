@@ -177,19 +177,27 @@ def idle_runs(model, cfg, x, ratios=RATIOS):
     return runs
 
 
-def idle_tensors(res, depth):
-    """Logits, and for each idle layer its output, selection and cut loss (dense layers' outputs
-    equal reference.safetensors' and are not stored again)."""
+def idle_tensors(res, depth, outputs=True, cut_loss=True):
+    """Logits, and for each idle layer its selection, and unless asked not to its output and cut
+    loss (dense layers' outputs equal reference.safetensors' and are not stored again). The
+    order of the entries does not matter: save_file orders a file's tensors itself."""
     out = OrderedDict()
     out["logits"] = res.logits.contiguous()
     for i in range(depth):
-        if i in res.selected:
+        if outputs and i in res.selected:
             out[f"blocks.{i}"] = res.blocks[i].contiguous()
     for i, sel in res.selected.items():
         out[f"blocks.{i}.selected"] = sel.to(torch.int64).contiguous()
-        for part in ("inter", "intra", "total"):
-            out[f"blocks.{i}.cut_loss.{part}"] = res.cut_loss[i][part].to(torch.float32).contiguous()
+        if cut_loss:
+            for part in ("inter", "intra", "total"):
+                out[f"blocks.{i}.cut_loss.{part}"] = res.cut_loss[i][part].to(torch.float32).contiguous()
     return out
+
+
+def idle_metadata(ratio, kept, seed, num_patches):
+    """`__metadata__` of an idle-{r}.safetensors reference (the default schedule)."""
+    return {"keep_ratio": ratio, "kept": json.dumps(kept), "input_seed": str(seed),
+            "num_patches": str(num_patches), "schedule": "default (4 stages, stage 0 dense)"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -465,9 +473,7 @@ def main():
         margins = OrderedDict()
         kept_info = OrderedDict()
         for r, (kept, res, smallest) in runs.items():
-            meta = {"keep_ratio": r, "kept": json.dumps(kept), "input_seed": str(seed),
-                    "num_patches": str(np_), "schedule": "default (4 stages, stage 0 dense)"}
-            save_st(d / f"idle-{r}.safetensors", idle_tensors(res, cfg["depth"]), metadata=meta)
+            save_st(d / f"idle-{r}.safetensors", idle_tensors(res, cfg["depth"]), metadata=idle_metadata(r, kept, seed, np_))
             margins[r] = smallest
             kept_info[r] = kept
             loss = [float(res.cut_loss[i]["total"].mean()) for i in res.cut_loss]

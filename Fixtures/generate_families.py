@@ -102,12 +102,8 @@ def main():
         gen.save_st(d / "input.safetensors", {"pixel_values": x}, metadata={"seed": str(seed)})
         gen.save_st(d / "reference.safetensors", acts, metadata={"input_seed": str(seed), "dtype": "f32"})
         for r, (kept, res, smallest) in runs.items():
-            meta = {"keep_ratio": r, "kept": json.dumps(kept), "input_seed": str(seed),
-                    "num_patches": str(model.patch_embed.num_patches), "schedule": "default (4 stages, stage 0 dense)"}
-            tensors = OrderedDict([("logits", res.logits.contiguous())])
-            for i, sel in res.selected.items():
-                tensors[f"blocks.{i}.selected"] = sel.to(torch.int64).contiguous()
-            gen.save_st(d / f"idle-{r}.safetensors", tensors, metadata=meta)
+            gen.save_st(d / f"idle-{r}.safetensors", gen.idle_tensors(res, len(model.blocks), outputs=False, cut_loss=False),
+                        metadata=gen.idle_metadata(r, kept, seed, model.patch_embed.num_patches))
             print(f"    r={r}: kept {kept}, smallest margin {smallest:.3e}")
 
         gen.export_onnx(model, x, d / "model-opset17.onnx", 17)

@@ -51,7 +51,6 @@ in-place row writes) gives the reference's logits and selections; ONNX Runtime m
 logits within 1e-4; every selection margin is above generate.MARGIN_MIN.
 """
 
-import json
 import math
 import sys
 import warnings
@@ -344,15 +343,8 @@ def main():
     gen.save_st(FOLDER / "reference.safetensors", acts, metadata={"input_seed": str(seed), "dtype": "f32"})
     gen.save_st(FOLDER / "reference-conv.safetensors", convs, metadata={"input_seed": str(seed), "dtype": "f32"})
     for r, (kept, res, smallest) in runs.items():
-        meta = {"keep_ratio": r, "kept": json.dumps(kept), "input_seed": str(seed),
-                "num_patches": str(model.patch_embed.num_patches), "schedule": "default (4 stages, stage 0 dense)"}
-        tensors = OrderedDict([("logits", res.logits.contiguous())])
-        for i, sel in res.selected.items():
-            tensors[f"blocks.{i}.selected"] = sel.to(torch.int64).contiguous()
-        for i in res.selected:
-            for part in ("inter", "intra", "total"):
-                tensors[f"blocks.{i}.cut_loss.{part}"] = res.cut_loss[i][part].to(torch.float32).contiguous()
-        gen.save_st(FOLDER / f"idle-{r}.safetensors", tensors, metadata=meta)
+        gen.save_st(FOLDER / f"idle-{r}.safetensors", gen.idle_tensors(res, len(model.blocks), outputs=False),
+                    metadata=gen.idle_metadata(r, kept, seed, model.patch_embed.num_patches))
         agree = float((res.logits.argmax(-1) == acts["logits"].argmax(-1)).float().mean())
         print(f"    r={r}: kept {kept}, smallest margin {smallest:.3e}, top-1 agreement with dense {agree:.2f}")
     with warnings.catch_warnings():
