@@ -270,6 +270,27 @@ class IdleResult:
     margins: Dict[int, List[Optional[float]]] = field(default_factory=dict)     # per image
 
 
+def idle_layer(res: "IdleResult", i: int, x: torch.Tensor, k: int, block_one, cut_loss=None) -> torch.Tensor:
+    """Idle layer i over the batch, image by image: block_one(x_b) -> (output, selected, scores);
+    records the selections, scores, margins and, with `cut_loss(x_b, selected)` -> (inter,
+    intra, total), the token cut loss in `res`; returns the layer's output. Shared by every
+    family's reference (lvvit_reference.py too)."""
+    outs, sels, scs, margins, losses = [], [], [], [], []
+    for b in range(x.shape[0]):
+        ob, sb, sc = block_one(x[b])
+        if cut_loss is not None:
+            losses.append(cut_loss(x[b], sb))
+        outs.append(ob); sels.append(sb); scs.append(sc)
+        margins.append(selection_margin(sc, k))
+    res.selected[i] = torch.stack(sels)
+    res.scores[i] = torch.stack(scs)
+    res.margins[i] = margins
+    if cut_loss is not None:
+        res.cut_loss[i] = {part: torch.tensor([loss[j] for loss in losses], dtype=torch.float64)
+                           for j, part in enumerate(("inter", "intra", "total"))}
+    return torch.stack(outs)
+
+
 @torch.no_grad()
 def idle_forward(model, pixels: torch.Tensor, kept: Sequence[Optional[int]],
                  with_cut_loss: bool = True) -> IdleResult:
@@ -288,26 +309,8 @@ def idle_forward(model, pixels: torch.Tensor, kept: Sequence[Optional[int]],
             np_ = x.shape[1] - prefix
             if not (0 <= k <= np_):
                 raise ValueError(f"layer {i}: K = {k} outside [0, {np_}]")
-            outs, sels, scs, margins = [], [], [], []
-            inter, intra, total = [], [], []
-            for b in range(x.shape[0]):
-                xb = x[b]
-                ob, sb, sc = idle_block_one(blk, xb, k, prefix)
-                if with_cut_loss:
-                    li, la, lt = token_cut_loss(blk, xb, sb)
-                    inter.append(li); intra.append(la); total.append(lt)
-                outs.append(ob); sels.append(sb); scs.append(sc)
-                margins.append(selection_margin(sc, k))
-            x = torch.stack(outs)
-            res.selected[i] = torch.stack(sels)
-            res.scores[i] = torch.stack(scs)
-            res.margins[i] = margins
-            if with_cut_loss:
-                res.cut_loss[i] = {
-                    "inter": torch.tensor(inter, dtype=torch.float64),
-                    "intra": torch.tensor(intra, dtype=torch.float64),
-                    "total": torch.tensor(total, dtype=torch.float64),
-                }
+            x = idle_layer(res, i, x, k, lambda xb, blk=blk: idle_block_one(blk, xb, k, prefix),
+                           (lambda xb, sb, blk=blk: token_cut_loss(blk, xb, sb)) if with_cut_loss else None)
         res.blocks[i] = x.clone()
     xn = _layer_norm(model.norm, x)
     res.logits = head(model, xn).clone()

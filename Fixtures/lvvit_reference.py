@@ -141,20 +141,8 @@ def idle_forward(model, pixels: torch.Tensor, kept: Sequence[Optional[int]], wit
         else:
             if not (0 <= k <= x.shape[1] - 1):
                 raise ValueError(f"layer {i}: K = {k} outside [0, {x.shape[1] - 1}]")
-            outs, sels, scs, margins, losses = [], [], [], [], []
-            for b in range(x.shape[0]):
-                ob, sb, sc = idle_block_one(blk, x[b], k)
-                if with_cut_loss:
-                    losses.append(base.token_cut_loss(blk, x[b], sb))
-                outs.append(ob); sels.append(sb); scs.append(sc)
-                margins.append(selection_margin(sc, k))
-            x = torch.stack(outs)
-            res.selected[i] = torch.stack(sels)
-            res.scores[i] = torch.stack(scs)
-            res.margins[i] = margins
-            if with_cut_loss:
-                res.cut_loss[i] = {part: torch.tensor([l[j] for l in losses], dtype=torch.float64)
-                                   for j, part in enumerate(("inter", "intra", "total"))}
+            x = base.idle_layer(res, i, x, k, lambda xb, blk=blk: idle_block_one(blk, xb, k),
+                                (lambda xb, sb, blk=blk: base.token_cut_loss(blk, xb, sb)) if with_cut_loss else None)
         res.blocks[i] = x.clone()
     res.logits = head(model, base._layer_norm(model.norm, x)).clone()
     return res
