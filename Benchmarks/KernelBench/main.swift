@@ -62,27 +62,8 @@ struct KernelBench: ParsableCommand {
         print("|---|---|---|---|---|---|---|---|")
         for (label, product) in linearShapes() {
             for t in threadCounts {
-                var ours: [Double] = [], theirs: [Double] = [], oursShare: [Double] = [], theirsShare: [Double] = [], ratio: [Double] = []
-                for round in 0..<rounds {
-                    let peak = FMAPeak.measure(isa: isa, threads: t, seconds: 0.02)!.flopsPerSecond
-                    // Alternate which goes first, so that neither always follows the peak loop.
-                    var a = 0.0, b = 0.0
-                    if round % 2 == 0 {
-                        a = try KernelBenchmark.time(seconds: seconds) { try product.run(isa: isa, threads: t) }
-                        b = try KernelBenchmark.time(seconds: seconds) { try product.run(isa: nil, threads: t) }
-                    } else {
-                        b = try KernelBenchmark.time(seconds: seconds) { try product.run(isa: nil, threads: t) }
-                        a = try KernelBenchmark.time(seconds: seconds) { try product.run(isa: isa, threads: t) }
-                    }
-                    ours.append(product.flops / a / 1e9)
-                    theirs.append(product.flops / b / 1e9)
-                    oursShare.append(100 * product.flops / a / peak)
-                    theirsShare.append(100 * product.flops / b / peak)
-                    ratio.append(a / b)
-                }
-                print("| \(label) | \(product.rows) x \(product.inFeatures) -> \(product.outFeatures) | \(t) | \(fixed(median(ours), 1)) | "
-                      + "\(fixed(median(oursShare), 0))% | \(fixed(median(theirs), 1)) | \(fixed(median(theirsShare), 0))% | "
-                      + "\(fixed(median(ratio), 2)) |")
+                let row = try compare(flops: product.flops, isa: isa, threads: t) { try product.run(isa: $0, threads: t) }
+                print("| \(label) | \(product.rows) x \(product.inFeatures) -> \(product.outFeatures) | \(t) | \(row) |")
             }
         }
 
@@ -91,21 +72,36 @@ struct KernelBench: ParsableCommand {
         print("|---|---|---|---|---|---|---|")
         for (label, attention) in attentionShapes() {
             for t in threadCounts {
-                var ours: [Double] = [], theirs: [Double] = [], oursShare: [Double] = [], theirsShare: [Double] = [], ratio: [Double] = []
-                for _ in 0..<rounds {
-                    let peak = FMAPeak.measure(isa: isa, threads: t, seconds: 0.02)!.flopsPerSecond
-                    let a = try KernelBenchmark.time(seconds: seconds) { try attention.run(isa: isa, threads: t) }
-                    let b = try KernelBenchmark.time(seconds: seconds) { try attention.run(isa: nil, threads: t) }
-                    ours.append(attention.flops / a / 1e9)
-                    theirs.append(attention.flops / b / 1e9)
-                    oursShare.append(100 * attention.flops / a / peak)
-                    theirsShare.append(100 * attention.flops / b / peak)
-                    ratio.append(a / b)
-                }
-                print("| \(label) | \(t) | \(fixed(median(ours), 1)) | \(fixed(median(oursShare), 0))% | \(fixed(median(theirs), 1)) | "
-                      + "\(fixed(median(theirsShare), 0))% | \(fixed(median(ratio), 2)) |")
+                let row = try compare(flops: attention.flops, isa: isa, threads: t) { try attention.run(isa: $0, threads: t) }
+                print("| \(label) | \(t) | \(row) |")
             }
         }
+    }
+
+    /// Times `kernel` with the packed kernels of `isa` and with OpenBLAS (`nil`) in every round,
+    /// which of the two goes first alternating so that neither always follows the peak loop;
+    /// returns the table cells: GFLOP/s and % of the FMA peak measured in the same round for
+    /// both, and the median ratio of their times.
+    func compare(flops: Double, isa: KernelISA, threads t: Int, _ kernel: (KernelISA?) throws -> Void) throws -> String {
+        var ours: [Double] = [], theirs: [Double] = [], oursShare: [Double] = [], theirsShare: [Double] = [], ratio: [Double] = []
+        for round in 0..<rounds {
+            let peak = FMAPeak.measure(isa: isa, threads: t, seconds: 0.02)!.flopsPerSecond
+            var a = 0.0, b = 0.0
+            if round % 2 == 0 {
+                a = try KernelBenchmark.time(seconds: seconds) { try kernel(isa) }
+                b = try KernelBenchmark.time(seconds: seconds) { try kernel(nil) }
+            } else {
+                b = try KernelBenchmark.time(seconds: seconds) { try kernel(nil) }
+                a = try KernelBenchmark.time(seconds: seconds) { try kernel(isa) }
+            }
+            ours.append(flops / a / 1e9)
+            theirs.append(flops / b / 1e9)
+            oursShare.append(100 * flops / a / peak)
+            theirsShare.append(100 * flops / b / peak)
+            ratio.append(a / b)
+        }
+        return "\(fixed(median(ours), 1)) | \(fixed(median(oursShare), 0))% | \(fixed(median(theirs), 1)) | "
+            + "\(fixed(median(theirsShare), 0))% | \(fixed(median(ratio), 2))"
     }
 
     /// The products of a DeiT block: dense (197 tokens per image) at batch 1 and 8, and an
