@@ -48,10 +48,11 @@ public final class ImageBatchStream {
     /// Starts `workers` threads decoding `files` in order, for batches of at most `maximumBatch`.
     public init(files: [LabelledFile], maximumBatch: Int, workers: Int, preprocessor: ImagePreprocessor, window: Int? = nil) {
         precondition(maximumBatch > 0 && workers > 0)
-        batchSize = ImageBatchStream.balancedBatch(entries: files.count, maximum: maximumBatch)
+        let balanced = ImageBatchStream.balancedBatch(entries: files.count, maximum: maximumBatch)
+        batchSize = balanced
         self.preprocessor = preprocessor
         entryCount = files.count
-        shared = SharedState(files: files, window: max(window ?? 2 * ImageBatchStream.balancedBatch(entries: files.count, maximum: maximumBatch), 1))
+        shared = SharedState(files: files, window: max(window ?? 2 * balanced, 1))
         for _ in 0..<min(workers, max(files.count, 1)) {
             let thread = Thread { [shared, preprocessor] in shared.work(preprocessor) }
             thread.stackSize = 4 << 20
