@@ -67,6 +67,25 @@ def export(args):
 # ---------------------------------------------------------------------------------------------
 # one round of the Python contenders
 
+def time_in_turn(contenders, warmup, runs):
+    """{label: [ms of each timed run]} for (label, fn) contenders, one after another: each one's
+    warm-up and timed runs back to back, then a pause before the next. ONNX Runtime's and
+    PyTorch's worker threads spin for a while after a run, so interleaving run by run timed each
+    contender against the previous one's spinning threads on 2 cores (ORT DeiT-S at batch 1:
+    129 ms interleaved with other sessions, 64 ms alone)."""
+    times = {}
+    for label, fn in contenders:
+        time.sleep(0.1)
+        times[label] = []
+        for i in range(warmup + runs):
+            start = time.perf_counter()
+            fn()
+            elapsed = (time.perf_counter() - start) * 1e3
+            if i >= warmup:
+                times[label].append(elapsed)
+    return times
+
+
 def python_bench(args):
     import torch
     import timm
@@ -104,20 +123,7 @@ def python_bench(args):
         for line in sys.stdin:
             if line.strip() != "round":
                 break
-            # Each contender's warm-up and timed runs back to back, then a pause before the next:
-            # ONNX Runtime's and PyTorch's worker threads spin for a while after a run, and run by
-            # run interleaving timed each contender against the previous one's spinning threads on
-            # 2 cores (ORT DeiT-S at batch 1: 129 ms interleaved with other sessions, 64 ms alone).
-            times = {}
-            for label, fn in contenders:
-                time.sleep(0.1)
-                times[label] = []
-                for i in range(args.warmup + args.runs):
-                    start = time.perf_counter()
-                    fn()
-                    elapsed = (time.perf_counter() - start) * 1e3
-                    if i >= args.warmup:
-                        times[label].append(elapsed)
+            times = time_in_turn(contenders, args.warmup, args.runs)
             print(json.dumps({label: statistics.median(t) for label, t in times.items()}), flush=True)
 
 

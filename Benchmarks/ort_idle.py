@@ -30,7 +30,7 @@ import onnxruntime as ort
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from compare import LABEL, MODELS, cpu_name  # noqa: E402
+from compare import LABEL, MODELS, cpu_name, time_in_turn  # noqa: E402
 
 
 def sh(cmd, env):
@@ -88,20 +88,8 @@ def main():
                     if r is not None:
                         cmd += ["--keep-ratio", str(r)]
                     rounds.setdefault("idlevit" if r is None else f"idlevit_idle_{r}", []).append(json.loads(sh(cmd, env))["median_ms"])
-                # Each session's warm-up and timed runs back to back, then a pause before the next:
-                # ORT's worker threads spin for a while after a run, so run by run interleaving timed
-                # every session against the previous session's spinning threads on 2 cores (DeiT-S at
-                # batch 1: 129 ms that way, 64 ms alone).
-                times = {}
-                for label, s in sessions.items():
-                    time.sleep(0.1)
-                    times[label] = []
-                    for i in range(args.warmup + args.runs):
-                        start = time.perf_counter()
-                        s.run(None, {"pixel_values": x})
-                        elapsed = (time.perf_counter() - start) * 1e3
-                        if i >= args.warmup:
-                            times[label].append(elapsed)
+                times = time_in_turn([(label, lambda s=s: s.run(None, {"pixel_values": x})) for label, s in sessions.items()],
+                                     args.warmup, args.runs)
                 for label, t in times.items():
                     rounds.setdefault(label, []).append(statistics.median(t))
                 print(f"  {LABEL[short]} batch {batch} round {rnd + 1}/{args.rounds}: " +
