@@ -18,7 +18,7 @@ let package = Package(
     targets: [
         // Writing the input to a file (the importers read files), and libFuzzer's driver.
         .target(name: "CFuzzDriver"),
-        .target(name: "FuzzSupport", dependencies: ["CFuzzDriver"]),
+        .target(name: "FuzzSupport", dependencies: ["CFuzzDriver", .product(name: "IdleViTParsers", package: "idlevit")]),
     ] + targets.map { name in
         .executableTarget(name: "fuzz-\(name)", dependencies: [
             "FuzzSupport", .product(name: "IdleViTParsers", package: "idlevit"),
