@@ -36,8 +36,8 @@ struct Eval: ParsableCommand {
     @Option(help: "Images per forward pass at most: the files are split into equal batches (100 files, at most 32: 4 batches of 25).")
     var batch: Int = 32
 
-    @Option(help: "Threads for the model, and for decoding (default: all cores).")
-    var threads: Int?
+    /// `--threads` (for the model, and for decoding) and `--max-memory`.
+    @OptionGroup var execution: ExecutionOptions
 
     @Option(help: "Evaluate N files spread evenly over the sorted list (every class of an ImageNet folder, as far as N allows).")
     var limit: Int?
@@ -52,7 +52,6 @@ struct Eval: ParsableCommand {
 
     func validate() throws {
         try Limits.batch.check(batch, "--batch")
-        if let threads { try Limits.threads.check(threads, "--threads") }
         if let limit, limit <= 0 { throw ValidationError("--limit must be positive") }
     }
 
@@ -75,14 +74,9 @@ struct Eval: ParsableCommand {
         }
         if let limit { list = list.limited(to: limit) }
 
-        let runner: ModelRunner, dense: ModelRunner?
-        let engine = try InterpreterOptions.fromEnvironment(threads: threads)
-        do {
-            runner = try ModelRunner(prepared, options: engine)
-            dense = compareDense ? try ModelRunner(prepared.denseOriginal, options: engine) : nil
-        } catch {
-            throw CLIError.invalid(error.description)
-        }
+        let runner = try execution.runner(prepared)
+        let dense = compareDense ? try execution.runner(prepared.denseOriginal) : nil
+        try checkMemory(runner, dense: dense, prepared: prepared, files: list.files.count)
         let evaluator = Evaluator(model: runner, dense: dense, batchSize: batch,
                                   decodeWorkers: runner.interpreter.threads, strict: strict)
         let line = ProgressLine(mode: progress)
@@ -103,6 +97,24 @@ struct Eval: ParsableCommand {
         } else {
             printText(result, prepared: prepared, layout: list.layout)
         }
+    }
+
+    /// Refuses a batch whose working set exceeds `--max-memory` before anything is decoded: the
+    /// model's, plus what lives beside it, the dense original's (`--compare-dense`) and the
+    /// stream's window of two preprocessed batches ahead.
+    private func checkMemory(_ runner: ModelRunner, dense: ModelRunner?, prepared: PreparedModel, files: Int) throws {
+        let batchSize = ImageBatchStream.balancedBatch(entries: files, maximum: batch)
+        let beside: Int
+        do {
+            let a = prepared.architecture
+            let image = try Checked.byteCount([a.inChannels, a.imageSize, a.imageSize], elementSize: 4, "the input image size")
+            let window = try Checked.multiply(image, 2 * batchSize, "the decoding window")
+            let denseBytes = try dense.map { try MemoryBudget.estimate($0.interpreter, architecture: a, batch: batchSize) } ?? 0
+            beside = try Checked.add(window, denseBytes, "the working set")
+        } catch {
+            throw CLIError.invalid("--batch \(batch): \(error)")
+        }
+        try execution.checkBatch(runner.interpreter, prepared, batch: batchSize, extraBytes: beside, what: "--batch \(batch)")
     }
 
     private func modelName(_ prepared: PreparedModel) -> String {

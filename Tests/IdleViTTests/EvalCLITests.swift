@@ -234,6 +234,18 @@ final class EvalCLITests: XCTestCase {
             let result = try runIdleViT(["eval", EvalCLITests.model, "--images", EvalCLITests.imagenet] + flags)
             XCTAssertEqual(result.status, 2, "\(flags): \(result.stderr)")
         }
+        // A batch over the memory budget is refused before anything is decoded; the dense
+        // original of --compare-dense counts too (tiny12 at batch 4: ~11.7 MiB alone, ~18.8 MiB with it).
+        let over = try runIdleViT(["eval", EvalCLITests.model, "--images", EvalCLITests.imagenet, "--max-memory", "1M"])
+        XCTAssertEqual(over.status, 2, over.stderr)
+        XCTAssertEqual(over.stderr.split(separator: "\n").count, 1, over.stderr)
+        XCTAssertTrue(over.stderr.contains("over the budget of 1 MiB (raise it with --max-memory"), over.stderr)
+        let alone = ["eval", EvalCLITests.model, "--images", EvalCLITests.imagenet, "--keep-ratio", "0.7", "--batch", "4",
+                     "--limit", "4", "--max-memory", "15M"]
+        XCTAssertEqual(try runIdleViT(alone).status, 0)
+        let both = try runIdleViT(alone + ["--compare-dense"])
+        XCTAssertEqual(both.status, 2, both.stderr)
+        XCTAssertTrue(both.stderr.contains("over the budget of 15 MiB"), both.stderr)
         // Every file unusable: nothing to report accuracy on.
         let broken = try folder("broken", ["5"], files: [])
         try Data("not an image".utf8).write(to: URL(fileURLWithPath: broken + "/5/a.jpg"))
