@@ -48,9 +48,10 @@ public struct BundleInfo: Sendable {
 /// with idle blocks where the schedule puts them), attaches the weights and hands the stored
 /// graph back to run. The IdleViT rewrite is not run again.
 public enum BundleReader {
-    /// The one shape of every metadata complaint: file, format, key, what is wrong.
+    /// The one shape of every metadata complaint: file (a `displayName`, already escaped),
+    /// format, key, what is wrong.
     static func badMetadata(_ file: String, _ key: String, _ rule: String) -> ImportError {
-        .invalidFile(file: file.escapedForMessage, format: BundleFormat.displayName, rule: "metadata '\(key)' \(rule)")
+        .invalidFile(file: file, format: BundleFormat.displayName, rule: "metadata '\(key)' \(rule)")
     }
 
     public static func readMetadata(_ file: SafetensorsFile) throws(ImportError) -> BundleInfo {

@@ -22,7 +22,7 @@ func loadInputChecked(_ path: String, prepared: PreparedModel, runner: ModelRunn
     do {
         let input = try Session.openInput(path: path, for: prepared.architecture)
         try MemoryBudget.check(runner.interpreter, architecture: prepared.architecture, batch: input.batch,
-                               budget: execution.memoryBudget, what: displayName(path).escapedForMessage)
+                               budget: execution.memoryBudget, what: displayName(path))
         let pixels = try input.tensor()
         // NaN or infinite pixels make every logit NaN: an input no image can produce.
         if let index = pixels.buffer.firstIndex(where: { !$0.isFinite }) {

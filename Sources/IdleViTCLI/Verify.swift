@@ -56,7 +56,7 @@ struct Verify: ParsableCommand {
         do {
             outputs = try runner.run(pixels: pixels, captureNames: capture)
         } catch {
-            throw CLIError.invalid("\(displayName(input).escapedForMessage): \(error)")
+            throw CLIError.invalid("\(displayName(input)): \(error)")
         }
         if cutLoss {
             for (layer, values) in TokenCutLoss.compute(graph: prepared.graph, activations: outputs, layers: idleLayers) {

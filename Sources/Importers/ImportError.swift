@@ -27,7 +27,8 @@ public enum ImportError: Error, CustomStringConvertible, Equatable {
         case .invalidTensor(let file, let tensor, let rule):
             return "\(file): tensor '\(tensor)': \(rule)"
         case .architecture(let file, let problems):
-            return "\(file): not a recognised ViT checkpoint: " + listed(problems)
+            // The recognisers cap their own lists (`Problems`) and put the fatal reason last.
+            return "\(file): not a recognised ViT checkpoint: " + problems.joined(separator: "; ")
         case .invalidNode(let file, let node, let rule):
             return "\(file): node '\(node)': \(rule)"
         case .unsupportedNodes(let file, let nodes):
@@ -36,8 +37,8 @@ public enum ImportError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// All problems of a file in one line, but at most the first 20: a hostile file of 20,000
-/// unexpected tensors must not print a line of half a megabyte.
+/// Nodes of a file in one line, but at most the first 20: a hostile file of 20,000
+/// unsupported nodes must not print a line of half a megabyte.
 private func listed(_ items: [String]) -> String {
     let shown = 20
     guard items.count > shown else { return items.joined(separator: "; ") }

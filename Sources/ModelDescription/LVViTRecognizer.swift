@@ -15,7 +15,7 @@ enum LVViTRecognizer {
     }
 
     static func recognize(_ source: WeightSet, options: RecognitionOptions, config: ModelConfigFile?) throws(ImportError) -> RecognizedModel {
-        let file = displayName(source.file).escapedForMessage
+        let file = displayName(source.file)
         var problems = Problems()
         let assignment = RoleAssignment(source, scheme: .lvvit, problems: &problems)
         let depth = assignment.depth

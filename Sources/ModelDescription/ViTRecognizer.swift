@@ -5,7 +5,7 @@ import Importers
 /// naming scheme, architecture from shapes, every tensor checked against `ViTTensors`.
 enum ViTRecognizer {
     static func recognize(_ source: WeightSet, options: RecognitionOptions, config: ModelConfigFile?) throws(ImportError) -> RecognizedModel {
-        let file = displayName(source.file).escapedForMessage
+        let file = displayName(source.file)
         let scheme = NamingScheme.all.max { count(source, $0) < count(source, $1) } ?? .timm
         var problems = Problems()
         for counter in source.counters { problems.add("unexpected tensor '\(counter.escapedForMessage)'") }

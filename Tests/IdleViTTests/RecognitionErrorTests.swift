@@ -32,6 +32,24 @@ final class RecognitionErrorTests: XCTestCase {
         XCTAssertTrue(result.stderr.contains("unexpected tensor 'blocks.0.extra'"), result.stderr)
     }
 
+    /// A file name is escaped once (a backslash in it reads `\u{5c}`, not `\u{5c}u{5c}`), and
+    /// with more problems than the list shows, the reason recognition stopped is still there.
+    func testLongProblemListKeepsTheReasonAndTheNameIsEscapedOnce() throws {
+        let folder = TestPaths.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("back\\slash.safetensors").path
+        try rewrite(TestPaths.fixture("micro/model.safetensors"), to: path) { items in
+            items.filter { $0.name != "patch_embed.proj.weight" }
+                + (0..<30).map { SafetensorsWriter.Item(name: "stray.\($0)", tensor: FloatTensor(shape: [1], values: [0]), dtype: .f32) }
+        }
+        let result = try runIdleViT(["inspect", path])
+        XCTAssertEqual(result.status, 2, result.stderr)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("back\\u{5c}slash.safetensors: "), result.stderr)
+        XCTAssertFalse(result.stderr.contains("u{5c}u{5c}"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("; and more; needs 'patch_embed.proj.weight'"), result.stderr)
+    }
+
     func testPrefixesAreStrippedAndHeadsOverride() throws {
         let folder = TestPaths.temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
