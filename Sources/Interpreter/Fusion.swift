@@ -58,9 +58,13 @@ struct FusionPlanner {
     func plans() -> [Int: Plan] {
         var plans: [Int: Plan] = [:]
         for i in steps.indices where steps[i].node.kind == .linear {
+            // The LayerNorm prologue and LayerScale exist in the packed kernels only, and a
+            // linear runs them only when its weight was packed (a constant; a weight the graph
+            // computes goes to OpenBLAS even under the packed backend).
+            let packedHere = packed && steps[i].packed != nil
             var plan = Plan(output: i, fusion: Fusion(), label: "linear", absorbed: [])
-            followConsumers(of: i, into: &plan)
-            if packed, case .node(let l) = steps[i].operands[0], case .layerNorm(let norm) = steps[l].node.op,
+            followConsumers(of: i, packed: packedHere, into: &plan)
+            if packedHere, case .node(let l) = steps[i].operands[0], case .layerNorm(let norm) = steps[l].node.op,
                fusible(l, into: i) {
                 let operands = steps[l].operands
                 plan.fusion.layerNorm = FusedLayerNorm(step: l, input: operands[0], weight: operands[1], bias: operands[2],
@@ -73,7 +77,7 @@ struct FusionPlanner {
         return plans
     }
 
-    private func followConsumers(of linear: Int, into plan: inout Plan) {
+    private func followConsumers(of linear: Int, packed: Bool, into plan: inout Plan) {
         guard !isCaptured[linear], consumers[linear].count == 1 else { return }
         let j = consumers[linear][0]
         switch steps[j].node.kind {
