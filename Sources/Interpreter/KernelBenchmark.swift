@@ -19,7 +19,9 @@ public final class KernelBenchmark {
         private let w: UnsafeMutablePointer<Float>
         private let b: UnsafeMutablePointer<Float>
         private let y: UnsafeMutablePointer<Float>
-        private var packed: [KernelISA: PackedWeights] = [:]
+        /// Per ISA, made on the first call so that timed calls only run the kernel (CPUID, which
+        /// `CPUKernels` executes, is slow under a hypervisor).
+        private var prepared: [KernelISA: (kernels: CPUKernels, weight: PackedMatrix, storage: PackedWeights)] = [:]
 
         public init(rows: Int, inFeatures: Int, outFeatures: Int, epilogue: Epilogue = .bias) {
             (self.rows, self.inFeatures, self.outFeatures, self.epilogue) = (rows, inFeatures, outFeatures, epilogue)
@@ -43,11 +45,15 @@ public final class KernelBenchmark {
                                      epilogue: epilogue, y: y, threads: threads)
                 return
             }
-            guard let kernels = CPUKernels(isa) else { throw InterpreterError.unsupported("this CPU cannot run the \(isa.rawValue) kernels") }
-            let key = PackedWeights.Request(source: w, start: 0, rows: outFeatures, k: inFeatures)
-            if packed[isa] == nil { packed[isa] = try PackedWeights([key], nr: kernels.nr, threads: threads) }
-            LinearKernel.run(kernels: kernels, x: x, rows: rows, weight: packed[isa]!.matrix(key)!, bias: b, epilogue: epilogue,
-                             y: y, threads: threads)
+            if prepared[isa] == nil {
+                let kernels = try KernelBenchmark.kernels(isa)
+                let key = PackedWeights.Request(source: w, start: 0, rows: outFeatures, k: inFeatures)
+                let storage = try PackedWeights([key], nr: kernels.nr, threads: threads)
+                guard let weight = storage.matrix(key) else { throw InterpreterError.unsupported("the weight was not packed") }
+                prepared[isa] = (kernels, weight, storage)
+            }
+            let (kernels, weight, _) = prepared[isa]!
+            LinearKernel.run(kernels: kernels, x: x, rows: rows, weight: weight, bias: b, epilogue: epilogue, y: y, threads: threads)
         }
     }
 
@@ -57,6 +63,8 @@ public final class KernelBenchmark {
         private let qkv: UnsafeMutablePointer<Float>
         private let y: UnsafeMutablePointer<Float>
         private let scratch: UnsafeMutablePointer<Float>
+        /// Per ISA, made on the first call (see `Linear`).
+        private var kernels: [KernelISA: CPUKernels] = [:]
 
         public init(batch: Int, tokens: Int, heads: Int, headDimension: Int = 64) {
             (self.batch, self.tokens, self.heads, self.headDimension) = (batch, tokens, heads, headDimension)
@@ -85,11 +93,16 @@ public final class KernelBenchmark {
                                         queries: tokens)
                 return
             }
-            guard let kernels = CPUKernels(isa) else { throw InterpreterError.unsupported("this CPU cannot run the \(isa.rawValue) kernels") }
-            AttentionKernel.run(kernels: kernels, q: qkv, k: qkv + channels, v: qkv + 2 * channels, rowStride: 3 * channels,
+            if kernels[isa] == nil { kernels[isa] = try KernelBenchmark.kernels(isa) }
+            AttentionKernel.run(kernels: kernels[isa]!, q: qkv, k: qkv + channels, v: qkv + 2 * channels, rowStride: 3 * channels,
                                 batch: batch, tokens: tokens, channels: channels, heads: heads, scratch: scratch, y: y,
                                 threads: threads, queries: tokens)
         }
+    }
+
+    static func kernels(_ isa: KernelISA) throws -> CPUKernels {
+        guard let kernels = CPUKernels(isa) else { throw InterpreterError.unsupported("this CPU cannot run the \(isa.rawValue) kernels") }
+        return kernels
     }
 
     /// Seconds per call of `body`: calls repeated for about `seconds` after one warm-up call.
