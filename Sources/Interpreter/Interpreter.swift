@@ -222,8 +222,14 @@ public final class Interpreter: @unchecked Sendable {
         return result
     }
 
-    /// Bytes of the arena for a batch size, for memory reports.
-    public func arenaBytes(batch: Int) -> Int { preparedProgram(batch: batch, captured: Set(graph.outputs)).program.layout.arenaBytes }
+    /// Bytes of the arena for a batch size, for memory reports and budgets: from the program
+    /// already made for it, or from a plan made for the purpose (no arena allocated, nothing
+    /// kept: the budget check plans for batch 1 before the run plans for its own batch).
+    public func arenaBytes(batch: Int) -> Int {
+        let key = PlanKey(batch: batch, captured: Set(graph.outputs))
+        if let prepared = programs[key] { return prepared.program.layout.arenaBytes }
+        return Program(steps: steps, batch: batch, captured: key.captured, settings: programSettings).layout.arenaBytes
+    }
 
     // MARK: planning
 
@@ -272,12 +278,15 @@ public final class Interpreter: @unchecked Sendable {
         deinit { arena.deallocate() }
     }
 
+    private var programSettings: Program.Settings {
+        Program.Settings(threads: threads, fuse: options.fuse, rowDemand: options.rowDemand, kernels: kernels,
+                         backend: options.matrixBackend)
+    }
+
     private func preparedProgram(batch: Int, captured: Set<String>) -> PreparedProgram {
         let key = PlanKey(batch: batch, captured: captured)
         if let prepared = programs[key] { return prepared }
-        let settings = Program.Settings(threads: threads, fuse: options.fuse, rowDemand: options.rowDemand, kernels: kernels,
-                                        backend: options.matrixBackend)
-        let prepared = PreparedProgram(program: Program(steps: steps, batch: batch, captured: captured, settings: settings),
+        let prepared = PreparedProgram(program: Program(steps: steps, batch: batch, captured: captured, settings: programSettings),
                                        steps: steps)
         programs[key] = prepared
         return prepared
