@@ -60,7 +60,7 @@ public struct Evaluator {
 
     public func run(_ images: LabelledImages, preprocessor: ImagePreprocessor,
                     progress: (EvaluationProgress) -> Void = { _ in }) throws(EvaluationError) -> EvaluationResult {
-        let start = monotonicSeconds()
+        let start = Timing.monotonic
         let stream = ImageBatchStream(files: images.files, maximumBatch: batchSize, workers: decodeWorkers, preprocessor: preprocessor)
         var result = EvaluationResult(entries: images.files.count, failed: [], model: AccuracyTally(),
                                       dense: dense == nil ? nil : AccuracyTally(), agreeing: 0, seconds: 0)
@@ -88,28 +88,21 @@ public struct Evaluator {
                 }
             }
             progress(EvaluationProgress(done: batch.entriesDone, total: stream.entryCount, images: result.model.images,
-                                        seconds: monotonicSeconds() - start, top1: result.model.top1Fraction))
+                                        seconds: Timing.monotonic - start, top1: result.model.top1Fraction))
         }
-        result.seconds = monotonicSeconds() - start
+        result.seconds = Timing.monotonic - start
         result.decodeSeconds = stream.decodeSeconds
         return result
     }
 
     /// Runs one model on a batch: its logits [B, classes] and the seconds it took.
     static func logits(_ runner: ModelRunner, _ pixels: FloatTensor) throws(EvaluationError) -> (FloatTensor, Double) {
-        let start = monotonicSeconds()
+        let start = Timing.monotonic
         let outputs: [String: Activation]
         do { outputs = try runner.run(pixels: pixels) } catch { throw .model(error.description) }
         guard let logits = ModelRunner.logits(outputs), logits.shape.count == 2, logits.shape[0] == pixels.shape[0] else {
             throw .model("the model computed no logits [batch, classes]")
         }
-        return (logits, monotonicSeconds() - start)
+        return (logits, Timing.monotonic - start)
     }
-}
-
-/// Seconds on the monotonic clock.
-public func monotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }

@@ -159,7 +159,7 @@ public final class ImageBatchStream {
                 condition.unlock()
 
                 let file = files[index]
-                let start = threadCPUSeconds()
+                let start = Timing.threadCPU
                 let outcome: Outcome
                 if let problem = file.problem {
                     outcome = .failed(problem)
@@ -173,7 +173,7 @@ public final class ImageBatchStream {
                         outcome = .failed(error.reason)
                     }
                 }
-                let spent = threadCPUSeconds() - start
+                let spent = Timing.threadCPU - start
                 condition.lock()
                 slots[index % window] = outcome
                 cpuSeconds += spent
@@ -201,13 +201,6 @@ public final class ImageBatchStream {
             return (entries, taken)
         }
     }
-}
-
-/// CPU time of the calling thread.
-func threadCPUSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }
 
 /// Decoding is a few percent of the model's work and runs ahead of it, so the decoders yield

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Importers
+import IR
 
 /// Runs `idlevit-hdf5-reader` on one file. libhdf5 has crashed and hung on corrupt files
 /// many times, so it only ever runs in this child process: a signal or a timeout there
@@ -87,7 +88,7 @@ struct ReaderProcess {
     /// it at a deadline: the structure deadline until the reader has made its marker file
     /// (datasets listed and checked), the overall one after.
     private func wait(for pid: pid_t, plannedMarker: String) -> Waited {
-        let start = Self.now()
+        let start = Timing.monotonic
         var planned = false
         var pause = 0.001
         while true {
@@ -97,7 +98,7 @@ struct ReaderProcess {
             if result < 0 && errno != EINTR { return .exited(0x7f) }  // lost the child: report as crashed
             if !planned { planned = access(plannedMarker, F_OK) == 0 }
             let limit = planned ? timeoutSeconds : min(structureTimeoutSeconds, timeoutSeconds)
-            if Self.now() - start >= limit {
+            if Timing.monotonic - start >= limit {
                 kill(pid, SIGKILL)
                 while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
                 return .killed(structure: !planned, seconds: limit)
@@ -106,12 +107,6 @@ struct ReaderProcess {
             nanosleep(&interval, nil)
             pause = min(pause * 2, 0.02)
         }
-    }
-
-    private static func now() -> Double {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
     }
 
     /// The first line of a small text file (the reader's stderr), at most 2 KB.

@@ -5,6 +5,7 @@ import Darwin
 #endif
 import Evaluation
 import Foundation
+import IR
 
 /// `eval`'s progress on stderr: images done / total, images per second, time left, running
 /// top-1. On a terminal one line is rewritten in place (at most 5 times a second); with
@@ -26,7 +27,7 @@ final class ProgressLine {
 
     func update(_ progress: EvaluationProgress) {
         guard enabled else { return }
-        let now = monotonicSeconds()
+        let now = Timing.monotonic
         let last = progress.done == progress.total
         guard last || now - lastWrite >= (terminal ? 0.2 : 2) else { return }
         lastWrite = now

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import IR
 
 /// This machine's fused multiply-add peak as the kernels' instruction set can reach it: a
 /// loop of independent FMA chains (enough to fill every FMA pipe, no memory traffic), timed on
@@ -28,19 +29,13 @@ public enum FMAPeak {
         let perTask = Double(iterations) * Double(table.pointee.peak_flops_per_iteration)
         // Calibrate on one thread, then run many short tasks so that a thread the OS delays
         // leaves its share to the others instead of stretching the wall time.
-        var start = now()
+        var start = Timing.monotonic
         _ = table.pointee.fma_loop(iterations)
-        let one = max(now() - start, 1e-6)
+        let one = max(Timing.monotonic - start, 1e-6)
         let tasks = max(threads, Int(seconds / one) * threads)
-        start = now()
+        start = Timing.monotonic
         parallelTasks(tasks, threads: threads) { _, _ in _ = table.pointee.fma_loop(iterations) }
-        let wall = max(now() - start, 1e-9)
+        let wall = max(Timing.monotonic - start, 1e-9)
         return Measurement(isa: kernels.isa, threads: threads, flopsPerSecond: Double(tasks) * perTask / wall)
-    }
-
-    static func now() -> Double {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
     }
 }

@@ -1,4 +1,5 @@
 import CBLAS
+import IR
 
 /// The interpreter's matrix kernels on synthetic operands, for Benchmarks/KernelBench: the
 /// same calls the interpreter makes (packed GEMM with its partition, or the OpenBLAS engine's
@@ -109,12 +110,12 @@ public final class KernelBenchmark {
     public static func time(seconds: Double, _ body: () throws -> Void) rethrows -> Double {
         try body()
         var calls = 0
-        let start = FMAPeak.now()
+        let start = Timing.monotonic
         var elapsed = 0.0
         repeat {
             try body()
             calls += 1
-            elapsed = FMAPeak.now() - start
+            elapsed = Timing.monotonic - start
         } while elapsed < seconds
         return elapsed / Double(calls)
     }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import IR
 
 /// Time per kind of kernel (`linear`, `linear+gelu`, `attention`, ...) summed over runs, for
 /// `InterpreterOptions.profile` (`IDLEVIT_PROFILE=1`): wall time, process CPU time (all
@@ -15,11 +16,11 @@ final class Profile {
 
     struct Mark { var wall: Double; var cpu: Double }
 
-    func start() -> Mark { Mark(wall: Profile.clock(CLOCK_MONOTONIC), cpu: Profile.clock(CLOCK_PROCESS_CPUTIME_ID)) }
+    func start() -> Mark { Mark(wall: Timing.monotonic, cpu: Timing.processCPU) }
 
     func add(_ label: String, since mark: Mark, flops: Double) {
-        let wall = Profile.clock(CLOCK_MONOTONIC) - mark.wall
-        let cpu = Profile.clock(CLOCK_PROCESS_CPUTIME_ID) - mark.cpu
+        let wall = Timing.monotonic - mark.wall
+        let cpu = Timing.processCPU - mark.cpu
         var entry = totals[label] ?? Entry()
         entry.calls += 1
         entry.wall += wall
@@ -29,12 +30,6 @@ final class Profile {
     }
 
     func finishRun() { runs += 1 }
-
-    private static func clock(_ id: clockid_t) -> Double {
-        var t = timespec()
-        clock_gettime(id, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
-    }
 
     func report(kernels: CPUKernels, threads: Int) {
         guard runs > 0 else { return }
