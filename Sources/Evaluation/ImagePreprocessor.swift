@@ -1,8 +1,8 @@
 import IR
 import Images
 
-/// File -> the model's input for one image: read (`RegularFile`: regular files only, at most
-/// `Limits.imageFileBytes`, checked before anything is allocated), decode as PIL does,
+/// File -> the model's input for one image: read and decoded by `ImageDecoder.decode(path:)`
+/// (regular files only, at most `Limits.imageFileBytes`; decoded as PIL does),
 /// resize and centre-crop, normalise (`EvalTransform`). Runs on the stream's worker threads.
 public struct ImagePreprocessor: Sendable {
     public var transform: EvalTransform
@@ -17,9 +17,7 @@ public struct ImagePreprocessor: Sendable {
     /// One image's `pixel_values` [3, S, S] appended to `values`, and the decoder's notes
     /// (lossy conversions the user should hear about).
     public func prepare(path: String, into values: inout [Float]) throws(ImageError) -> [String] {
-        let bytes: [UInt8]
-        do { bytes = try RegularFile.read(path, limit: Limits.imageFileBytes) } catch { throw .unreadable(file: path, reason: error.reason) }
-        let decoded = try ImageDecoder.decode(bytes: bytes, name: path)
+        let decoded = try ImageDecoder.decode(path: path)
         transform.normalise(transform.crop(decoded.image), into: &values)
         return decoded.notes
     }
