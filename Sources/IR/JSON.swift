@@ -286,9 +286,11 @@ public struct JSONParser {
 
 /// Deterministic JSON text: keys in the order given, no insignificant whitespace unless pretty.
 public enum JSONWriter {
-    public static func write(_ value: JSONValue, pretty: Bool = false) -> String {
+    /// `indent`: the nesting level the value stands at when pretty (its lines are padded for
+    /// it, its first line is not), for writing a value into a larger document piece by piece.
+    public static func write(_ value: JSONValue, pretty: Bool = false, indent: Int = 0) -> String {
         var out = ""
-        write(value, into: &out, pretty: pretty, indent: 0)
+        write(value, into: &out, pretty: pretty, indent: indent)
         return out
     }
 

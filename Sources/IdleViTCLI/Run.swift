@@ -119,9 +119,8 @@ struct RunPrinter {
                                  ("logit", jsonNumber(Double(e.logit))), ("probability", jsonNumber(e.probability))])
                     })),
                 ])
-                // Strings in JSON text hold no raw line breaks, so indenting lines is safe.
-                let text = JSONWriter.write(image, pretty: true).replacingOccurrences(of: "\n", with: "\n    ")
-                print((count == 0 ? "\n    " : ",\n    ") + text, terminator: "")
+                // An element of the document's "images" array: nesting level 2.
+                print((count == 0 ? "\n    " : ",\n    ") + JSONWriter.write(image, pretty: true, indent: 2), terminator: "")
             } else {
                 print("image \(count)\(files.map { " (\($0[b]))" } ?? ""):")
                 for e in entries {
