@@ -23,9 +23,9 @@ enum LVViTGraphBuilder {
         let batchNorm = Op.batchNorm(try BatchNorm(eps: LVViTTensors.batchNormEps))
 
         var x = ActivationName.pixelValues.name
-        for (index, stage) in LVViTTensors.stem.enumerated() {
+        for (index, stage) in LVViTStem.stages.enumerated() {
             let k = index + 1
-            let conv = Op.conv2d(try Conv2d(stride: stage.geometry.stride, padding: stage.geometry.padding))
+            let conv = Op.conv2d(try Conv2d(stride: stage.stride, padding: stage.padding))
             if a.stemBatchNorm {
                 x = try builder.add(.stem(k, .conv), conv, [x, builder.weight(stage.convWeight)])
                 x = try builder.add(.stem(k, .batchNorm), batchNorm, [x] + stage.norms.map { builder.weight($0) })

@@ -85,7 +85,7 @@ enum LVViTRecognizer {
             throw .architecture(file: file, problems: problems.list)
         }
         // BatchNorm's counters belong to the stem's BatchNorms; only training reads them.
-        let counterNames = Set(LVViTTensors.stem.map { String($0.normWeight.canonicalName.text.dropLast(".weight".count)) + BatchNormCounter.suffix })
+        let counterNames = Set(LVViTStem.stages.map { String($0.normWeight.canonicalName.text.dropLast(".weight".count)) + BatchNormCounter.suffix })
         for counter in source.counters where !(stemBatchNorm && counterNames.contains(stripped(counter))) {
             problems.add("unexpected tensor '\(counter.escapedForMessage)'")
         }

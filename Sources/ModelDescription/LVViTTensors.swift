@@ -10,35 +10,32 @@ import IR
 ///             MLP ratio 3, nn.LayerNorm's eps 1e-5, exact GELU)
 ///     norm -> head(x[:, 0]) + 0.5 * aux_head(x[:, 1:]).max over tokens   (eval, return_dense)
 ///
-/// The geometry of LV-ViT's three stem convolutions, in order (the cost model reads it too).
+/// LV-ViT's three stem stages, in order: each convolution's geometry and the checkpoint
+/// tensors of the convolution and the BatchNorm after it (the graph builder, the ONNX matcher
+/// and the cost model read them).
 public enum LVViTStem {
     public struct Stage: Sendable {
         public let kernel, stride, padding: Int
+        /// The convolution's weight, and its bias (present only when the BatchNorm is folded in).
+        public let convWeight, convBias: TensorRole
+        public let normWeight, normBias, normMean, normVariance: TensorRole
+        /// The BatchNorm's tensors in its operand order: weight, bias, running mean, running variance.
+        public var norms: [TensorRole] { [normWeight, normBias, normMean, normVariance] }
     }
 
-    public static let stages = [Stage(kernel: 7, stride: 2, padding: 3), Stage(kernel: 3, stride: 1, padding: 1),
-                                Stage(kernel: 3, stride: 1, padding: 1)]
+    public static let stages = [
+        Stage(kernel: 7, stride: 2, padding: 3, convWeight: .stemConv1Weight, convBias: .stemConv1Bias, normWeight: .stemNorm1Weight,
+              normBias: .stemNorm1Bias, normMean: .stemNorm1Mean, normVariance: .stemNorm1Variance),
+        Stage(kernel: 3, stride: 1, padding: 1, convWeight: .stemConv2Weight, convBias: .stemConv2Bias, normWeight: .stemNorm2Weight,
+              normBias: .stemNorm2Bias, normMean: .stemNorm2Mean, normVariance: .stemNorm2Variance),
+        Stage(kernel: 3, stride: 1, padding: 1, convWeight: .stemConv3Weight, convBias: .stemConv3Bias, normWeight: .stemNorm3Weight,
+              normBias: .stemNorm3Bias, normMean: .stemNorm3Mean, normVariance: .stemNorm3Variance),
+    ]
 }
 
 /// This is the tensor table (state-dict order: the model's own parameters cls_token and
 /// pos_embed first, then its modules) and the published configurations.
 enum LVViTTensors: FamilyTensorTable {
-    /// One stem stage: a convolution and the BatchNorm after it.
-    struct StemStage {
-        let convWeight, convBias, normWeight, normBias, normMean, normVariance: TensorRole
-        let geometry: LVViTStem.Stage
-        var norms: [TensorRole] { [normWeight, normBias, normMean, normVariance] }
-    }
-
-    static let stem: [StemStage] = [
-        StemStage(convWeight: .stemConv1Weight, convBias: .stemConv1Bias, normWeight: .stemNorm1Weight, normBias: .stemNorm1Bias,
-                  normMean: .stemNorm1Mean, normVariance: .stemNorm1Variance, geometry: LVViTStem.stages[0]),
-        StemStage(convWeight: .stemConv2Weight, convBias: .stemConv2Bias, normWeight: .stemNorm2Weight, normBias: .stemNorm2Bias,
-                  normMean: .stemNorm2Mean, normVariance: .stemNorm2Variance, geometry: LVViTStem.stages[1]),
-        StemStage(convWeight: .stemConv3Weight, convBias: .stemConv3Bias, normWeight: .stemNorm3Weight, normBias: .stemNorm3Bias,
-                  normMean: .stemNorm3Mean, normVariance: .stemNorm3Variance, geometry: LVViTStem.stages[2]),
-    ]
-
     /// torch's `BatchNorm2d` default, which `PatchEmbed4_2` uses.
     static let batchNormEps = 1e-5
     /// torch's `nn.LayerNorm` default: LV-ViT passes `norm_layer=nn.LayerNorm` unchanged.
@@ -73,7 +70,7 @@ enum LVViTTensors: FamilyTensorTable {
     }
 
     static let globalsBefore: [TensorRole] = [.classToken, .positionEmbedding]
-        + stem.flatMap { [$0.convWeight, $0.convBias] + $0.norms } + [.patchWeight, .patchBias]
+        + LVViTStem.stages.flatMap { [$0.convWeight, $0.convBias] + $0.norms } + [.patchWeight, .patchBias]
     static let perBlock: [TensorRole] = [.norm1Weight, .norm1Bias, .qkvWeight, .qkvBias, .projWeight, .projBias,
                                          .norm2Weight, .norm2Bias, .fc1Weight, .fc1Bias, .fc2Weight, .fc2Bias]
     static let globalsAfter: [TensorRole] = [.normWeight, .normBias, .headWeight, .headBias, .auxHeadWeight, .auxHeadBias]

@@ -39,8 +39,7 @@ extension DeiTMatcher {
                 throw fail(conv, "stem convolution \(k) must be \(stage.kernel)x\(stage.kernel), stride \(stage.stride), padding \(stage.padding) over \(channels) channels (weight \(w))")
             }
             width = w[0]
-            let roles = [(TensorRole.stemConv1Weight, TensorRole.stemConv1Bias), (.stemConv2Weight, .stemConv2Bias), (.stemConv3Weight, .stemConv3Bias)][index]
-            emit(roles.0, try weight(input(conv, 1), shape: w, at: conv, role: "stem convolution \(k) weight"))
+            emit(stage.convWeight, try weight(input(conv, 1), shape: w, at: conv, role: "stem convolution \(k) weight"))
             visit(conv)
             x = output(conv)
             let hasBias = !input(conv, 2).isEmpty
@@ -51,9 +50,9 @@ extension DeiTMatcher {
             }
             folded = hasBias
             if hasBias {
-                emit(roles.1, try weight(input(conv, 2), shape: [width], at: conv, role: "stem convolution \(k) bias"))
+                emit(stage.convBias, try weight(input(conv, 2), shape: [width], at: conv, role: "stem convolution \(k) bias"))
             } else {
-                x = try matchStemBatchNorm(readers[0], input: x, stage: k, width: width)
+                x = try matchStemBatchNorm(readers[0], input: x, stage: stage, number: k, width: width)
             }
             let relu = try onlyConsumer(x, ["Relu"], expecting: "the stem's ReLU")
             visit(relu)
@@ -77,10 +76,8 @@ extension DeiTMatcher {
     }
 
     /// BatchNormalization in inference mode with LV-ViT's epsilon (torch's 1e-5).
-    private mutating func matchStemBatchNorm(_ bn: ONNXNode, input x: String, stage k: Int, width: Int) throws(MatchFailure) -> String {
-        let roles: [[TensorRole]] = [[.stemNorm1Weight, .stemNorm1Bias, .stemNorm1Mean, .stemNorm1Variance],
-                                     [.stemNorm2Weight, .stemNorm2Bias, .stemNorm2Mean, .stemNorm2Variance],
-                                     [.stemNorm3Weight, .stemNorm3Bias, .stemNorm3Mean, .stemNorm3Variance]]
+    private mutating func matchStemBatchNorm(_ bn: ONNXNode, input x: String, stage: LVViTStem.Stage, number k: Int,
+                                             width: Int) throws(MatchFailure) -> String {
         let eps = Double(bn.float("epsilon") ?? 1e-5)
         guard input(bn, 0) == x, analysis.inputs(of: bn).count == 5, (bn.int("training_mode") ?? 0) == 0,
               bn.outputs.dropFirst().allSatisfy({ $0.isEmpty || consumers($0).isEmpty }),
@@ -88,7 +85,7 @@ extension DeiTMatcher {
             throw fail(bn, "stem BatchNorm \(k) must be BatchNormalization in inference mode with epsilon 1e-5 (has \(eps))")
         }
         let names = ["weight", "bias", "running_mean", "running_var"]
-        for (i, role) in roles[k - 1].enumerated() {
+        for (i, role) in stage.norms.enumerated() {
             emit(role, try weight(input(bn, i + 1), shape: [width], at: bn, role: "stem BatchNorm \(k) \(names[i])"))
         }
         visit(bn)
