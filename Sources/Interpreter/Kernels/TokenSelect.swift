@@ -175,22 +175,20 @@ public enum SelectionMargin {
         let (batch, tokens, channels) = (x.shape[0], x.shape[1], x.shape[2])
         guard keep > 0, prefix + keep < tokens else { return Array(repeating: nil, count: batch) }
         var scratch = [Double](repeating: 0, count: TokenSelectKernel.scratchDoubles(batch: batch, tokens: tokens, channels: channels))
-        let zeros = [Float](repeating: 0, count: 3 * channels)
-        scratch.withUnsafeMutableBufferPointer { buffer in
+        // Without a qkv bias, the query's and the key's (the first 2 C entries) are zeros.
+        let zeros = [Float](repeating: 0, count: 2 * channels)
+        return scratch.withUnsafeMutableBufferPointer { buffer in
             zeros.withUnsafeBufferPointer { zeros in
-                _ = TokenSelectKernel.score(x: x.pointer, batch: batch, tokens: tokens, channels: channels, weight: weight.pointer,
-                                            bias: bias?.pointer ?? zeros.baseAddress!, heads: heads, prefix: prefix,
-                                            scratch: buffer.baseAddress!, threads: 1)
-            }
-        }
-        let scoresStart = 2 * batch * channels
-        return (0..<batch).map { b in
-            scratch.withUnsafeBufferPointer { buffer in
-                let s = buffer.baseAddress! + scoresStart + b * tokens
-                let order = TokenSelectKernel.ranking(s, prefix: prefix, tokens: tokens)
-                let largest = (prefix..<tokens).reduce(0.0) { max($0, abs(s[$1])) }
-                guard largest > 0 else { return 0 }
-                return (s[Int(order[keep - 1])] - s[Int(order[keep])]) / largest
+                let scores = TokenSelectKernel.score(x: x.pointer, batch: batch, tokens: tokens, channels: channels,
+                                                     weight: weight.pointer, bias: bias?.pointer ?? zeros.baseAddress!, heads: heads,
+                                                     prefix: prefix, scratch: buffer.baseAddress!, threads: 1)
+                return (0..<batch).map { b in
+                    let s = scores + b * tokens
+                    let order = TokenSelectKernel.ranking(s, prefix: prefix, tokens: tokens)
+                    let largest = (prefix..<tokens).reduce(0.0) { max($0, abs(s[$1])) }
+                    guard largest > 0 else { return 0 }
+                    return (s[Int(order[keep - 1])] - s[Int(order[keep])]) / largest
+                }
             }
         }
     }
