@@ -15,16 +15,25 @@ public enum NumericConversion {
         return FloatTensor(shape: shape, storage: owned, pointer: UnsafePointer(out))
     }
 
-    public static func toFloat32(from bytes: UnsafeRawBufferPointer, type: ElementType, count: Int, into out: UnsafeMutablePointer<Float>) {
+    /// `count` elements of `type` from `bytes` as Float32 into `out`: elements `first`,
+    /// `first + stride`, ... (a strided view's row); one memcpy for contiguous Float32.
+    public static func toFloat32(from bytes: UnsafeRawBufferPointer, type: ElementType, count: Int, first: Int = 0, stride: Int = 1,
+                                 into out: UnsafeMutablePointer<Float>) {
         switch type {
         case .f32:
-            if count > 0 { UnsafeMutableRawPointer(out).copyMemory(from: bytes.baseAddress!, byteCount: count * 4) }
+            if stride == 1 {
+                if count > 0 { UnsafeMutableRawPointer(out).copyMemory(from: bytes.baseAddress! + first * 4, byteCount: count * 4) }
+            } else {
+                for i in 0..<count { out[i] = bytes.loadUnaligned(fromByteOffset: (first + i * stride) * 4, as: Float.self) }
+            }
         case .f16:
-            for i in 0..<count { out[i] = Float(Float16(bitPattern: bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) }
+            for i in 0..<count { out[i] = Float(Float16(bitPattern: bytes.loadUnaligned(fromByteOffset: (first + i * stride) * 2, as: UInt16.self))) }
         case .bf16:
-            for i in 0..<count { out[i] = Float(bitPattern: UInt32(bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) << 16) }
+            for i in 0..<count {
+                out[i] = Float(bitPattern: UInt32(bytes.loadUnaligned(fromByteOffset: (first + i * stride) * 2, as: UInt16.self)) << 16)
+            }
         case .f64:
-            for i in 0..<count { out[i] = Float(bytes.loadUnaligned(fromByteOffset: i * 8, as: Double.self)) }
+            for i in 0..<count { out[i] = Float(bytes.loadUnaligned(fromByteOffset: (first + i * stride) * 8, as: Double.self)) }
         case .i64, .i32:
             preconditionFailure("integer tensors are not converted to floats")
         }

@@ -48,9 +48,7 @@ enum TensorMaterializer {
         while written < tensor.elementCount {
             var element = tensor.offset
             for axis in 0..<(rank - 1) { element += index[axis] * strides[axis] }
-            for j in 0..<inner {
-                out[written + j] = load(base, type: type, element: element + j * innerStride)
-            }
+            NumericConversion.toFloat32(from: base, type: type, count: inner, first: element, stride: innerStride, into: out + written)
             written += inner
             var axis = rank - 2
             while axis >= 0 {
@@ -59,17 +57,6 @@ enum TensorMaterializer {
                 index[axis] = 0
                 axis -= 1
             }
-        }
-    }
-
-    @inline(__always)
-    private static func load(_ base: UnsafeRawBufferPointer, type: ElementType, element: Int) -> Float {
-        switch type {
-        case .f32: return base.loadUnaligned(fromByteOffset: element * 4, as: Float.self)
-        case .f16: return Float(Float16(bitPattern: base.loadUnaligned(fromByteOffset: element * 2, as: UInt16.self)))
-        case .bf16: return Float(bitPattern: UInt32(base.loadUnaligned(fromByteOffset: element * 2, as: UInt16.self)) << 16)
-        case .f64: return Float(base.loadUnaligned(fromByteOffset: element * 8, as: Double.self))
-        case .i64, .i32: return 0 // not a float source; floatTensor refuses these first
         }
     }
 }
