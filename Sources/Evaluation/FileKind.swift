@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import IR
 
 /// What a path is, from `stat` (symbolic links followed, as an image folder of links to the
 /// real files is common): only regular files are ever opened, so a FIFO or a device in the
@@ -25,11 +26,7 @@ enum FileKind: Equatable {
         switch info.st_mode & S_IFMT {
         case S_IFREG: self = .regular
         case S_IFDIR: self = .folder
-        case S_IFIFO: self = .other("a FIFO")
-        case S_IFSOCK: self = .other("a socket")
-        case S_IFCHR: self = .other("a character device")
-        case S_IFBLK: self = .other("a block device")
-        default: self = .other("not a regular file")
+        default: self = .other(RegularFile.kind(of: info.st_mode))
         }
     }
 
@@ -44,16 +41,22 @@ enum FileKind: Equatable {
     }
 }
 
+/// Refuses a path that is not a folder, with the reason `stat` gives.
+func requireFolder(_ path: String) throws(EvaluationError) {
+    switch FileKind(path: path) {
+    case .folder: return
+    case .unreadable(let why): throw .folder(path: path, reason: "cannot open the folder: \(why)")
+    default: throw .folder(path: path, reason: "not a folder")
+    }
+}
+
 /// The visible entries of a folder (names starting with "." are skipped: `.DS_Store`,
 /// editors' files), or why it cannot be listed.
 func listFolder(_ path: String) throws(EvaluationError) -> [String] {
     let names: [String]
     do { names = try FileManager.default.contentsOfDirectory(atPath: path) } catch {
-        switch FileKind(path: path) {
-        case .unreadable(let why): throw .folder(path: path, reason: "cannot open the folder: \(why)")
-        case .folder: throw .folder(path: path, reason: "cannot list the folder: \((error as NSError).localizedDescription)")
-        default: throw .folder(path: path, reason: "not a folder")
-        }
+        try requireFolder(path)
+        throw .folder(path: path, reason: "cannot list the folder: \((error as NSError).localizedDescription)")
     }
     return names.filter { !$0.hasPrefix(".") }
 }

@@ -14,11 +14,7 @@ public enum LabelsFile {
         do { bytes = try RegularFile.read(csvPath, limit: Limits.textFileBytes) } catch {
             throw .labelsFile(path: csvPath, line: 0, reason: "cannot read the labels file: \(error.reason)")
         }
-        switch FileKind(path: imageFolder) {
-        case .folder: break
-        case .unreadable(let why): throw .folder(path: imageFolder, reason: "cannot open the folder: \(why)")
-        default: throw .folder(path: imageFolder, reason: "not a folder")
-        }
+        try requireFolder(imageFolder)
         let records: [CSVRecord]
         do { records = try CSVRecord.parse(bytes) } catch {
             throw .labelsFile(path: csvPath, line: error.line, reason: error.reason)

@@ -88,7 +88,8 @@ public enum RegularFile {
 
     private static func systemReason() -> String { String(cString: strerror(errno)) }
 
-    private static func kind(of mode: mode_t) -> String {
+    /// What a `stat` mode that is not a regular file is, for messages: "a FIFO", "a socket"...
+    public static func kind(of mode: mode_t) -> String {
         switch mode & S_IFMT {
         case S_IFDIR: return "a directory"
         case S_IFIFO: return "a FIFO"
