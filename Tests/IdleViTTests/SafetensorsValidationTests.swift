@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import IR
 @testable import Importers
 
 /// One test per safetensors validation rule of DESIGN §2: each hostile file makes `idlevit
@@ -53,6 +54,19 @@ final class SafetensorsValidationTests: XCTestCase {
 
     func testDeclaredHeaderOver100MB() throws {
         try assertRejected(file("huge.safetensors", header: "{}", declaredLength: 200_000_000), mentions: ["exceeds the 100 MB limit"])
+    }
+
+    /// The tensor limit counts tensors: one tensor over it is refused with or without
+    /// `__metadata__` (without it, the parser's cap of limit + 1 entries let it through).
+    func testOneTensorOverTheLimit() throws {
+        let limit = Limits.tensorCount.maximum
+        func entries(_ count: Int) -> String {
+            (0..<count).map { "\"t\($0)\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}" }.joined(separator: ",")
+        }
+        try assertRejected(file("over.safetensors", header: "{" + entries(limit + 1) + "}"),
+                           mentions: ["\(limit + 1) tensors, over the limit of \(limit)"])
+        try assertRejected(file("over-meta.safetensors", header: "{\"__metadata__\":{}," + entries(limit + 1) + "}"),
+                           mentions: ["more than \(limit + 1) members"])
     }
 
     func testNotJSON() throws {

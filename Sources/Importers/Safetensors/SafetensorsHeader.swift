@@ -87,8 +87,11 @@ public struct SafetensorsHeader: Sendable {
             throw invalid("header is not valid JSON: \(error)")
         }
         guard let pairs = json.objectPairs else { throw invalid("header is JSON but not an object") }
-        guard pairs.count <= Limits.tensorCount.maximum + 1 else {
-            throw invalid("header lists \(pairs.count) entries, over the limit of \(Limits.tensorCount.maximum) tensors")
+        // The parser stopped at the limit plus one entry for __metadata__; without that entry,
+        // the one over is a tensor too many.
+        let tensorCount = pairs.count - (pairs.contains { $0.key == "__metadata__" } ? 1 : 0)
+        guard tensorCount <= Limits.tensorCount.maximum else {
+            throw invalid("header lists \(tensorCount) tensors, over the limit of \(Limits.tensorCount.maximum)")
         }
 
         let dataStart = 8 + headerLength
