@@ -3,11 +3,14 @@ extension String {
     /// and paragraph separators become `\u{..}` escapes (a dataset name with a newline cannot
     /// break the line, a bidi override cannot disguise it), and so does the backslash, which
     /// keeps the escaping one-to-one: distinct names stay distinct after it.
-    public var escapedForMessage: String {
-        guard unicodeScalars.contains(where: \.needsMessageEscape) else { return self }
+    public var escapedForMessage: String { escapingScalars(where: \.needsMessageEscape) }
+
+    /// The scalars `escape` picks written as `\u{..}`, the others as they are.
+    fileprivate func escapingScalars(where escape: (Unicode.Scalar) -> Bool) -> String {
+        guard unicodeScalars.contains(where: escape) else { return self }
         var result = ""
         for scalar in unicodeScalars {
-            if scalar.needsMessageEscape {
+            if escape(scalar) {
                 result += "\\u{" + String(scalar.value, radix: 16) + "}"
             } else {
                 result.unicodeScalars.append(scalar)
@@ -39,14 +42,6 @@ extension String {
         let lines = split(whereSeparator: { $0.isNewline }).map { line in
             line.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed()
         }.map { String($0) }.filter { !$0.isEmpty }
-        var result = ""
-        for scalar in lines.joined(separator: "; ").unicodeScalars {
-            if scalar.isUnprintable {
-                result += "\\u{" + String(scalar.value, radix: 16) + "}"
-            } else {
-                result.unicodeScalars.append(scalar)
-            }
-        }
-        return result
+        return lines.joined(separator: "; ").escapingScalars(where: \.isUnprintable)
     }
 }
