@@ -86,7 +86,7 @@ enum LVViTRecognizer {
         }
         // BatchNorm's counters belong to the stem's BatchNorms; only training reads them.
         let counterNames = Set(LVViTStem.stages.map { String($0.normWeight.canonicalName.text.dropLast(".weight".count)) + BatchNormCounter.suffix })
-        for counter in source.counters where !(stemBatchNorm && counterNames.contains(stripped(counter))) {
+        for counter in source.counters where !(stemBatchNorm && counterNames.contains(NamingScheme.lvvit.stripped(counter))) {
             problems.add("unexpected tensor '\(counter.escapedForMessage)'")
         }
         if !source.counters.isEmpty { notes.append("BatchNorm num_batches_tracked: \(source.counters.count), not used for inference") }
@@ -100,12 +100,6 @@ enum LVViTRecognizer {
         notes.append("preprocessing: \(preprocessing)")
         return RecognizedModel(architecture: architecture, weights: canonical, scheme: NamingScheme.lvvit.name,
                                preprocessing: preprocessing, labels: config?.labels, notes: notes)
-    }
-
-    /// A name without the prefix a whole state dict may carry (`module.`, `model.`).
-    private static func stripped(_ name: String) -> String {
-        for prefix in NamingScheme.lvvit.strippedPrefixes where name.hasPrefix(prefix) { return String(name.dropFirst(prefix.count)) }
-        return name
     }
 
     /// TokenLabeling's name for a published configuration with this geometry (`lvvit_s`).

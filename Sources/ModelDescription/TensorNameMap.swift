@@ -24,14 +24,15 @@ public struct NamingScheme: Sendable {
     /// Every way this scheme stores each role; several entries are aliases.
     public var sources: [(role: TensorRole, source: Source)]
 
+    /// `name` without the first of `strippedPrefixes` it starts with.
+    public func stripped(_ name: String) -> String {
+        for prefix in strippedPrefixes where name.hasPrefix(prefix) { return String(name.dropFirst(prefix.count)) }
+        return name
+    }
+
     /// The role, block and part (index into `.parts`) a source name holds, or nil.
     public func role(of sourceName: String) -> (role: TensorRole, match: NameTemplate.Match, part: Int?)? {
-        var name = Substring(sourceName)
-        for prefix in strippedPrefixes where name.hasPrefix(prefix) {
-            name = name.dropFirst(prefix.count)
-            break
-        }
-        let stripped = String(name)
+        let stripped = stripped(sourceName)
         for (role, source) in sources {
             for (index, template) in source.templates.enumerated() {
                 if let match = template.match(stripped) {
