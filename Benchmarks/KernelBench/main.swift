@@ -26,6 +26,9 @@ struct KernelBench: ParsableCommand {
     @Option(help: "Instruction set of the packed kernels (default: the best this CPU has).")
     var isa: String?
 
+    @Flag(help: "Weights read from memory, as in a model run: each call uses another of enough copies to fill 64 MB.")
+    var coldWeights = false
+
     @Flag(help: "Only the FMA peak.")
     var peakOnly = false
 
@@ -110,11 +113,15 @@ struct KernelBench: ParsableCommand {
         var shapes: [(String, KernelBenchmark.Linear)] = []
         for model in models.split(separator: ",") {
             let (name, c): (String, Int) = model == "b" ? ("DeiT-B", 768) : ("DeiT-S", 384)
+            let cold = coldWeights ? 64 << 20 : 0
             for (rows, what) in [(197, "b1"), (1576, "b8"), (138, "idle b1 138 rows"), (68, "idle b1 68 rows")] {
-                shapes.append(("\(name) qkv \(what)", .init(rows: rows, inFeatures: c, outFeatures: 3 * c)))
-                shapes.append(("\(name) proj+res \(what)", .init(rows: rows, inFeatures: c, outFeatures: c, epilogue: .residual)))
-                shapes.append(("\(name) fc1+gelu \(what)", .init(rows: rows, inFeatures: c, outFeatures: 4 * c, epilogue: .gelu)))
-                shapes.append(("\(name) fc2+res \(what)", .init(rows: rows, inFeatures: 4 * c, outFeatures: c, epilogue: .residual)))
+                shapes.append(("\(name) qkv \(what)", .init(rows: rows, inFeatures: c, outFeatures: 3 * c, coldBytes: cold)))
+                shapes.append(("\(name) proj+res \(what)",
+                               .init(rows: rows, inFeatures: c, outFeatures: c, epilogue: .residual, coldBytes: cold)))
+                shapes.append(("\(name) fc1+gelu \(what)",
+                               .init(rows: rows, inFeatures: c, outFeatures: 4 * c, epilogue: .gelu, coldBytes: cold)))
+                shapes.append(("\(name) fc2+res \(what)",
+                               .init(rows: rows, inFeatures: 4 * c, outFeatures: c, epilogue: .residual, coldBytes: cold)))
             }
         }
         return shapes

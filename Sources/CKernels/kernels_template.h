@@ -117,9 +117,13 @@ typedef struct {
 // kk. Rows of A past m repeat row m - 1 (read, never stored), so no row past the operand is
 // touched. Always inlined: the strides are constants at most call sites (a_cs = 1 for
 // row-major A), which the compiler folds into the addressing.
+//
+// `prefetch`: `prefetch_lines` cache lines from there are asked into L2 while the tile runs,
+// a few every PREFETCH_EVERY steps of k (NULL: none).
+#define PREFETCH_EVERY 4
 static inline __attribute__((always_inline)) void ISA_NAME(tile)(
     size_t m, size_t n, size_t k, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_ks, float *c,
-    size_t ldc, const ISA_NAME(Epilogue) *e) {
+    size_t ldc, const ISA_NAME(Epilogue) *e, const float *prefetch, size_t prefetch_lines) {
     vf acc0[MR], acc1[MR];
     const float *rows[MR];
     for (int i = 0; i < MR; i++) {
@@ -127,19 +131,40 @@ static inline __attribute__((always_inline)) void ISA_NAME(tile)(
         acc1[i] = V_ZERO();
         rows[i] = a + ((size_t)i < m ? (size_t)i : m - 1) * a_rs;
     }
-    // Unrolled by 4: the loop's own increments and branch then cost a fraction of a cycle per
-    // step of 2 MR FMAs (measured +2-5% on DeiT shapes with AVX2).
-#pragma clang loop unroll_count(4)
-    for (size_t kk = 0; kk < k; kk++) {
-        const vf b0 = V_LOAD(b);
-        const vf b1 = V_LOAD(b + VL);
-        b += b_ks;
-        for (int i = 0; i < MR; i++) {
-            const vf ai = V_SET1(rows[i][kk * a_cs]);
-            acc0[i] = V_FMA(ai, b0, acc0[i]);
-            acc1[i] = V_FMA(ai, b1, acc1[i]);
-        }
+    // A steady trickle of prefetches, one line every PREFETCH_EVERY steps of k: a burst at the
+    // tile's start would take the miss buffers that the A rows' loads from L2 need. Lines the
+    // trickle cannot carry (more lines than steps) go first. Past the last line the address
+    // stops moving (the same line again costs nothing).
+    const float *prefetch_at = prefetch ? prefetch : b;
+    size_t prefetch_left = prefetch ? prefetch_lines : 0;
+    const size_t steps = k / PREFETCH_EVERY;
+    while (prefetch_left > steps) {
+        __builtin_prefetch(prefetch_at, 0, 2);
+        prefetch_at += 16;
+        prefetch_left--;
     }
+#define TILE_STEP(kk)                                                                                              \
+    do {                                                                                                          \
+        const vf b0 = V_LOAD(b);                                                                                  \
+        const vf b1 = V_LOAD(b + VL);                                                                             \
+        b += b_ks;                                                                                                \
+        for (int i = 0; i < MR; i++) {                                                                            \
+            const vf ai = V_SET1(rows[i][(kk) * a_cs]);                                                           \
+            acc0[i] = V_FMA(ai, b0, acc0[i]);                                                                     \
+            acc1[i] = V_FMA(ai, b1, acc1[i]);                                                                     \
+        }                                                                                                         \
+    } while (0)
+    size_t kk = 0;
+    for (; kk + PREFETCH_EVERY <= k; kk += PREFETCH_EVERY) {
+        __builtin_prefetch(prefetch_at, 0, 2);
+        const size_t more = prefetch_left ? 1 : 0;
+        prefetch_at += 16 * more;
+        prefetch_left -= more;
+#pragma clang loop unroll(full)
+        for (size_t u = 0; u < PREFETCH_EVERY; u++) TILE_STEP(kk + u);
+    }
+    for (; kk < k; kk++) TILE_STEP(kk);
+#undef TILE_STEP
 
     // The epilogue below indexes rows with a loop the compiler may keep (MR = 12 with GELU is
     // too long to unroll): it then reads this copy, and the accumulators above, indexed only by
@@ -341,13 +366,24 @@ static void ISA_NAME(gemm)(const IdvGemm *g, size_t row_begin, size_t row_end, s
                         __builtin_prefetch(out + i * g->ldc, 1, 3);
                         __builtin_prefetch(out + i * g->ldc + NR - 1, 1, 3);
                     }
+                    // The next slice this walk reads: the next panel's, or after the last
+                    // panel the first panel's slice of the next K block.
+                    const float *next = NULL;
+                    size_t next_depth = depth;
                     if (p + 1 < panel_end) {
-                        const size_t tiles = (rows + MR - 1) / MR, t = r / MR, lines = depth * NR / 16;
-                        const float *next = slice + k * NR;
-                        for (size_t l = t * lines / tiles; l < (t + 1) * lines / tiles; l++)
-                            __builtin_prefetch(next + l * 16, 0, 2);
+                        next = slice + k * NR;
+                    } else if (k0 + depth < k) {
+                        next = g->b + panel_begin * k * NR + (k0 + depth) * NR;
+                        next_depth = MIN_SIZE(kc, k - k0 - depth);
                     }
-                    ISA_NAME(tile)(m, n, depth, a + r * lda + k0, lda, 1, slice, NR, out, g->ldc, &e);
+                    const float *prefetch = NULL;
+                    size_t prefetch_lines = 0;
+                    if (next) {
+                        const size_t tiles = (rows + MR - 1) / MR, t = r / MR, lines = next_depth * NR / 16;
+                        prefetch = next + t * lines / tiles * 16;
+                        prefetch_lines = (t + 1) * lines / tiles - t * lines / tiles;
+                    }
+                    ISA_NAME(tile)(m, n, depth, a + r * lda + k0, lda, 1, slice, NR, out, g->ldc, &e, prefetch, prefetch_lines);
                 }
             }
         }
@@ -401,7 +437,7 @@ static void ISA_NAME(attention)(const IdvAttentionHead *h, size_t query_begin, s
             }
         }
         for (size_t key = 0; key < tokens; key += MR)
-            ISA_NAME(tile)(MIN_SIZE(MR, tokens - key), NR, d, k + key * d, d, 1, qt, NR, scores + key * NR, NR, NULL);
+            ISA_NAME(tile)(MIN_SIZE(MR, tokens - key), NR, d, k + key * d, d, 1, qt, NR, scores + key * NR, NR, NULL, NULL, 0);
 
         // Softmax of scale * s down each column: subtract the column maximum first, so that
         // every exponent is <= 0.
@@ -428,7 +464,7 @@ static void ISA_NAME(attention)(const IdvAttentionHead *h, size_t query_begin, s
             float *out = h->out + (q0 + i) * h->out_stride;
             for (size_t col = 0; col < d; col += NR)
                 ISA_NAME(tile)(MIN_SIZE(MR, queries - i), MIN_SIZE(NR, d - col), tokens, scores + i, 1, NR, v + col,
-                               v_stride, out + col, h->out_stride, &e);
+                               v_stride, out + col, h->out_stride, &e, NULL, 0);
         }
     }
 }

@@ -17,44 +17,57 @@ public final class KernelBenchmark {
         public let rows: Int, inFeatures: Int, outFeatures: Int
         public let epilogue: Epilogue
         private let x: UnsafeMutablePointer<Float>
-        private let w: UnsafeMutablePointer<Float>
+        /// Copies of the weight, used in turn (one, or enough that each call's weight has left
+        /// the caches since its last use, as in a model run: `coldBytes`).
+        private let weights: [UnsafeMutablePointer<Float>]
+        private var next = 0
         private let b: UnsafeMutablePointer<Float>
         private let y: UnsafeMutablePointer<Float>
         /// Per ISA, made on the first call so that timed calls only run the kernel (CPUID, which
         /// `CPUKernels` executes, is slow under a hypervisor).
-        private var prepared: [KernelISA: (kernels: CPUKernels, weight: PackedMatrix, storage: PackedWeights)] = [:]
+        private var prepared: [KernelISA: (kernels: CPUKernels, weights: [PackedMatrix], storage: [PackedWeights])] = [:]
 
-        public init(rows: Int, inFeatures: Int, outFeatures: Int, epilogue: Epilogue = .bias) {
+        /// `coldBytes`: when positive, as many copies of the weight as fill that many bytes
+        /// (past the last-level cache), so that each call reads its weight from memory.
+        public init(rows: Int, inFeatures: Int, outFeatures: Int, epilogue: Epilogue = .bias, coldBytes: Int = 0) {
             (self.rows, self.inFeatures, self.outFeatures, self.epilogue) = (rows, inFeatures, outFeatures, epilogue)
             // As the interpreter's OpenBLAS engine runs it: our threads, single-threaded calls.
             openblas_set_num_threads(1)
             x = KernelBenchmark.random(rows * inFeatures, seed: 1)
-            w = KernelBenchmark.random(outFeatures * inFeatures, seed: 2, scale: 0.05)
+            let copies = max(1, coldBytes / max(1, 4 * outFeatures * inFeatures) + (coldBytes > 0 ? 1 : 0))
+            weights = (0..<copies).map { _ in KernelBenchmark.random(outFeatures * inFeatures, seed: 2, scale: 0.05) }
             b = KernelBenchmark.random(outFeatures, seed: 3)
             y = KernelBenchmark.random(rows * outFeatures, seed: 4)
         }
 
-        deinit { [x, w, b, y].forEach { $0.deallocate() } }
+        deinit { ([x, b, y] + weights).forEach { $0.deallocate() } }
 
         public var flops: Double { 2 * Double(rows) * Double(inFeatures) * Double(outFeatures) }
 
         /// One call with the packed kernels of `isa` (nil: OpenBLAS) on `threads` threads.
         public func run(isa: KernelISA?, threads: Int) throws {
             let epilogue = LinearEpilogue(gelu: self.epilogue == .gelu, residual: self.epilogue == .residual ? UnsafePointer(y) : nil)
+            let copy = next
+            next = (next + 1) % weights.count
             guard let isa else {
-                BLASLinearKernel.run(x: x, rows: rows, inFeatures: inFeatures, weight: w, bias: b, outFeatures: outFeatures,
+                BLASLinearKernel.run(x: x, rows: rows, inFeatures: inFeatures, weight: weights[copy], bias: b, outFeatures: outFeatures,
                                      epilogue: epilogue, y: y, threads: threads)
                 return
             }
             if prepared[isa] == nil {
                 let kernels = try KernelBenchmark.kernels(isa)
-                let key = PackedWeights.Request(source: w, start: 0, rows: outFeatures, k: inFeatures)
-                let storage = try PackedWeights([key], nr: kernels.nr, threads: threads)
-                guard let weight = storage.matrix(key) else { throw InterpreterError.unsupported("the weight was not packed") }
-                prepared[isa] = (kernels, weight, storage)
+                var packed: [PackedMatrix] = [], storage: [PackedWeights] = []
+                for w in weights {
+                    let key = PackedWeights.Request(source: w, start: 0, rows: outFeatures, k: inFeatures)
+                    let store = try PackedWeights([key], nr: kernels.nr, threads: threads)
+                    guard let weight = store.matrix(key) else { throw InterpreterError.unsupported("the weight was not packed") }
+                    packed.append(weight)
+                    storage.append(store)
+                }
+                prepared[isa] = (kernels, packed, storage)
             }
-            let (kernels, weight, _) = prepared[isa]!
-            LinearKernel.run(kernels: kernels, x: x, rows: rows, weight: weight, bias: b, epilogue: epilogue, y: y, threads: threads)
+            let (kernels, packed, _) = prepared[isa]!
+            LinearKernel.run(kernels: kernels, x: x, rows: rows, weight: packed[copy], bias: b, epilogue: epilogue, y: y, threads: threads)
         }
     }
 
