@@ -10,6 +10,9 @@
 typedef __m256 vf;
 #define VL 8
 #define MR 6
+// 2 x 32 remainder tiles: 8 accumulators, 4 B vectors and the broadcast (3 rows would need 17
+// of the 16 registers and spill).
+#define PAIR_ROWS 2
 #define ISA_NAME(x) x##_avx2
 #define ISA_ID IDV_ISA_AVX2
 // FMA latency 4-5 cycles, 2 pipes: 10 chains keep both busy; 12 leaves margin.

@@ -13,6 +13,8 @@
 typedef __m512 vf;
 #define VL 16
 #define MR 12
+// 6 x 64 remainder tiles: 24 accumulators, 4 B vectors and the broadcast of 32 registers.
+#define PAIR_ROWS 6
 #define ISA_NAME(x) x##_avx512
 #define ISA_ID IDV_ISA_AVX512
 #define PEAK_CHAINS 16

@@ -10,6 +10,7 @@
 #include "generic_vectors.h"
 
 #define MR 12
+#define PAIR_ROWS 6
 #define ISA_NAME(x) x##_avx512_geometry
 #define ISA_ID IDV_ISA_AVX512_GEOMETRY
 #define PEAK_CHAINS 16

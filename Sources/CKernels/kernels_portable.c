@@ -9,6 +9,8 @@
 // 4 x 8 tiles: 8 accumulators, 2 B vectors, the broadcast and a product temporary fit SSE's 16
 // registers (without FMA each product needs its own register before the add; 6 rows spilled).
 #define MR 4
+// 2 x 16 remainder tiles: 8 accumulators, 4 B vectors, the broadcast and a product temporary.
+#define PAIR_ROWS 2
 #define ISA_NAME(x) x##_portable
 #define ISA_ID IDV_ISA_PORTABLE
 #define PEAK_CHAINS 12

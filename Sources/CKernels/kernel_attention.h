@@ -1,0 +1,82 @@
+// Part of kernels_template.h (included there, once per instruction set): fused multi-head
+// attention for one head and a range of queries.
+
+// ---------------------------------------------------------------------------------------------
+// Fused attention for one head and a range of queries, NR queries at a time:
+//   S^T = K Q^T    keys down, the NR queries across: the microkernel reads K's rows where
+//                  they are, and only the NR x d query tile is transposed;
+//   softmax down each column, vectorised across the queries (no horizontal reductions);
+//   O = P V        P read from S^T with strides (rows of the tile are its columns), V's rows
+//                  where they are, the 1 / row sum applied in the epilogue.
+// The scores never exist beyond tokens x NR floats (6-12 KB at 197 tokens: L1).
+
+static size_t ISA_NAME(round_up16)(size_t x) { return (x + 15) / 16 * 16; }
+
+static size_t ISA_NAME(attention_workspace_floats)(size_t tokens, size_t head_dim) {
+    const size_t padded = (head_dim + NR - 1) / NR * NR;
+    return ISA_NAME(round_up16)(head_dim * NR) + ISA_NAME(round_up16)(tokens * NR) + ISA_NAME(round_up16)(NR) +
+           ISA_NAME(round_up16)(tokens * head_dim) + tokens * padded;
+}
+
+static void ISA_NAME(attention)(const IdvAttentionHead *h, size_t query_begin, size_t query_end, float *workspace) {
+    const size_t tokens = h->tokens, d = h->head_dim, stride = h->row_stride;
+    float *qt = workspace;                                         // [d][NR]: the query tile, transposed
+    float *scores = qt + ISA_NAME(round_up16)(d * NR);             // [tokens][NR]: keys down, queries across
+    float *inverse = scores + ISA_NAME(round_up16)(tokens * NR);   // [NR]: 1 / softmax sums
+    // The head's keys and values, copied together: in place they are d floats out of every
+    // 3C-float row (at batch 8 DeiT-S's qkv is 7 MB, past L2), a strided walk of hundreds of
+    // pages for every query tile; the copy is one pass, and V's rows are padded to whole
+    // panels of NR columns, which the microkernel reads.
+    const size_t padded = (d + NR - 1) / NR * NR;
+    float *k = inverse + ISA_NAME(round_up16)(NR);   // [tokens][d]
+    float *v = k + ISA_NAME(round_up16)(tokens * d); // [tokens][padded]
+    for (size_t t = 0; t < tokens; t++) {
+        memcpy(k + t * d, h->k + t * stride, d * sizeof(float));
+        memcpy(v + t * padded, h->v + t * stride, d * sizeof(float));
+        for (size_t j = d; j < padded; j++) v[t * padded + j] = 0;
+    }
+    const size_t v_stride = padded;
+    const vf scale = V_SET1(h->scale);
+    for (size_t q0 = query_begin; q0 < query_end; q0 += NR) {
+        const size_t queries = MIN_SIZE(NR, query_end - q0);
+        for (size_t j = 0; j < NR; j++) {
+            if (j < queries) {
+                const float *q = h->q + (q0 + j) * stride;
+                for (size_t kk = 0; kk < d; kk++) qt[kk * NR + j] = q[kk];
+            } else {
+                for (size_t kk = 0; kk < d; kk++) qt[kk * NR + j] = 0;
+            }
+        }
+        for (size_t key = 0; key < tokens; key += MR)
+            ISA_NAME(tile)(MIN_SIZE(MR, tokens - key), NR, d, k + key * d, d, 1, qt, NR, scores + key * NR, NR, NULL, NULL, 0);
+
+        // Softmax of scale * s down each column: subtract the column maximum first, so that
+        // every exponent is <= 0.
+        vf max0 = V_LOAD(scores), max1 = V_LOAD(scores + VL);
+        for (size_t key = 1; key < tokens; key++) {
+            max0 = V_MAX(max0, V_LOAD(scores + key * NR));
+            max1 = V_MAX(max1, V_LOAD(scores + key * NR + VL));
+        }
+        vf sum0 = V_ZERO(), sum1 = V_ZERO();
+        for (size_t key = 0; key < tokens; key++) {
+            float *row = scores + key * NR;
+            const vf e0 = ISA_NAME(v_exp_nonpositive)(V_MUL(V_SUB(V_LOAD(row), max0), scale));
+            const vf e1 = ISA_NAME(v_exp_nonpositive)(V_MUL(V_SUB(V_LOAD(row + VL), max1), scale));
+            V_STORE(row, e0);
+            V_STORE(row + VL, e1);
+            sum0 = V_ADD(sum0, e0);
+            sum1 = V_ADD(sum1, e1);
+        }
+        V_STORE(inverse, V_DIV(V_SET1(1.0f), sum0));
+        V_STORE(inverse + VL, V_DIV(V_SET1(1.0f), sum1));
+
+        for (size_t i = 0; i < queries; i += MR) {
+            const ISA_NAME(Epilogue) e = {.row_scale = inverse + i};
+            float *out = h->out + (q0 + i) * h->out_stride;
+            for (size_t col = 0; col < d; col += NR)
+                ISA_NAME(tile)(MIN_SIZE(MR, queries - i), MIN_SIZE(NR, d - col), tokens, scores + i, 1, NR, v + col,
+                               v_stride, out + col, h->out_stride, &e, NULL, 0);
+        }
+    }
+}
+
