@@ -11,10 +11,18 @@ import IR
 ///
 /// Speed: each product of two Floats is exact in Double, so only the order of the Double
 /// sums differs from a scalar loop (relative 1e-16, far below any margin that matters).
-/// The sums run on eight Double lanes, and each phase (q_cls, the folded key, the scores)
-/// is split over the workers by images and by output ranges.
+/// The sums run on eight Double lanes in two parallel passes per call: the first cuts the
+/// query's C outputs into `pieces` ranges and, for each, computes those q_cls entries and their
+/// share of W_k^T q_cls (each range reads its rows of W_q and W_k front to back, the weights'
+/// layout); the second adds the shares in piece order and scores the tokens. The number of
+/// pieces is fixed, so the sums never depend on the thread count.
 enum TokenSelectKernel {
-    static func scratchDoubles(batch: Int, tokens: Int, channels: Int) -> Int { batch * (2 * channels + tokens) }
+    /// Ranges of the query's outputs in the first pass (per image).
+    static let pieces = 8
+
+    static func scratchDoubles(batch: Int, tokens: Int, channels: Int) -> Int {
+        batch * ((pieces + 2) * channels + pieces + tokens)
+    }
 
     static func run(x: UnsafePointer<Float>, batch: Int, tokens: Int, channels: Int,
                     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, heads: Int, keep: Int, prefix: Int,
@@ -45,35 +53,40 @@ enum TokenSelectKernel {
                       weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, heads: Int, prefix: Int,
                       scratch: UnsafeMutablePointer<Double>, threads: Int) -> UnsafeMutablePointer<Double> {
         let c = channels
-        let query = scratch                  // [batch, C]
-        let folded = scratch + batch * c     // [batch, C]
-        let scores = folded + batch * c      // [batch, tokens]
+        let pieces = Self.pieces
+        let query = scratch                        // [batch, C]: q_cls
+        let shares = query + batch * c             // [batch, pieces, C]: each range's W_k^T q_cls
+        let offsets = shares + batch * pieces * c  // [batch, pieces]: each range's q_cls . b_k
+        let folded = offsets + batch * pieces      // [batch, C]: W_k^T q_cls
+        let scores = folded + batch * c            // [batch, tokens]
         // Per image: 2 C^2 + N C multiply-adds, over 2 C^2 Floats of weights that are rarely in
         // cache (1.2 MB for DeiT-S: the pass is memory-bound). Waking a thread for less than
-        // ~256 K of them costs more than it saves (DeiT-Ti at batch 1); DeiT-S at batch 1
-        // (370 K) takes 0.19 ms on one thread and 0.13 ms on two (IDLEVIT_PROFILE, this machine).
+        // ~256 K of them costs more than it saves (DeiT-Ti at batch 1).
         let threads = batch * (2 * c * c + tokens * c) < 1 << 18 ? 1 : threads
-        let pieces = max(1, (threads + batch - 1) / batch) * 2
         let chunk = (c + pieces - 1) / pieces
 
-        // q_cls = W_q x_0 + b_q (rows [0, C) of the qkv weight), per image.
-        parallelChunks(batch * pieces, threads: threads) { range in
-            for task in range {
-                let b = task / pieces, o0 = (task % pieces) * chunk
-                let x0 = x + b * tokens * c
-                for o in o0..<min(c, o0 + chunk) {
-                    query[b * c + o] = Double(bias[o]) + dot(weight + o * c, x0, count: c)
-                }
+        // q_cls = W_q x_0 + b_q (rows [0, C) of the qkv weight) and W_k^T q_cls (rows [C, 2C)),
+        // a range of q_cls's outputs per task.
+        parallelTasks(batch * pieces, threads: threads) { task, _ in
+            let (b, piece) = (task / pieces, task % pieces)
+            let o0 = min(c, piece * chunk), o1 = min(c, o0 + chunk)
+            let x0 = x + b * tokens * c
+            var offset = 0.0
+            for o in o0..<o1 {
+                let q = Double(bias[o]) + dot(weight + o * c, x0, count: c)
+                query[b * c + o] = q
+                offset += q * Double(bias[c + o])
             }
+            offsets[b * pieces + piece] = offset
+            axpyRows(weight + (c + o0) * c, stride: c, rows: o1 - o0, coefficients: query + b * c + o0, count: c,
+                     y: shares + (b * pieces + piece) * c)
         }
-        // folded = W_k^T q_cls (rows [C, 2C)), by column ranges: each worker sweeps the key
-        // weight once for its columns.
-        parallelChunks(batch * pieces, threads: threads) { range in
-            for task in range {
-                let b = task / pieces, i0 = (task % pieces) * chunk
-                let n = min(c, i0 + chunk) - i0
-                guard n > 0 else { continue }
-                axpyRows(weight + c * c + i0, stride: c, rows: c, coefficients: query + b * c, count: n, y: folded + b * c + i0)
+        for b in 0..<batch {
+            let sum = folded + b * c
+            for i in 0..<c { sum[i] = 0 }
+            for piece in 0..<pieces {
+                let share = shares + (b * pieces + piece) * c
+                for i in 0..<c { sum[i] += share[i] }
             }
         }
         // score_j = (folded . x_j + q_cls . b_k) / heads.
@@ -85,7 +98,7 @@ enum TokenSelectKernel {
                 if task / image != b {
                     b = task / image
                     offset = 0
-                    for o in 0..<c { offset += query[b * c + o] * Double(bias[c + o]) }
+                    for piece in 0..<pieces { offset += offsets[b * pieces + piece] }
                 }
                 let t = prefix + task % image
                 scores[b * tokens + t] = (dotDouble(folded + b * c, x + (b * tokens + t) * c, count: c) + offset) / Double(heads)
