@@ -29,10 +29,16 @@ struct KernelBench: ParsableCommand {
     @Flag(help: "Weights read from memory, as in a model run: each call uses another of enough copies to fill 64 MB.")
     var coldWeights = false
 
+    @Option(help: "Which kernels: linear, attention (comma separated).")
+    var kernels: String = "linear,attention"
+
     @Flag(help: "Only the FMA peak.")
     var peakOnly = false
 
     func validate() throws {
+        guard kernels.split(separator: ",").allSatisfy({ ["linear", "attention"].contains(String($0)) }) else {
+            throw ValidationError("--kernels takes linear, attention (comma separated)")
+        }
         guard rounds > 0, seconds > 0 else { throw ValidationError("--rounds and --seconds must be positive") }
         guard threadCounts.count > 0, threadCounts.allSatisfy({ $0 > 0 && $0 <= 64 }) else {
             throw ValidationError("--threads takes thread counts 1-64, comma separated")
@@ -59,7 +65,12 @@ struct KernelBench: ParsableCommand {
             print("| \(candidate.rawValue) | " + cells.joined(separator: " | ") + " |")
         }
         if peakOnly { return }
+        let chosen = Set(kernels.split(separator: ",").map(String.init))
+        if chosen.contains("linear") { try printLinearLayers(isa: isa) }
+        if chosen.contains("attention") { try printAttention(isa: isa) }
+    }
 
+    func printLinearLayers(isa: KernelISA) throws {
         print("\n## Linear layers: GFLOP/s and % of the FMA peak measured in the same round (medians of \(rounds))\n")
         print("| shape | rows x K -> N | T | packed | % peak | OpenBLAS | % peak | packed / OpenBLAS time |")
         print("|---|---|---|---|---|---|---|---|")
@@ -69,7 +80,9 @@ struct KernelBench: ParsableCommand {
                 print("| \(label) | \(product.rows) x \(product.inFeatures) -> \(product.outFeatures) | \(t) | \(row) |")
             }
         }
+    }
 
+    func printAttention(isa: KernelISA) throws {
         print("\n## Attention (QK^T + PV flops): GFLOP/s, medians of \(rounds)\n")
         print("| model, batch | T | fused | % peak | OpenBLAS | % peak | fused / OpenBLAS time |")
         print("|---|---|---|---|---|---|---|")
@@ -133,7 +146,7 @@ struct KernelBench: ParsableCommand {
             let (name, heads) = model == "b" ? ("DeiT-B", 12) : ("DeiT-S", 6)
             shapes.append(("\(name), 1", .init(batch: 1, tokens: 197, heads: heads)))
             shapes.append(("\(name), 8", .init(batch: 8, tokens: 197, heads: heads)))
-            shapes.append(("\(name) idle 138 tokens, 1", .init(batch: 1, tokens: 138, heads: heads)))
+            for tokens in [138, 97, 68] { shapes.append(("\(name) idle \(tokens) tokens, 1", .init(batch: 1, tokens: tokens, heads: heads))) }
         }
         return shapes
     }
