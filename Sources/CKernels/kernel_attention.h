@@ -3,11 +3,12 @@
 
 // ---------------------------------------------------------------------------------------------
 // Fused attention for one head and a range of queries, NR queries at a time:
-//   S^T = K Q^T    keys down, the NR queries across: the microkernel reads K's rows where
-//                  they are, and only the NR x d query tile is transposed;
+//   S^T = K Q^T    keys down, the NR queries across: the microkernel reads the head's K rows
+//                  (copied once per call), and only the NR x d query tile is transposed;
 //   softmax down each column, vectorised across the queries (no horizontal reductions);
-//   O = P V        P read from S^T with strides (rows of the tile are its columns), V's rows
-//                  where they are, the 1 / row sum applied in the epilogue.
+//   O = P V        P read from S^T with strides (rows of the tile are its columns), V from
+//                  the head's copy in panels of NR columns, the 1 / row sum applied in the
+//                  epilogue.
 // The scores never exist beyond tokens x NR floats (6-12 KB at 197 tokens: L1).
 
 static size_t ISA_NAME(round_up16)(size_t x) { return (x + 15) / 16 * 16; }
@@ -25,17 +26,21 @@ static void ISA_NAME(attention)(const IdvAttentionHead *h, size_t query_begin, s
     float *inverse = scores + ISA_NAME(round_up16)(tokens * NR);   // [NR]: 1 / softmax sums
     // The head's keys and values, copied together: in place they are d floats out of every
     // 3C-float row (at batch 8 DeiT-S's qkv is 7 MB, past L2), a strided walk of hundreds of
-    // pages for every query tile; the copy is one pass, and V's rows are padded to whole
-    // panels of NR columns, which the microkernel reads.
-    const size_t padded = (d + NR - 1) / NR * NR;
+    // pages for every query tile; the copy is one pass. V is copied in panels of NR columns,
+    // [panel][token][NR] (the last zero-padded), so that `P V` streams each panel's slice
+    // front to back, as the GEMM streams packed weights.
+    const size_t panels = (d + NR - 1) / NR;
     float *k = inverse + ISA_NAME(round_up16)(NR);   // [tokens][d]
-    float *v = k + ISA_NAME(round_up16)(tokens * d); // [tokens][padded]
+    float *v = k + ISA_NAME(round_up16)(tokens * d); // [panels][tokens][NR]
     for (size_t t = 0; t < tokens; t++) {
         memcpy(k + t * d, h->k + t * stride, d * sizeof(float));
-        memcpy(v + t * padded, h->v + t * stride, d * sizeof(float));
-        for (size_t j = d; j < padded; j++) v[t * padded + j] = 0;
+        for (size_t p = 0; p < panels; p++) {
+            const size_t width = MIN_SIZE(NR, d - p * NR);
+            float *to = v + (p * tokens + t) * NR;
+            memcpy(to, h->v + t * stride + p * NR, width * sizeof(float));
+            for (size_t j = width; j < NR; j++) to[j] = 0;
+        }
     }
-    const size_t v_stride = padded;
     const vf scale = V_SET1(h->scale);
     for (size_t q0 = query_begin; q0 < query_end; q0 += NR) {
         const size_t queries = MIN_SIZE(NR, query_end - q0);
@@ -70,12 +75,16 @@ static void ISA_NAME(attention)(const IdvAttentionHead *h, size_t query_begin, s
         V_STORE(inverse, V_DIV(V_SET1(1.0f), sum0));
         V_STORE(inverse + VL, V_DIV(V_SET1(1.0f), sum1));
 
-        for (size_t i = 0; i < queries; i += MR) {
-            const ISA_NAME(Epilogue) e = {.row_scale = inverse + i};
-            float *out = h->out + (q0 + i) * h->out_stride;
-            for (size_t col = 0; col < d; col += NR)
-                ISA_NAME(tile)(MIN_SIZE(MR, queries - i), MIN_SIZE(NR, d - col), tokens, scores + i, 1, NR, v + col,
-                               v_stride, out + col, h->out_stride, &e, NULL, 0);
+        // Panel by panel, so that a panel's slice of V (tokens x NR floats) stays in L1 for
+        // every row tile of queries after the first.
+        for (size_t p = 0; p < panels; p++) {
+            const size_t col = p * NR;
+            for (size_t i = 0; i < queries; i += MR) {
+                const ISA_NAME(Epilogue) e = {.row_scale = inverse + i};
+                float *out = h->out + (q0 + i) * h->out_stride + col;
+                ISA_NAME(tile)(MIN_SIZE(MR, queries - i), MIN_SIZE(NR, d - col), tokens, scores + i, 1, NR, v + p * tokens * NR,
+                               NR, out, h->out_stride, &e, NULL, 0);
+            }
         }
     }
 }
