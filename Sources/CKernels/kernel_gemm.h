@@ -5,19 +5,22 @@
 // GEMM over packed weights.
 
 // Blocking for the caches (GotoBLAS's scheme, with B packed once at load instead of per call):
-// - K is cut into blocks of at most KC so that a panel's slice, KC x NR floats, stays in L1
-//   (24 KB of a 32 KB L1: with AVX2, KC = 384, so DeiT-S's K = 384 is one block; 16 KB
-//   slices, which split it, measured 3-10% slower) while the microkernel sweeps a block of
-//   rows past it;
+// - K is cut into blocks of at most KC, a panel's slice being KC x NR floats (96 KB: with AVX2,
+//   KC = 1536, so neither DeiT-S's K = 384 or 1536 nor DeiT-B's 768 is cut). The slice does
+//   not stay in L1: the microkernel streams it from L2 while the next one is prefetched a
+//   line at a time. Each cut costs a round trip of the partial sums through C and a tile's
+//   set-up and epilogue per block: 24 KB slices (which kept a slice in L1 and cut DeiT-B's
+//   K = 768 in two) ran DeiT-B's products at 84-87% of a core's peak, 96 KB slices at 90-93%,
+//   and DeiT-S's fc2 (K = 1536, cut in four) at 84%, then 93% (idlevit-kernel-bench, Zen 2);
 // - rows are cut into blocks whose KC-wide slice of A (up to 320 KB, of Zen 2's 512 KB L2;
 //   AVX-512 Xeons have 1-2 MB) stays in L2 while every panel of the call streams past it.
-//   320 KB keeps one image's 197 rows of DeiT-S, or an idle block's 138, in one block, so each
-//   panel slice is read once per call (192 KB cut them in two: IdleViT DeiT-S and DeiT-B at
-//   batch 1 ran 2-3% slower, dense unchanged, in alternating runs).
+//   320 KB keeps one image's 197 rows of DeiT-S at K = 384, or an idle block's 138, in one
+//   block, so each panel slice is read once per call (192 KB cut them in two: IdleViT DeiT-S
+//   and DeiT-B at batch 1 ran 2-3% slower, dense unchanged, in alternating runs).
 // Blocks are balanced (300 rows at K = 384 make 150 + 150, not 210 + 90). How K is cut depends only on K,
 // never on the rows or panels a thread was given, so results do not depend on the partition.
 #ifndef GEMM_PANEL_SLICE_BYTES
-#define GEMM_PANEL_SLICE_BYTES (24u * 1024u)
+#define GEMM_PANEL_SLICE_BYTES (96u * 1024u)
 #endif
 #ifndef GEMM_A_BLOCK_BYTES
 #define GEMM_A_BLOCK_BYTES (320u * 1024u)

@@ -39,12 +39,14 @@ final class KernelTests: XCTestCase {
 
     func testLinearMatchesNaiveProductForEveryISAShapeAndEpilogue() throws {
         // Rows 1-197; K of 1, not a multiple of 8 or 16, and long enough to be cut into K blocks
-        // (over 256 for AVX2, 128 for AVX-512); N of 1, odd, and not a multiple of the panel.
+        // (over 1536 for AVX2, 768 for AVX-512, 3072 for portable); N of 1, odd, and not a
+        // multiple of the panel.
         let shapes = [Shape(rows: 1, k: 5, n: 13), Shape(rows: 7, k: 17, n: 33), Shape(rows: 17, k: 1, n: 7),
-                      Shape(rows: 65, k: 300, n: 21), Shape(rows: 197, k: 77, n: 50), Shape(rows: 65, k: 600, n: 40),
+                      Shape(rows: 65, k: 300, n: 21), Shape(rows: 197, k: 77, n: 50), Shape(rows: 20, k: 3100, n: 40),
                       // A last tile of 2 or 3 rows, done two panels at a time (an idle block's 68
-                      // or 99 rows), with an odd panel out, K split, and rows fewer than a tile.
-                      Shape(rows: 68, k: 600, n: 70), Shape(rows: 99, k: 40, n: 64), Shape(rows: 2, k: 33, n: 96),
+                      // or 99 rows), with an odd panel out, with K cut, and rows fewer than a tile.
+                      Shape(rows: 68, k: 600, n: 70), Shape(rows: 14, k: 3100, n: 40), Shape(rows: 99, k: 40, n: 64),
+                      Shape(rows: 2, k: 33, n: 96),
                       // More rows than one row block holds (320 KB of A: 273 rows at K = 300),
                       // with one thread and with the rows split between two.
                       Shape(rows: 700, k: 300, n: 21)]
