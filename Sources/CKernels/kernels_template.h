@@ -28,6 +28,7 @@ static inline size_t ISA_NAME(min_size)(size_t a, size_t b) { return a < b ? a :
 #include "kernel_tiles.h"
 #include "kernel_gemm.h"
 #include "kernel_attention.h"
+#include "kernel_selection.h"
 
 // ---------------------------------------------------------------------------------------------
 // Elementwise GELU and the FMA peak loop.
@@ -74,6 +75,9 @@ static const IdvKernels ISA_NAME(table) = {
     .gelu = ISA_NAME(gelu),
     .layer_norm = ISA_NAME(layer_norm),
     .fma_loop = ISA_NAME(fma_loop),
+    .dot_ff = ISA_NAME(dot_ff),
+    .dot_df = ISA_NAME(dot_df),
+    .axpy_rows_df = ISA_NAME(axpy_rows_df),
     .peak_flops_per_iteration = 2 * VL * PEAK_CHAINS,
 };
 

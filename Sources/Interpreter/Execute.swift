@@ -102,7 +102,7 @@ extension Interpreter {
 
         case .tokenSelect(let selection):
             let x = shapes[0]
-            TokenSelectKernel.run(x: f(0), batch: x[0], tokens: x[1], channels: x[2], weight: f(1), bias: bias(0),
+            TokenSelectKernel.run(kernels: kernels, x: f(0), batch: x[0], tokens: x[1], channels: x[2], weight: f(1), bias: bias(0),
                                   heads: selection.heads, keep: selection.keep,
                                   prefix: selection.prefix, scratch: scratch.assumingMemoryBound(to: Double.self),
                                   y: output.assumingMemoryBound(to: Int32.self), threads: threads)

@@ -48,6 +48,11 @@ struct CPUKernels: @unchecked Sendable {
         (self.isa, self.table, self.name) = (isa, table, name)
     }
 
+    /// The best instruction set's table (portable runs everywhere; every build has its table).
+    static var best: CPUKernels {
+        CPUKernels(KernelISA.best) ?? CPUKernels(isa: .portable, table: idv_kernels(KernelISA.portable.code)!, name: "portable")
+    }
+
     /// Tests only: the AVX-512 kernels' geometry (16 lanes, 12 x 32 tiles and the blocking
     /// that follows from them) in generic vectors, which any CPU runs. On a machine without
     /// AVX-512 it covers everything of the AVX-512 kernels but their intrinsics.

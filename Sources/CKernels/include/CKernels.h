@@ -90,6 +90,12 @@ typedef struct {
     /// FMA pipe); returns a value that depends on all of them. Flops: `peak_flops_per_iteration`.
     float (*fma_loop)(size_t iterations);
     size_t peak_flops_per_iteration;
+    /// The token selection's Double sums: `sum_i a[i] b[i]` over Float (`dot_ff`) or Double
+    /// and Float (`dot_df`) operands, and `y[0..<n] = sum_r coefficients[r] w[r * stride ..< + n]`
+    /// (rows in order, four per sweep of y).
+    double (*dot_ff)(const float *a, const float *b, size_t n);
+    double (*dot_df)(const double *a, const float *b, size_t n);
+    void (*axpy_rows_df)(const float *w, size_t stride, size_t rows, const double *coefficients, size_t n, double *y);
 } IdvKernels;
 
 /// The kernel table of `isa`, or NULL when this build has none for it (not x86-64). Check

@@ -1,3 +1,4 @@
+import CKernels
 import IR
 
 /// IdleViT's token selection (IDLEVIT.md §3.2-3.4) for one block.
@@ -11,7 +12,8 @@ import IR
 ///
 /// Speed: each product of two Floats is exact in Double, so only the order of the Double
 /// sums differs from a scalar loop (relative 1e-16, far below any margin that matters).
-/// The sums run on eight Double lanes in two parallel passes per call: the first cuts the
+/// The sums are the CKernels table's (`dot_ff`, `dot_df`, `axpy_rows_df`: eight Double lanes,
+/// vectorised for the instruction set), in two parallel passes per call: the first cuts the
 /// query's C outputs into `pieces` ranges and, for each, computes those q_cls entries and their
 /// share of W_k^T q_cls (each range reads its rows of W_q and W_k front to back, the weights'
 /// layout); the second adds the shares in piece order and scores the tokens. The number of
@@ -24,10 +26,10 @@ enum TokenSelectKernel {
         batch * ((pieces + 2) * channels + pieces + tokens)
     }
 
-    static func run(x: UnsafePointer<Float>, batch: Int, tokens: Int, channels: Int,
+    static func run(kernels: CPUKernels, x: UnsafePointer<Float>, batch: Int, tokens: Int, channels: Int,
                     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, heads: Int, keep: Int, prefix: Int,
                     scratch: UnsafeMutablePointer<Double>, y: UnsafeMutablePointer<Int32>, threads: Int) {
-        let scores = score(x: x, batch: batch, tokens: tokens, channels: channels, weight: weight, bias: bias, heads: heads,
+        let scores = score(kernels: kernels, x: x, batch: batch, tokens: tokens, channels: channels, weight: weight, bias: bias, heads: heads,
                            prefix: prefix, scratch: scratch, threads: threads)
         let selected = prefix + keep
         parallelChunks(batch, threads: threads) { range in
@@ -49,7 +51,7 @@ enum TokenSelectKernel {
 
     /// Fills the scratch with every image token's score; returns where the scores [batch, tokens]
     /// start (prefix entries unset).
-    static func score(x: UnsafePointer<Float>, batch: Int, tokens: Int, channels: Int,
+    static func score(kernels: CPUKernels, x: UnsafePointer<Float>, batch: Int, tokens: Int, channels: Int,
                       weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, heads: Int, prefix: Int,
                       scratch: UnsafeMutablePointer<Double>, threads: Int) -> UnsafeMutablePointer<Double> {
         let c = channels
@@ -64,6 +66,7 @@ enum TokenSelectKernel {
         // ~256 K of them costs more than it saves (DeiT-Ti at batch 1).
         let threads = batch * (2 * c * c + tokens * c) < 1 << 18 ? 1 : threads
         let chunk = (c + pieces - 1) / pieces
+        let table = kernels.table
 
         // q_cls = W_q x_0 + b_q (rows [0, C) of the qkv weight) and W_k^T q_cls (rows [C, 2C)),
         // a range of q_cls's outputs per task.
@@ -73,13 +76,12 @@ enum TokenSelectKernel {
             let x0 = x + b * tokens * c
             var offset = 0.0
             for o in o0..<o1 {
-                let q = Double(bias[o]) + dot(weight + o * c, x0, count: c)
+                let q = Double(bias[o]) + table.pointee.dot_ff(weight + o * c, x0, c)
                 query[b * c + o] = q
                 offset += q * Double(bias[c + o])
             }
             offsets[b * pieces + piece] = offset
-            axpyRows(weight + (c + o0) * c, stride: c, rows: o1 - o0, coefficients: query + b * c + o0, count: c,
-                     y: shares + (b * pieces + piece) * c)
+            table.pointee.axpy_rows_df(weight + (c + o0) * c, c, o1 - o0, query + b * c + o0, c, shares + (b * pieces + piece) * c)
         }
         for b in 0..<batch {
             let sum = folded + b * c
@@ -101,80 +103,10 @@ enum TokenSelectKernel {
                     for piece in 0..<pieces { offset += offsets[b * pieces + piece] }
                 }
                 let t = prefix + task % image
-                scores[b * tokens + t] = (dotDouble(folded + b * c, x + (b * tokens + t) * c, count: c) + offset) / Double(heads)
+                scores[b * tokens + t] = (table.pointee.dot_df(folded + b * c, x + (b * tokens + t) * c, c) + offset) / Double(heads)
             }
         }
         return scores
-    }
-
-    /// sum_i a[i] b[i] in Double from Float operands.
-    @inline(__always)
-    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Double {
-        var acc = SIMD8<Double>()
-        var i = 0
-        while i + 8 <= count {
-            acc += SIMD8<Double>(VectorMath.load(a + i, count: 8)) * SIMD8<Double>(VectorMath.load(b + i, count: 8))
-            i += 8
-        }
-        var sum = acc.sum()
-        while i < count {
-            sum += Double(a[i]) * Double(b[i])
-            i += 1
-        }
-        return sum
-    }
-
-    /// sum_i a[i] b[i], `a` already in Double.
-    @inline(__always)
-    static func dotDouble(_ a: UnsafePointer<Double>, _ b: UnsafePointer<Float>, count: Int) -> Double {
-        var acc = SIMD8<Double>()
-        var i = 0
-        while i + 8 <= count {
-            acc += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Double>.self) * SIMD8<Double>(VectorMath.load(b + i, count: 8))
-            i += 8
-        }
-        var sum = acc.sum()
-        while i < count {
-            sum += a[i] * Double(b[i])
-            i += 1
-        }
-        return sum
-    }
-
-    /// y[0..<count] = sum over r of coefficients[r] * w[r * stride ..< + count], in Double.
-    /// Four weight rows per sweep of y: y is loaded and stored a quarter as often (one row at a
-    /// time, that load and store was most of the pass). The order of the sums depends only on
-    /// the rows, never on how the columns were split between threads.
-    @inline(__always)
-    static func axpyRows(_ w: UnsafePointer<Float>, stride: Int, rows: Int, coefficients: UnsafePointer<Double>, count: Int,
-                         y: UnsafeMutablePointer<Double>) {
-        for i in 0..<count { y[i] = 0 }
-        var r = 0
-        while r + 4 <= rows {
-            let (a0, a1, a2, a3) = (coefficients[r], coefficients[r + 1], coefficients[r + 2], coefficients[r + 3])
-            let w0 = w + r * stride, w1 = w0 + stride, w2 = w1 + stride, w3 = w2 + stride
-            var i = 0
-            while i + 8 <= count {
-                let p = UnsafeMutableRawPointer(y + i)
-                var sum = a0 * SIMD8<Double>(VectorMath.load(w0 + i, count: 8))
-                sum += a1 * SIMD8<Double>(VectorMath.load(w1 + i, count: 8))
-                sum += a2 * SIMD8<Double>(VectorMath.load(w2 + i, count: 8))
-                sum += a3 * SIMD8<Double>(VectorMath.load(w3 + i, count: 8))
-                p.storeBytes(of: p.loadUnaligned(as: SIMD8<Double>.self) + sum, as: SIMD8<Double>.self)
-                i += 8
-            }
-            while i < count {
-                y[i] += a0 * Double(w0[i]) + a1 * Double(w1[i]) + a2 * Double(w2[i]) + a3 * Double(w3[i])
-                i += 1
-            }
-            r += 4
-        }
-        while r < rows {
-            let a = coefficients[r]
-            let row = w + r * stride
-            for i in 0..<count { y[i] += a * Double(row[i]) }
-            r += 1
-        }
     }
 }
 
@@ -188,11 +120,12 @@ public enum SelectionMargin {
         let (batch, tokens, channels) = (x.shape[0], x.shape[1], x.shape[2])
         guard keep > 0, prefix + keep < tokens else { return Array(repeating: nil, count: batch) }
         var scratch = [Double](repeating: 0, count: TokenSelectKernel.scratchDoubles(batch: batch, tokens: tokens, channels: channels))
+        let kernels = CPUKernels.best
         // Without a qkv bias, the query's and the key's (the first 2 C entries) are zeros.
         let zeros = [Float](repeating: 0, count: 2 * channels)
         return scratch.withUnsafeMutableBufferPointer { buffer in
             zeros.withUnsafeBufferPointer { zeros in
-                let scores = TokenSelectKernel.score(x: x.pointer, batch: batch, tokens: tokens, channels: channels,
+                let scores = TokenSelectKernel.score(kernels: kernels, x: x.pointer, batch: batch, tokens: tokens, channels: channels,
                                                      weight: weight.pointer, bias: bias?.pointer ?? zeros.baseAddress!, heads: heads,
                                                      prefix: prefix, scratch: buffer.baseAddress!, threads: 1)
                 return (0..<batch).map { b in

@@ -1,0 +1,71 @@
+// Part of kernels_template.h (included there, once per instruction set): the Double sums of
+// IdleViT's token selection (Sources/Interpreter/Kernels/TokenSelect.swift). Float operands
+// are widened to Double eight at a time (each product of two Floats is exact in Double);
+// eight Double lanes accumulate and are added in lane order at the end, so a result depends
+// on the instruction set only through FMA's single rounding of a Double x Float product.
+
+typedef double ISA_NAME(vd8) __attribute__((ext_vector_type(8)));
+typedef float ISA_NAME(vf8) __attribute__((ext_vector_type(8)));
+
+static inline ISA_NAME(vd8) ISA_NAME(widen8)(const float *p) {
+    ISA_NAME(vf8) v;
+    memcpy(&v, p, sizeof v);
+    return __builtin_convertvector(v, ISA_NAME(vd8));
+}
+
+static inline ISA_NAME(vd8) ISA_NAME(load8d)(const double *p) {
+    ISA_NAME(vd8) v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline double ISA_NAME(lanes_sum)(ISA_NAME(vd8) v) {
+    double s = 0;
+    for (int i = 0; i < 8; i++) s += v[i];
+    return s;
+}
+
+static double ISA_NAME(dot_ff)(const float *a, const float *b, size_t n) {
+    ISA_NAME(vd8) acc = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) acc += ISA_NAME(widen8)(a + i) * ISA_NAME(widen8)(b + i);
+    double s = ISA_NAME(lanes_sum)(acc);
+    for (; i < n; i++) s += (double)a[i] * (double)b[i];
+    return s;
+}
+
+static double ISA_NAME(dot_df)(const double *a, const float *b, size_t n) {
+    ISA_NAME(vd8) acc = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) acc += ISA_NAME(load8d)(a + i) * ISA_NAME(widen8)(b + i);
+    double s = ISA_NAME(lanes_sum)(acc);
+    for (; i < n; i++) s += a[i] * (double)b[i];
+    return s;
+}
+
+// y[0..<n] = sum over r < rows of coefficients[r] * w[r * stride ..< + n], four rows per sweep
+// of y (y is loaded and stored a quarter as often), the rows in order.
+static void ISA_NAME(axpy_rows_df)(const float *w, size_t stride, size_t rows, const double *coefficients, size_t n,
+                                   double *y) {
+    for (size_t i = 0; i < n; i++) y[i] = 0;
+    size_t r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const double a0 = coefficients[r], a1 = coefficients[r + 1], a2 = coefficients[r + 2], a3 = coefficients[r + 3];
+        const float *w0 = w + r * stride, *w1 = w0 + stride, *w2 = w1 + stride, *w3 = w2 + stride;
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            ISA_NAME(vd8) sum = a0 * ISA_NAME(widen8)(w0 + i);
+            sum += a1 * ISA_NAME(widen8)(w1 + i);
+            sum += a2 * ISA_NAME(widen8)(w2 + i);
+            sum += a3 * ISA_NAME(widen8)(w3 + i);
+            const ISA_NAME(vd8) updated = ISA_NAME(load8d)(y + i) + sum;
+            memcpy(y + i, &updated, sizeof updated);
+        }
+        for (; i < n; i++) y[i] += a0 * (double)w0[i] + a1 * (double)w1[i] + a2 * (double)w2[i] + a3 * (double)w3[i];
+    }
+    for (; r < rows; r++) {
+        const double a = coefficients[r];
+        const float *row = w + r * stride;
+        for (size_t i = 0; i < n; i++) y[i] += a * (double)row[i];
+    }
+}
