@@ -73,6 +73,21 @@ static inline __attribute__((always_inline)) void ISA_NAME(finish)(const vf *x0s
     }
 }
 
+// The k loop of a tile: STEP(kk) for kk in [0, k), unrolled by PREFETCH_EVERY, with one line
+// of the prefetch trickle (`prefetch_at`, `prefetch_left`) asked for per PREFETCH_EVERY steps.
+#define TRICKLE_K_LOOP(STEP)                                                                                      \
+    do {                                                                                                          \
+        size_t kk = 0;                                                                                            \
+        for (; kk + PREFETCH_EVERY <= k; kk += PREFETCH_EVERY) {                                                  \
+            __builtin_prefetch(prefetch_at, 0, 2);                                                                \
+            const size_t more = prefetch_left ? 1 : 0;                                                            \
+            prefetch_at += 16 * more;                                                                             \
+            prefetch_left -= more;                                                                                \
+            _Pragma("clang loop unroll(full)") for (size_t u = 0; u < PREFETCH_EVERY; u++) STEP(kk + u);          \
+        }                                                                                                         \
+        for (; kk < k; kk++) STEP(kk);                                                                            \
+    } while (0)
+
 // Prefetches `lines` cache lines from `*at` before the k loop, when there are more than the
 // loop's trickle (one per PREFETCH_EVERY steps of k) can carry; returns how many are left for
 // the trickle.
@@ -120,16 +135,7 @@ static inline __attribute__((always_inline)) void ISA_NAME(tile)(
             acc1[i] = V_FMA(ai, b1, acc1[i]);                                                                     \
         }                                                                                                         \
     } while (0)
-    size_t kk = 0;
-    for (; kk + PREFETCH_EVERY <= k; kk += PREFETCH_EVERY) {
-        __builtin_prefetch(prefetch_at, 0, 2);
-        const size_t more = prefetch_left ? 1 : 0;
-        prefetch_at += 16 * more;
-        prefetch_left -= more;
-#pragma clang loop unroll(full)
-        for (size_t u = 0; u < PREFETCH_EVERY; u++) TILE_STEP(kk + u);
-    }
-    for (; kk < k; kk++) TILE_STEP(kk);
+    TRICKLE_K_LOOP(TILE_STEP);
 #undef TILE_STEP
 
     // The epilogue indexes rows with a loop the compiler may keep (MR = 12 with GELU is too
@@ -173,16 +179,7 @@ static inline __attribute__((always_inline)) void ISA_NAME(tile_pair)(
             acc[i][3] = V_FMA(ai, w3, acc[i][3]);                                                                 \
         }                                                                                                         \
     } while (0)
-    size_t kk = 0;
-    for (; kk + PREFETCH_EVERY <= k; kk += PREFETCH_EVERY) {
-        __builtin_prefetch(prefetch_at, 0, 2);
-        const size_t more = prefetch_left ? 1 : 0;
-        prefetch_at += 16 * more;
-        prefetch_left -= more;
-#pragma clang loop unroll(full)
-        for (size_t u = 0; u < PREFETCH_EVERY; u++) PAIR_STEP(kk + u);
-    }
-    for (; kk < k; kk++) PAIR_STEP(kk);
+    TRICKLE_K_LOOP(PAIR_STEP);
 #undef PAIR_STEP
 
     // Copies indexed by constants, for the epilogue's row loop (see `tile`).
