@@ -54,23 +54,23 @@ enum LVViTRecognizer {
         // BatchNorm present (a checkpoint) or folded into conv biases (an ONNX export).
         let stemBatchNorm = weight(.stemNorm1Weight) != nil || weight(.stemConv1Bias) == nil
 
-        let stored = source.metadata["architecture"].flatMap { try? JSONParser.parse($0) }
+        let stored = StoredArchitecture(source.metadata)
         let published = LVViTTensors.published(dim: dim, depth: depth, stemChannels: stemChannels, patchSize: patch, mlpHidden: mlpHidden)
         let publishedSource = published.map { "TokenLabeling's \($0.name)" } ?? ""
         var notes: [String] = ["naming: \(NamingScheme.lvvit.name)"]
         let (heads, headsSource) = firstGiven([
-            (options.heads, options.headsSource), (config?.heads, ModelConfigFile.fileName), (stored?["num_heads"]?.intValue, "file metadata"),
+            (options.heads, options.headsSource), (config?.heads, ModelConfigFile.fileName), (stored.heads, "file metadata"),
             (published?.heads, publishedSource),
         ], otherwise: (dim % 64 == 0 ? dim / 64 : 0, "dim / 64 (LV-ViT head size)"))
         if heads <= 0 { problems.add("cannot infer attention heads for dim \(dim) (not a multiple of 64): pass --heads") }
         notes.append("heads: \(heads) from \(headsSource)")
         let (eps, epsSource) = firstGiven([
             (options.layerNormEps, options.layerNormEpsSource), (config?.layerNormEps, ModelConfigFile.fileName),
-            (stored?["layer_norm_eps"]?.doubleValue, "file metadata"),
+            (stored.layerNormEps, "file metadata"),
         ], otherwise: (LVViTTensors.layerNormEps, "torch's nn.LayerNorm default"))
         notes.append("layer norm eps: \(eps) from \(epsSource)")
         let (skipLam, skipLamSource) = firstGiven([
-            (options.skipLam, options.skipLamSource), (stored?["skip_lam"]?.doubleValue, "file metadata"), (published?.skipLam, publishedSource),
+            (options.skipLam, options.skipLamSource), (stored.skipLam, "file metadata"), (published?.skipLam, publishedSource),
         ], otherwise: (2, "LV-ViT-S/M's value"))
         notes.append("skip_lam: \(formatDouble(skipLam)) from \(skipLamSource)")
         guard imageSize > 0, depth > 0, classes > 0, heads > 0 else { throw .architecture(file: file, problems: problems.list) }

@@ -96,6 +96,23 @@ struct RoleAssignment {
 }
 
 /// The first value present, with where it came from.
+/// What a file's own metadata says of the architecture, for the recognisers' precedence lists
+/// (after the user's options and config.json): a bundle's `architecture` JSON, or a plain
+/// `num_heads` entry as some exporters write into safetensors' `__metadata__`.
+struct StoredArchitecture {
+    private let json: JSONValue?
+    private let plainHeads: Int?
+
+    init(_ metadata: [String: String]) {
+        json = metadata["architecture"].flatMap { try? JSONParser.parse($0) }
+        plainHeads = metadata["num_heads"].flatMap { Int($0, radix: 10) }
+    }
+
+    var heads: Int? { json?["num_heads"]?.intValue ?? plainHeads }
+    var layerNormEps: Double? { json?["layer_norm_eps"]?.doubleValue }
+    var skipLam: Double? { json?["skip_lam"]?.doubleValue }
+}
+
 func firstGiven<T>(_ candidates: [(T?, String)], otherwise fallback: (T, String)) -> (T, String) {
     for case let (value?, source) in candidates { return (value, source) }
     return fallback

@@ -50,16 +50,15 @@ enum ViTRecognizer {
         // What weights cannot tell, by precedence: the user's option, config.json, the file's
         // own metadata, then the DeiT default.
         var notes: [String] = ["naming: \(scheme.name)"]
-        let stored = source.metadata["architecture"].flatMap { try? JSONParser.parse($0) }
-        let storedHeads = stored?["num_heads"]?.intValue ?? source.metadata["num_heads"].flatMap { Int($0, radix: 10) }
+        let stored = StoredArchitecture(source.metadata)
         let (heads, headsSource) = firstGiven([
-            (options.heads, options.headsSource), (config?.heads, ModelConfigFile.fileName), (storedHeads, "file metadata"),
+            (options.heads, options.headsSource), (config?.heads, ModelConfigFile.fileName), (stored.heads, "file metadata"),
         ], otherwise: (dim % 64 == 0 ? dim / 64 : 0, "dim / 64 (DeiT head size)"))
         if heads <= 0 { problems.add("cannot infer attention heads for dim \(dim) (not a multiple of 64): pass --heads") }
         notes.append("heads: \(heads) from \(headsSource)")
         let (eps, epsSource) = firstGiven([
             (options.layerNormEps, options.layerNormEpsSource), (config?.layerNormEps, ModelConfigFile.fileName),
-            (stored?["layer_norm_eps"]?.doubleValue, "file metadata"),
+            (stored.layerNormEps, "file metadata"),
         ], otherwise: (1e-6, "timm default"))
         notes.append("layer norm eps: \(eps) from \(epsSource)")
         if let config {

@@ -97,6 +97,23 @@ final class LVViTTests: XCTestCase {
         XCTAssertEqual(bad.status, 2, bad.stderr)
     }
 
+    /// A plain `num_heads` entry in a file's metadata (as some exporters write into safetensors'
+    /// `__metadata__`) gives the heads of an LV-ViT as it does of a ViT; without it, dim 32
+    /// leaves them unknown.
+    func testHeadsFromAPlainMetadataEntry() throws {
+        for path in [fixture("model.safetensors"), TestPaths.fixture("vit-micro/model.safetensors")] {
+            var source = try SafetensorsFile(path: path).weightSet()
+            source.metadata["num_heads"] = nil
+            XCTAssertThrowsError(try ModelDescription.recognize(source)) {
+                XCTAssertTrue("\($0)".contains("pass --heads"), "\($0)")
+            }
+            source.metadata["num_heads"] = "2"
+            let recognized = try ModelDescription.recognize(source)
+            XCTAssertEqual(recognized.architecture.heads, 2, path)
+            XCTAssertTrue(recognized.notes.contains("heads: 2 from file metadata"), "\(recognized.notes)")
+        }
+    }
+
     /// What the official code's tensors must be: missing BatchNorm statistics, a BatchNorm
     /// counter in a ViT, or a counter without its BatchNorm are clear one-line errors.
     func testMissingAndStrayTensorsAreReported() throws {
