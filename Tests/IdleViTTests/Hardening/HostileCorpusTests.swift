@@ -52,7 +52,7 @@ final class HostileCorpusTests: XCTestCase {
         var unused: [String] = []
         while let relative = enumerator.nextObject() as? String {
             var isFolder: ObjCBool = false
-            FileManager.default.fileExists(atPath: root + "/" + relative, isDirectory: &isFolder)
+            _ = FileManager.default.fileExists(atPath: root + "/" + relative, isDirectory: &isFolder)
             if isFolder.boolValue || ["manifest.json", "make_hostile.py", "README.md"].contains(relative) { continue }
             if !manifest.contains("hostile/" + relative + "\"") { unused.append(relative) }
         }
@@ -106,8 +106,8 @@ final class HostileCorpusTests: XCTestCase {
         let before = snapshot(tmp)
         let args = item.args.map { substitute($0, tmp: tmp) }
         let outPath = logs.appendingPathComponent("stdout").path, errPath = logs.appendingPathComponent("stderr").path
-        FileManager.default.createFile(atPath: outPath, contents: nil)
-        FileManager.default.createFile(atPath: errPath, contents: nil)
+        XCTAssertTrue(FileManager.default.createFile(atPath: outPath, contents: nil), "cannot create a test file")
+        XCTAssertTrue(FileManager.default.createFile(atPath: errPath, contents: nil), "cannot create a test file")
 
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
@@ -209,7 +209,7 @@ final class HostileCorpusTests: XCTestCase {
             } else if action["dir"] != nil {
                 try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
             } else if let size = action["size"] as? Int, action["sparse"] != nil {
-                FileManager.default.createFile(atPath: path, contents: nil)
+                guard FileManager.default.createFile(atPath: path, contents: nil) else { throw SetupError(description: "create \(to)") }
                 guard truncate(path, off_t(size)) == 0 else { throw SetupError(description: "truncate \(to)") }
             } else if let target = action["link"] as? String {
                 guard symlink(substitute(target, tmp: tmp), path) == 0 else { throw SetupError(description: "symlink \(to)") }
@@ -219,7 +219,7 @@ final class HostileCorpusTests: XCTestCase {
                 let head = try (action["head"] as? String).map { try Data(contentsOf: URL(fileURLWithPath: fixtures + "/" + $0)) } ?? Data()
                 let body = try Data(contentsOf: URL(fileURLWithPath: fixtures + "/" + chunk))
                 let tail = try (action["tail"] as? String).map { try Data(contentsOf: URL(fileURLWithPath: fixtures + "/" + $0)) } ?? Data()
-                FileManager.default.createFile(atPath: path, contents: head)
+                guard FileManager.default.createFile(atPath: path, contents: head) else { throw SetupError(description: "create \(to)") }
                 let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
                 try handle.seekToEnd()
                 for _ in 0..<count { try handle.write(contentsOf: body) }
@@ -231,7 +231,7 @@ final class HostileCorpusTests: XCTestCase {
                 json += "}"
                 var bytes = withUnsafeBytes(of: UInt64(json.utf8.count).littleEndian) { Array($0) }
                 bytes += Array(json.utf8)
-                FileManager.default.createFile(atPath: path, contents: Data(bytes))
+                guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else { throw SetupError(description: "create \(to)") }
             } else {
                 throw SetupError(description: "unknown action \(action)")
             }

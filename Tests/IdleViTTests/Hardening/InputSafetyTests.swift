@@ -34,7 +34,7 @@ final class InputSafetyTests: XCTestCase {
 
     func testWholeReadsCheckTheSizeFirst() throws {
         let path = folder.appendingPathComponent("big.txt").path
-        FileManager.default.createFile(atPath: path, contents: nil)
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: nil), "cannot create a test file")
         XCTAssertEqual(truncate(path, off_t(3_000_000_000)), 0)  // a hole: nothing to read if we tried
         XCTAssertThrowsError(try RegularFile.read(path, limit: Limits.textFileBytes)) { error in
             XCTAssertTrue("\(error)".contains("3000000000 bytes, over the text file size limit"), "\(error)")
@@ -45,7 +45,7 @@ final class InputSafetyTests: XCTestCase {
 
     func testIdentityFollowsEverySpelling() throws {
         let path = folder.appendingPathComponent("m.bin").path
-        FileManager.default.createFile(atPath: path, contents: Data([1]))
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data([1])), "cannot create a test file")
         let link = folder.appendingPathComponent("alias").path
         XCTAssertEqual(symlink(path, link), 0)
         let hard = folder.appendingPathComponent("twin").path
