@@ -73,7 +73,8 @@ static inline __attribute__((always_inline)) void ISA_NAME(finish)(const vf *x0s
     }
 }
 
-// The k loop of a tile: STEP(kk) for kk in [0, k), unrolled by PREFETCH_EVERY, with one line
+// The k loop of a tile: STEP(kk) for kk in [0, k), PREFETCH_EVERY steps per iteration (unrolled
+// or not: TILE_STEPS_PRAGMA, per instruction set), with one line
 // of the prefetch trickle (`prefetch_at`, `prefetch_left`) asked for per PREFETCH_EVERY steps.
 #define TRICKLE_K_LOOP(STEP)                                                                                      \
     do {                                                                                                          \
@@ -83,7 +84,7 @@ static inline __attribute__((always_inline)) void ISA_NAME(finish)(const vf *x0s
             const size_t more = prefetch_left ? 1 : 0;                                                            \
             prefetch_at += 16 * more;                                                                             \
             prefetch_left -= more;                                                                                \
-            _Pragma("clang loop unroll(full)") for (size_t u = 0; u < PREFETCH_EVERY; u++) STEP(kk + u);          \
+            TILE_STEPS_PRAGMA for (size_t u = 0; u < PREFETCH_EVERY; u++) STEP(kk + u);                           \
         }                                                                                                         \
         for (; kk < k; kk++) STEP(kk);                                                                            \
     } while (0)

@@ -11,6 +11,7 @@
 
 #define MR 12
 #define PAIR_ROWS 6
+#define TILE_STEPS_PRAGMA _Pragma("clang loop unroll(disable)")
 #define ISA_NAME(x) x##_avx512_geometry
 #define ISA_ID IDV_ISA_AVX512_GEOMETRY
 #define PEAK_CHAINS 16

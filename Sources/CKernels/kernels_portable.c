@@ -11,6 +11,7 @@
 #define MR 4
 // 2 x 16 remainder tiles: 8 accumulators, 4 B vectors, the broadcast and a product temporary.
 #define PAIR_ROWS 2
+#define TILE_STEPS_PRAGMA _Pragma("clang loop unroll(full)")
 #define ISA_NAME(x) x##_portable
 #define ISA_ID IDV_ISA_PORTABLE
 #define PEAK_CHAINS 12

@@ -8,6 +8,7 @@
 //   vf             the vector type, VL lanes of float
 //   MR             microkernel tile rows (NR = 2 VL columns)
 //   PAIR_ROWS      rows of the remainder tile that spans two panels (4 PAIR_ROWS accumulators)
+//   TILE_STEPS_PRAGMA  how the microkernels' inner loop of PREFETCH_EVERY k steps is unrolled
 //   ISA_NAME(x)    x suffixed with the instruction set; ISA_ID its IdvISA
 //   PEAK_CHAINS    independent FMA chains that fill the FMA pipes (latency x pipes, or more)
 //   V_ZERO() V_SET1(x) V_LOAD(p) V_STORE(p, v)            unaligned loads and stores
