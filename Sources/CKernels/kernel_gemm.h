@@ -139,11 +139,10 @@ static void ISA_NAME(gemm)(const IdvGemm *g, size_t row_begin, size_t row_end, s
         float *c = g->c + m0 * g->ldc;
         const float *residual = g->residual ? g->residual + m0 * g->ldr : NULL;
         // Full tiles go panel by panel; a remainder of at most PAIR_ROWS rows goes two panels
-        // at a time (`tile_pair`), after the second of them.
+        // at a time (`tile_pair`), after the second of them. An odd panel out at the end of
+        // the range sweeps its remainder with its other tiles.
         const size_t rest = rows % MR;
         const int paired = rest > 0 && rest <= PAIR_ROWS;
-        const size_t swept = paired ? rows - rest : rows;
-        const size_t tiles = (swept + MR - 1) / MR;
         for (size_t k0 = 0; k0 < k; k0 += kc) {
             const size_t depth = MIN_SIZE(kc, k - k0);
             const int first = k0 == 0, last = k0 + depth == k;
@@ -163,6 +162,10 @@ static void ISA_NAME(gemm)(const IdvGemm *g, size_t row_begin, size_t row_end, s
                     next = g->b + panel_begin * k * NR + (k0 + depth) * NR;
                     next_lines = MIN_SIZE(kc, k - k0 - depth) * NR / 16;
                 }
+                const size_t pair_index = p - panel_begin;
+                const int pairs_rest = paired && !(pair_index % 2 == 0 && p + 1 == panel_end);
+                const size_t swept = pairs_rest ? rows - rest : rows;
+                const size_t tiles = (swept + MR - 1) / MR;
                 for (size_t t = 0; t < tiles; t++) {
                     const size_t r = t * MR;
                     const size_t m = MIN_SIZE(MR, swept - r);
@@ -174,34 +177,26 @@ static void ISA_NAME(gemm)(const IdvGemm *g, size_t row_begin, size_t row_end, s
                     ISA_NAME(tile)(m, n, depth, a + r * lda + k0, lda, 1, slice, NR, out, g->ldc, &e, next ? next + from * 16 : NULL,
                                    to - from);
                 }
-                if (!paired) continue;
+                if (!pairs_rest) continue;
                 const size_t r = swept;
-                const size_t pair_index = p - panel_begin;
                 const float *pair_next = tiles == 0 ? next : NULL;
-                if (pair_index % 2 == 0 && tiles == 0 && next) {
-                    // No tile runs for this panel (the block is a few rows): the pair after the
-                    // next panel would find the next slice cold.
-                    for (size_t l = 0; l < next_lines; l++) __builtin_prefetch(next + l * 16, 0, 2);
+                if (pair_index % 2 == 0) {
+                    if (tiles == 0 && next) {
+                        // No tile runs for this panel (the block is a few rows): the pair after
+                        // the next panel would find the next slice cold.
+                        for (size_t l = 0; l < next_lines; l++) __builtin_prefetch(next + l * 16, 0, 2);
+                    }
+                    continue;
                 }
-                if (pair_index % 2 == 1) {
-                    const size_t col0 = col - NR;
-                    float *out0 = c + r * g->ldc + col0, *out1 = c + r * g->ldc + col;
-                    const float *res = residual ? residual + r * g->ldr : NULL;
-                    const ISA_NAME(Epilogue) e0 = ISA_NAME(gemm_epilogue)(g, form, first, last, col0, out0, res ? res + col0 : NULL);
-                    const ISA_NAME(Epilogue) e1 = ISA_NAME(gemm_epilogue)(g, form, first, last, col, out1, res ? res + col : NULL);
-                    ISA_NAME(prefetch_outputs)(&e0, out0, g->ldc, rest);
-                    ISA_NAME(prefetch_outputs)(&e1, out1, g->ldc, rest);
-                    ISA_NAME(tile_pair)(rest, NR, n, depth, a + r * lda + k0, lda, slice - k * NR, slice, out0, out1, g->ldc, &e0,
-                                        &e1, pair_next, pair_next ? next_lines : 0);
-                } else if (p + 1 == panel_end) {
-                    // An odd panel out: its remainder rows alone.
-                    float *out = c + r * g->ldc + col;
-                    const ISA_NAME(Epilogue) e = ISA_NAME(gemm_epilogue)(g, form, first, last, col, out,
-                                                                        residual ? residual + r * g->ldr + col : NULL);
-                    ISA_NAME(prefetch_outputs)(&e, out, g->ldc, rest);
-                    ISA_NAME(tile)(rest, n, depth, a + r * lda + k0, lda, 1, slice, NR, out, g->ldc, &e, pair_next,
-                                   pair_next ? next_lines : 0);
-                }
+                const size_t col0 = col - NR;
+                float *out0 = c + r * g->ldc + col0, *out1 = c + r * g->ldc + col;
+                const float *res = residual ? residual + r * g->ldr : NULL;
+                const ISA_NAME(Epilogue) e0 = ISA_NAME(gemm_epilogue)(g, form, first, last, col0, out0, res ? res + col0 : NULL);
+                const ISA_NAME(Epilogue) e1 = ISA_NAME(gemm_epilogue)(g, form, first, last, col, out1, res ? res + col : NULL);
+                ISA_NAME(prefetch_outputs)(&e0, out0, g->ldc, rest);
+                ISA_NAME(prefetch_outputs)(&e1, out1, g->ldc, rest);
+                ISA_NAME(tile_pair)(rest, NR, n, depth, a + r * lda + k0, lda, slice - k * NR, slice, out0, out1, g->ldc, &e0, &e1,
+                                    pair_next, pair_next ? next_lines : 0);
             }
         }
     }
