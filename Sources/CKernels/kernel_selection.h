@@ -29,23 +29,19 @@ static inline double ISA_NAME(lanes_sum)(ISA_NAME(vd8) v) {
     return s;
 }
 
-static double ISA_NAME(dot_ff)(const float *a, const float *b, size_t n) {
-    ISA_NAME(vd8) acc = 0;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) acc += ISA_NAME(widen8)(a + i) * ISA_NAME(widen8)(b + i);
-    double s = ISA_NAME(lanes_sum)(acc);
-    for (; i < n; i++) s += (double)a[i] * (double)b[i];
-    return s;
-}
-
-static double ISA_NAME(dot_df)(const double *a, const float *b, size_t n) {
-    ISA_NAME(vd8) acc = 0;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) acc += ISA_NAME(load8d)(a + i) * ISA_NAME(widen8)(b + i);
-    double s = ISA_NAME(lanes_sum)(acc);
-    for (; i < n; i++) s += a[i] * (double)b[i];
-    return s;
-}
+// sum_i a[i] b[i] over n elements; `load_a` widens eight of a's elements (Float or Double).
+#define SELECTION_DOT(name, a_type, load_a)                                                                        \
+    static double ISA_NAME(name)(const a_type *a, const float *b, size_t n) {                                     \
+        ISA_NAME(vd8) acc = 0;                                                                                    \
+        size_t i = 0;                                                                                             \
+        for (; i + 8 <= n; i += 8) acc += load_a(a + i) * ISA_NAME(widen8)(b + i);                                \
+        double s = ISA_NAME(lanes_sum)(acc);                                                                      \
+        for (; i < n; i++) s += (double)a[i] * (double)b[i];                                                      \
+        return s;                                                                                                 \
+    }
+SELECTION_DOT(dot_ff, float, ISA_NAME(widen8))
+SELECTION_DOT(dot_df, double, ISA_NAME(load8d))
+#undef SELECTION_DOT
 
 // y[0..<n] = sum over r < rows of coefficients[r] * w[r * stride ..< + n], four rows per sweep
 // of y (y is loaded and stored a quarter as often), the rows in order.
