@@ -12,42 +12,44 @@ final class RecognitionErrorTests: XCTestCase {
         try SafetensorsWriter.write(edit(items), metadata: [], to: path)
     }
 
-    func testAllProblemsInOneMessage() throws {
+    /// `idlevit inspect` on the micro fixture rewritten by `edit` as `name`: exit 2 and one line
+    /// (asserted), which is returned.
+    func inspectRewrittenMicro(named name: String, edit: ([SafetensorsWriter.Item]) -> [SafetensorsWriter.Item],
+                               file: StaticString = #filePath, line: UInt = #line) throws -> String {
         let folder = TestPaths.temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
-        let path = folder.appendingPathComponent("broken.safetensors").path
-        try rewrite(TestPaths.fixture("micro/model.safetensors"), to: path) { items in
+        let path = folder.appendingPathComponent(name).path
+        try rewrite(TestPaths.fixture("micro/model.safetensors"), to: path, edit: edit)
+        let result = try runIdleViT(["inspect", path])
+        XCTAssertEqual(result.status, 2, result.stderr, file: file, line: line)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr, file: file, line: line)
+        return result.stderr
+    }
+
+    func testAllProblemsInOneMessage() throws {
+        let stderr = try inspectRewrittenMicro(named: "broken.safetensors") { items in
             var items = items.filter { $0.name != "blocks.1.mlp.fc2.bias" }
             let index = items.firstIndex { $0.name == "blocks.2.attn.proj.weight" }!
             items[index].tensor = items[index].tensor.reshaped([64, 256])
             items.append(SafetensorsWriter.Item(name: "blocks.0.extra", tensor: FloatTensor(shape: [1], values: [0]), dtype: .f32))
             return items
         }
-        let result = try runIdleViT(["inspect", path])
-        XCTAssertEqual(result.status, 2, result.stderr)
-        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
-        XCTAssertTrue(result.stderr.contains("broken.safetensors"), result.stderr)
-        XCTAssertTrue(result.stderr.contains("missing tensor 'blocks.1.mlp.fc2.bias' [128]"), result.stderr)
-        XCTAssertTrue(result.stderr.contains("tensor 'blocks.2.attn.proj.weight' has shape [64, 256], expected [128, 128]"), result.stderr)
-        XCTAssertTrue(result.stderr.contains("unexpected tensor 'blocks.0.extra'"), result.stderr)
+        XCTAssertTrue(stderr.contains("broken.safetensors"), stderr)
+        XCTAssertTrue(stderr.contains("missing tensor 'blocks.1.mlp.fc2.bias' [128]"), stderr)
+        XCTAssertTrue(stderr.contains("tensor 'blocks.2.attn.proj.weight' has shape [64, 256], expected [128, 128]"), stderr)
+        XCTAssertTrue(stderr.contains("unexpected tensor 'blocks.0.extra'"), stderr)
     }
 
     /// A file name is escaped once (a backslash in it reads `\u{5c}`, not `\u{5c}u{5c}`), and
     /// with more problems than the list shows, the reason recognition stopped is still there.
     func testLongProblemListKeepsTheReasonAndTheNameIsEscapedOnce() throws {
-        let folder = TestPaths.temporaryFolder()
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let path = folder.appendingPathComponent("back\\slash.safetensors").path
-        try rewrite(TestPaths.fixture("micro/model.safetensors"), to: path) { items in
+        let stderr = try inspectRewrittenMicro(named: "back\\slash.safetensors") { items in
             items.filter { $0.name != "patch_embed.proj.weight" }
                 + (0..<30).map { SafetensorsWriter.Item(name: "stray.\($0)", tensor: FloatTensor(shape: [1], values: [0]), dtype: .f32) }
         }
-        let result = try runIdleViT(["inspect", path])
-        XCTAssertEqual(result.status, 2, result.stderr)
-        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
-        XCTAssertTrue(result.stderr.contains("back\\u{5c}slash.safetensors: "), result.stderr)
-        XCTAssertFalse(result.stderr.contains("u{5c}u{5c}"), result.stderr)
-        XCTAssertTrue(result.stderr.contains("; and more; needs 'patch_embed.proj.weight'"), result.stderr)
+        XCTAssertTrue(stderr.contains("back\\u{5c}slash.safetensors: "), stderr)
+        XCTAssertFalse(stderr.contains("u{5c}u{5c}"), stderr)
+        XCTAssertTrue(stderr.contains("; and more; needs 'patch_embed.proj.weight'"), stderr)
     }
 
     func testPrefixesAreStrippedAndHeadsOverride() throws {
