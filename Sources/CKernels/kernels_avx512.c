@@ -40,6 +40,9 @@ typedef __m512 vf;
                          _mm512_set1_epi32(127)),                                                               \
         23))
 
+#include "transpose8x8_avx2.h"
+#define TRANSPOSE_8X8 transpose8x8_avx2
+
 #include "kernels_template.h"
 
 #pragma clang attribute pop

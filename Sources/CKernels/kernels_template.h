@@ -15,6 +15,8 @@
 //   V_FMA(a, b, c) = a * b + c, V_ADD V_SUB V_MUL V_DIV
 //   V_MAX(a, b) V_MIN(a, b): the second operand when unordered, so `V_MAX(limit, x)` keeps a NaN x
 //   V_POW2N(t)     2^n as floats from t = n + 1.5 * 2^23 (n an integer in the low mantissa bits)
+// and may define:
+//   TRANSPOSE_8X8(from, from_stride, to, to_stride)  an 8 x 8 block transposed in registers
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
