@@ -71,7 +71,11 @@ extension Interpreter {
         case .linear(let linear):
             let inFeatures = shapes[0].last!
             let rows = shapes[0].elementCount / inFeatures
-            if let packed = step.packed {
+            if let packed = step.packed, let queries = instruction.queryRowLimit,
+               executeQueryRows(queries, packed: packed, shape: shapes[0], x: fused.layerNorm?.input ?? f(0),
+                                bias: inputs.count > 2 ? f(2) : nil, layerNorm: fused.layerNorm?.prologue, y: y, scratch: floatScratch) {
+                break
+            } else if let packed = step.packed {
                 LinearKernel.run(kernels: kernels, x: fused.layerNorm?.input ?? f(0), rows: rows, weight: packed,
                                  bias: inputs.count > 2 ? f(2) + (linear.rows?.lowerBound ?? 0) : nil, epilogue: epilogue,
                                  layerNorm: fused.layerNorm?.prologue, y: y, threads: threads, workspace: floatScratch)
@@ -131,6 +135,27 @@ extension Interpreter {
         case .conv2d, .batchNorm, .relu, .divide, .maxTokens:
             executeConvolutionalOps(step, instruction, inputs: inputs, output: y, scratch: scratch)
         }
+    }
+
+    /// A fused qkv product (C -> 3C, no epilogue) whose attention computes the first `queries`
+    /// queries of each image (`RowDemand.queryRows`): keys and values for every row, queries
+    /// for those rows only. false (nothing done) when C is not a whole number of panels.
+    private func executeQueryRows(_ queries: Int, packed: PackedMatrix, shape: [Int], x: UnsafePointer<Float>,
+                                  bias: UnsafePointer<Float>?, layerNorm: LayerNormPrologue?, y: UnsafeMutablePointer<Float>,
+                                  scratch: UnsafeMutablePointer<Float>) -> Bool {
+        let channels = packed.outFeatures / 3
+        guard shape.count == 3, packed.outFeatures == 3 * channels, queries < shape[1],
+              let query = packed.features(0..<channels), let keyValue = packed.features(channels..<3 * channels) else { return false }
+        let (batch, tokens, inFeatures) = (shape[0], shape[1], shape[2])
+        LinearKernel.run(kernels: kernels, x: x, rows: batch * tokens, weight: keyValue, bias: bias.map { $0 + channels },
+                         layerNorm: layerNorm, y: y + channels, yStride: 3 * channels, threads: threads, workspace: scratch)
+        // One call per demanded token row, over the images (row stride N x features).
+        for r in 0..<queries {
+            LinearKernel.run(kernels: kernels, x: x + r * inFeatures, rows: batch, xStride: tokens * inFeatures, weight: query,
+                             bias: bias, layerNorm: layerNorm, y: y + r * 3 * channels, yStride: tokens * 3 * channels,
+                             threads: threads, workspace: scratch)
+        }
+        return true
     }
 
     /// The row-wise ops computing only the first `limit` rows of every image (`RowDemand`);

@@ -13,6 +13,15 @@ struct PackedMatrix: @unchecked Sendable {
     let nr: Int
 
     var panelCount: Int { (outFeatures + nr - 1) / nr }
+
+    /// The output features `range` as a matrix of their own, when it starts on a panel
+    /// boundary and ends on one or at the end (nil otherwise).
+    func features(_ range: Range<Int>) -> PackedMatrix? {
+        guard range.lowerBound % nr == 0, range.upperBound % nr == 0 || range.upperBound == outFeatures,
+              range.upperBound <= outFeatures, !range.isEmpty else { return nil }
+        return PackedMatrix(panels: panels + range.lowerBound / nr * inFeatures * nr, outFeatures: range.count,
+                            inFeatures: inFeatures, nr: nr)
+    }
 }
 
 /// The linear layers' (and the patch embedding's) weights, packed once when the interpreter

@@ -30,6 +30,8 @@ struct Program {
         var flops: Double = 0
         /// Rows per image to compute (`RowDemand`), nil for all.
         var rowLimit: Int?
+        /// A fused qkv product's rows per image of its query third (`RowDemand.queryRows`).
+        var queryRowLimit: Int?
     }
 
     let instructions: [Instruction]
@@ -44,6 +46,8 @@ struct Program {
         }
         let isCaptured = steps.map { captured.contains($0.node.name) }
         let demand = settings.rowDemand ? RowDemand.compute(steps: steps, captured: isCaptured) : []
+        let queryRows = settings.rowDemand
+            ? RowDemand.queryRows(steps: steps, demand: demand, captured: isCaptured, consumers: consumers, batch: batch) : []
         let plans = settings.fuse
             ? FusionPlanner(steps: steps, consumers: consumers, isCaptured: isCaptured, packed: settings.backend == .packed).plans()
             : [:]
@@ -60,9 +64,13 @@ struct Program {
             let rowLimit = settings.rowDemand ? RowDemand.limit(demand[output], shape: finalShape) : nil
             var flops = Program.flops(step.node, inputShapes: inputShapes, outputShape: outputShape)
             if let rowLimit { flops *= Double(rowLimit) / Double(finalShape[1]) }
+            // Only the product's own value (nothing fused after it) can be cut by columns.
+            let queryRowLimit = output == i && settings.rowDemand ? queryRows[i] : nil
+            if let queryRowLimit { flops *= (2 + Double(queryRowLimit) / Double(finalShape[1])) / 3 }
             instructions.append(Instruction(step: i, output: output, fusion: plan?.fusion ?? Fusion(), inputShapes: inputShapes,
                                             outputShape: finalShape, label: rowLimit == nil ? label : label + " (rows)",
-                                            flops: flops, rowLimit: rowLimit))
+                                            flops: flops, rowLimit: rowLimit,
+                                            queryRowLimit: queryRowLimit))
         }
 
         // Liveness by instruction position.

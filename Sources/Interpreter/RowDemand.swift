@@ -52,6 +52,19 @@ enum RowDemand {
         return demand
     }
 
+    /// For a fused qkv product whose one reader is an attention computing `limit` queries per
+    /// image: `limit`, the rows per image its query third needs (its key and value thirds
+    /// need every row). nil for every other step. In the last block this leaves a third of
+    /// the qkv product undone: N C^2 of the dense block's ~12 N C^2 multiply-adds.
+    static func queryRows(steps: [Step], demand: [Int], captured: [Bool], consumers: [[Int]], batch: Int) -> [Int?] {
+        steps.indices.map { i in
+            guard case .linear = steps[i].node.op, !captured[i], consumers[i].count == 1 else { return nil }
+            let reader = steps[consumers[i][0]]
+            guard case .attention = reader.node.op, reader.operands.count == 1 else { return nil }
+            return limit(demand[consumers[i][0]], shape: reader.node.type.concreteShape(batch: batch))
+        }
+    }
+
     /// The prefix count of the `token_select` producing a selection, 0 if unknown.
     private static func selectionPrefix(steps: [Step], index operand: Operand) -> Int {
         guard case .node(let producer) = operand, case .tokenSelect(let selection) = steps[producer].node.op else { return 0 }

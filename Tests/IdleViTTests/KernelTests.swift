@@ -214,6 +214,27 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Asked for the logits only, the interpreter computes the last block's class rows alone
+    /// (`RowDemand`: one query third of qkv, one row of proj and the MLP): the logits must
+    /// still be PyTorch's, for every fixture, dense and idle, and on every instruction set.
+    func testLogitsOnlyRunsMatchPyTorch() throws {
+        for model in ParityTests.models {
+            for ratio in [nil, "0.7"] {
+                let path = TestPaths.fixture("\(model)/model.safetensors")
+                let prepared = try Session.prepare(ModelRequest(path: path, keepRatio: ratio.flatMap(Double.init)))
+                let input = try Session.loadInput(path: TestPaths.fixture("\(model)/input.safetensors"), for: prepared.architecture)
+                let references = try ReferenceSet.load(path: TestPaths.fixture("\(model)/\(ratio.map { "idle-\($0)" } ?? "reference").safetensors"))
+                let expected = try XCTUnwrap(references.floats.first { $0.0 == "logits" }?.1)
+                for isa in KernelISA.supported {
+                    let interpreter = try Interpreter(graph: prepared.graph, options: InterpreterOptions(isa: isa))
+                    let logits = try XCTUnwrap(interpreter.run(["pixel_values": input])["logits"]?.floatTensor)
+                    let comparison = Verifier.compare(name: "logits", logits, expected, tolerance: Tolerance())
+                    XCTAssertTrue(comparison.passed, "\(model) r=\(ratio ?? "dense") \(isa): max abs error \(comparison.maxAbsError)")
+                }
+            }
+        }
+    }
+
     func testUnsupportedISAIsAnErrorNotACrash() throws {
         let prepared = try Session.prepare(ModelRequest(path: TestPaths.fixture("micro/model.safetensors")))
         for isa in KernelISA.allCases where !isa.isSupported {
