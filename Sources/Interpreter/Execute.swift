@@ -73,7 +73,7 @@ extension Interpreter {
             let rows = shapes[0].elementCount / inFeatures
             if let packed = step.packed, let queries = instruction.queryRowLimit,
                executeQueryRows(queries, packed: packed, shape: shapes[0], x: fused.layerNorm?.input ?? f(0),
-                                bias: inputs.count > 2 ? f(2) : nil, layerNorm: fused.layerNorm?.prologue, y: y, scratch: floatScratch) {
+                                bias: inputs.count > 2 ? f(2) + (linear.rows?.lowerBound ?? 0) : nil, layerNorm: fused.layerNorm?.prologue, y: y, scratch: floatScratch) {
                 break
             } else if let packed = step.packed {
                 LinearKernel.run(kernels: kernels, x: fused.layerNorm?.input ?? f(0), rows: rows, weight: packed,

@@ -68,7 +68,8 @@ struct Program {
             let queryRowLimit = output == i && settings.rowDemand ? queryRows[i] : nil
             if let queryRowLimit { flops *= (2 + Double(queryRowLimit) / Double(finalShape[1])) / 3 }
             instructions.append(Instruction(step: i, output: output, fusion: plan?.fusion ?? Fusion(), inputShapes: inputShapes,
-                                            outputShape: finalShape, label: rowLimit == nil ? label : label + " (rows)",
+                                            outputShape: finalShape,
+                                            label: label + (rowLimit != nil ? " (rows)" : queryRowLimit != nil ? " (query rows)" : ""),
                                             flops: flops, rowLimit: rowLimit,
                                             queryRowLimit: queryRowLimit))
         }
