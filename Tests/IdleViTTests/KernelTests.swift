@@ -194,22 +194,16 @@ final class KernelTests: XCTestCase {
         var configurations = KernelISA.supported.map { InterpreterOptions(isa: $0) }
         configurations.append(InterpreterOptions(isa: .portable, fuse: false, rowDemand: false))
         configurations.append(InterpreterOptions(matrixBackend: .openBLAS))
-        for model in ParityTests.models {
-            for ratio in [nil, "0.7"] {
-                let path = TestPaths.fixture("\(model)/model.safetensors")
-                let prepared = try Session.prepare(ModelRequest(path: path, keepRatio: ratio.flatMap(Double.init)))
-                let input = try Session.loadInput(path: TestPaths.fixture("\(model)/input.safetensors"), for: prepared.architecture)
-                let references = try ReferenceSet.load(path: TestPaths.fixture("\(model)/\(ratio.map { "idle-\($0)" } ?? "reference").safetensors"))
-                for options in configurations {
-                    let interpreter = try Interpreter(graph: prepared.graph, options: options)
-                    let outputs = try interpreter.run(["pixel_values": input], capture: .names(Set(references.names)))
-                    let report = Verifier.compare(outputs, with: references, tolerance: Tolerance()) { name in
-                        name.contains(".cut_loss.") ? "not computed here" : nil
-                    }
-                    let label = "\(model) r=\(ratio ?? "dense") \(options.isa?.rawValue ?? "best") \(options.matrixBackend) fuse \(options.fuse)"
-                    XCTAssertTrue(report.passed, "\(label): \(report.activations.filter { !$0.passed }.map(\.name)) \(report.selections.filter { !$0.passed }.map(\.name))")
-                    XCTAssertTrue(report.activations.contains { $0.name == "logits" }, label)
+        try forEachParityFixture { name, prepared, input, references in
+            for options in configurations {
+                let interpreter = try Interpreter(graph: prepared.graph, options: options)
+                let outputs = try interpreter.run(["pixel_values": input], capture: .names(Set(references.names)))
+                let report = Verifier.compare(outputs, with: references, tolerance: Tolerance()) { name in
+                    name.contains(".cut_loss.") ? "not computed here" : nil
                 }
+                let label = "\(name) \(options.isa?.rawValue ?? "best") \(options.matrixBackend) fuse \(options.fuse)"
+                XCTAssertTrue(report.passed, "\(label): \(report.activations.filter { !$0.passed }.map(\.name)) \(report.selections.filter { !$0.passed }.map(\.name))")
+                XCTAssertTrue(report.activations.contains { $0.name == "logits" }, label)
             }
         }
     }
@@ -218,19 +212,27 @@ final class KernelTests: XCTestCase {
     /// (`RowDemand`: one query third of qkv, one row of proj and the MLP): the logits must
     /// still be PyTorch's, for every fixture, dense and idle, and on every instruction set.
     func testLogitsOnlyRunsMatchPyTorch() throws {
+        try forEachParityFixture { name, prepared, input, references in
+            let expected = try XCTUnwrap(references.floats.first { $0.0 == "logits" }?.1)
+            for isa in KernelISA.supported {
+                let interpreter = try Interpreter(graph: prepared.graph, options: InterpreterOptions(isa: isa))
+                let logits = try XCTUnwrap(interpreter.run(["pixel_values": input])["logits"]?.floatTensor)
+                let comparison = Verifier.compare(name: "logits", logits, expected, tolerance: Tolerance())
+                XCTAssertTrue(comparison.passed, "\(name) \(isa): max abs error \(comparison.maxAbsError)")
+            }
+        }
+    }
+
+    /// Every parity fixture, dense and at r = 0.7: its label, prepared graph, input and
+    /// PyTorch's activations.
+    private func forEachParityFixture(_ body: (String, PreparedModel, FloatTensor, ReferenceSet) throws -> Void) throws {
         for model in ParityTests.models {
             for ratio in [nil, "0.7"] {
                 let path = TestPaths.fixture("\(model)/model.safetensors")
                 let prepared = try Session.prepare(ModelRequest(path: path, keepRatio: ratio.flatMap(Double.init)))
                 let input = try Session.loadInput(path: TestPaths.fixture("\(model)/input.safetensors"), for: prepared.architecture)
                 let references = try ReferenceSet.load(path: TestPaths.fixture("\(model)/\(ratio.map { "idle-\($0)" } ?? "reference").safetensors"))
-                let expected = try XCTUnwrap(references.floats.first { $0.0 == "logits" }?.1)
-                for isa in KernelISA.supported {
-                    let interpreter = try Interpreter(graph: prepared.graph, options: InterpreterOptions(isa: isa))
-                    let logits = try XCTUnwrap(interpreter.run(["pixel_values": input])["logits"]?.floatTensor)
-                    let comparison = Verifier.compare(name: "logits", logits, expected, tolerance: Tolerance())
-                    XCTAssertTrue(comparison.passed, "\(model) r=\(ratio ?? "dense") \(isa): max abs error \(comparison.maxAbsError)")
-                }
+                try body("\(model) r=\(ratio ?? "dense")", prepared, input, references)
             }
         }
     }
