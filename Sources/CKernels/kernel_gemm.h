@@ -49,18 +49,28 @@ static size_t ISA_NAME(gemm_workspace_floats)(size_t rows, size_t k) {
 // LayerNorm of one row, as PyTorch computes it: mean, then the mean of squared deviations.
 static void ISA_NAME(layer_norm_row)(const float *x, size_t count, const float *weight, const float *bias, float eps,
                                      float *y) {
-    vf acc = V_ZERO();
+    // Four sums side by side: with one, each add waits for the last (48 steps of 3-5 cycles
+    // of latency for a 384-float row, which made the LayerNorm pass before a product ~2x slower).
+    vf acc[4] = {V_ZERO(), V_ZERO(), V_ZERO(), V_ZERO()};
     size_t i = 0;
-    for (; i + VL <= count; i += VL) acc = V_ADD(acc, V_LOAD(x + i));
-    if (i < count) acc = V_ADD(acc, ISA_NAME(v_load_n)(x + i, count - i));
-    const float mean = ISA_NAME(v_sum)(acc) / (float)count;
+    for (; i + 4 * VL <= count; i += 4 * VL)
+        for (int j = 0; j < 4; j++) acc[j] = V_ADD(acc[j], V_LOAD(x + i + j * VL));
+    for (; i + VL <= count; i += VL) acc[0] = V_ADD(acc[0], V_LOAD(x + i));
+    if (i < count) acc[1] = V_ADD(acc[1], ISA_NAME(v_load_n)(x + i, count - i));
+    const float mean = ISA_NAME(v_sum)(V_ADD(V_ADD(acc[0], acc[1]), V_ADD(acc[2], acc[3]))) / (float)count;
     const vf mean_v = V_SET1(mean);
-    vf squares = V_ZERO();
-    for (i = 0; i + VL <= count; i += VL) {
-        const vf d = V_SUB(V_LOAD(x + i), mean_v);
-        squares = V_FMA(d, d, squares);
+    vf squares[4] = {V_ZERO(), V_ZERO(), V_ZERO(), V_ZERO()};
+    for (i = 0; i + 4 * VL <= count; i += 4 * VL) {
+        for (int j = 0; j < 4; j++) {
+            const vf d = V_SUB(V_LOAD(x + i + j * VL), mean_v);
+            squares[j] = V_FMA(d, d, squares[j]);
+        }
     }
-    float square_sum = ISA_NAME(v_sum)(squares);
+    for (; i + VL <= count; i += VL) {
+        const vf d = V_SUB(V_LOAD(x + i), mean_v);
+        squares[0] = V_FMA(d, d, squares[0]);
+    }
+    float square_sum = ISA_NAME(v_sum)(V_ADD(V_ADD(squares[0], squares[1]), V_ADD(squares[2], squares[3])));
     for (; i < count; i++) square_sum += (x[i] - mean) * (x[i] - mean);
     const vf inverse = V_SET1(1.0f / sqrtf(square_sum / (float)count + eps));
     for (i = 0; i < count; i += VL) {
