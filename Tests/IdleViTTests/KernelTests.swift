@@ -210,9 +210,11 @@ final class KernelTests: XCTestCase {
 
     /// Asked for the logits only, the interpreter computes the last block's class rows alone
     /// (`RowDemand`: one query third of qkv, one row of proj and the MLP): the logits must
-    /// still be PyTorch's, for every fixture, dense and idle, and on every instruction set.
+    /// still be PyTorch's, for every family's fixture, dense and idle, and on every
+    /// instruction set (LV-ViT's auxiliary head reads every token: nothing is cut there).
     func testLogitsOnlyRunsMatchPyTorch() throws {
-        try forEachParityFixture { name, prepared, input, references in
+        let families = ParityTests.models.map { ($0, nil) } + [("deit3-micro", 2), ("vit-micro", 2), ("lvvit-micro", 2)]
+        try forEachParityFixture(models: families) { name, prepared, input, references in
             let expected = try XCTUnwrap(references.floats.first { $0.0 == "logits" }?.1)
             for isa in KernelISA.supported {
                 let interpreter = try Interpreter(graph: prepared.graph, options: InterpreterOptions(isa: isa))
@@ -225,11 +227,13 @@ final class KernelTests: XCTestCase {
 
     /// Every parity fixture, dense and at r = 0.7: its label, prepared graph, input and
     /// PyTorch's activations.
-    private func forEachParityFixture(_ body: (String, PreparedModel, FloatTensor, ReferenceSet) throws -> Void) throws {
-        for model in ParityTests.models {
+    /// `models`: fixture folders, with the attention heads where the checkpoint's dim does not say.
+    private func forEachParityFixture(models: [(String, Int?)] = ParityTests.models.map { ($0, nil) },
+                                      _ body: (String, PreparedModel, FloatTensor, ReferenceSet) throws -> Void) throws {
+        for (model, heads) in models {
             for ratio in [nil, "0.7"] {
                 let path = TestPaths.fixture("\(model)/model.safetensors")
-                let prepared = try Session.prepare(ModelRequest(path: path, keepRatio: ratio.flatMap(Double.init)))
+                let prepared = try Session.prepare(ModelRequest(path: path, heads: heads, keepRatio: ratio.flatMap(Double.init)))
                 let input = try Session.loadInput(path: TestPaths.fixture("\(model)/input.safetensors"), for: prepared.architecture)
                 let references = try ReferenceSet.load(path: TestPaths.fixture("\(model)/\(ratio.map { "idle-\($0)" } ?? "reference").safetensors"))
                 try body("\(model) r=\(ratio ?? "dense")", prepared, input, references)
