@@ -49,8 +49,8 @@ static size_t ISA_NAME(gemm_workspace_floats)(size_t rows, size_t k) {
 // LayerNorm of one row, as PyTorch computes it: mean, then the mean of squared deviations.
 static void ISA_NAME(layer_norm_row)(const float *x, size_t count, const float *weight, const float *bias, float eps,
                                      float *y) {
-    // Four sums side by side: with one, each add waits for the last (48 steps of 3-5 cycles
-    // of latency for a 384-float row, which made the LayerNorm pass before a product ~2x slower).
+    // Four sums side by side: with one, each add waits for the last (48 dependent steps of 3-5
+    // cycles for a 384-float row). DeiT-S's idle blocks' LayerNorm: 27 -> 22 us a call.
     vf acc[4] = {V_ZERO(), V_ZERO(), V_ZERO(), V_ZERO()};
     size_t i = 0;
     for (; i + 4 * VL <= count; i += 4 * VL)
