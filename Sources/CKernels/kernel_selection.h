@@ -43,15 +43,35 @@ SELECTION_DOT(dot_ff, float, ISA_NAME(widen8))
 SELECTION_DOT(dot_df, double, ISA_NAME(load8d))
 #undef SELECTION_DOT
 
+// out[r] = sum_i a[r * stride + i] b[i] for r < 4: four `dot_ff`s, each summed exactly as
+// `dot_ff` sums it, with the four rows read side by side. The rows come from memory (the qkv
+// weight, once per idle block), and on the Zen 2 host one sequential stream per thread read
+// ~13 GB/s where four side by side read ~20 GB/s.
+static void ISA_NAME(dot4_ff)(const float *a, size_t stride, const float *b, size_t n, double *out) {
+    ISA_NAME(vd8) acc[4] = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const ISA_NAME(vd8) x = ISA_NAME(widen8)(b + i);
+        for (int r = 0; r < 4; r++) acc[r] += ISA_NAME(widen8)(a + r * stride + i) * x;
+    }
+    for (int r = 0; r < 4; r++) {
+        double s = ISA_NAME(lanes_sum)(acc[r]);
+        for (size_t j = i; j < n; j++) s += (double)a[r * stride + j] * (double)b[j];
+        out[r] = s;
+    }
+}
+
 // y[0..<n] = sum over r < rows of coefficients[r] * w[r * stride ..< + n], four rows per sweep
-// of y (y is loaded and stored a quarter as often), the rows in order.
+// of y (y is loaded and stored a quarter as often): rows t, t + q, t + 2q, t + 3q for t < q =
+// rows / 4, so that the four stream from memory side by side (see dot4_ff), then the rows left.
 static void ISA_NAME(axpy_rows_df)(const float *w, size_t stride, size_t rows, const double *coefficients, size_t n,
                                    double *y) {
     for (size_t i = 0; i < n; i++) y[i] = 0;
-    size_t r = 0;
-    for (; r + 4 <= rows; r += 4) {
-        const double a0 = coefficients[r], a1 = coefficients[r + 1], a2 = coefficients[r + 2], a3 = coefficients[r + 3];
-        const float *w0 = w + r * stride, *w1 = w0 + stride, *w2 = w1 + stride, *w3 = w2 + stride;
+    const size_t quarter = rows / 4;
+    for (size_t t = 0; t < quarter; t++) {
+        const double a0 = coefficients[t], a1 = coefficients[t + quarter], a2 = coefficients[t + 2 * quarter],
+                     a3 = coefficients[t + 3 * quarter];
+        const float *w0 = w + t * stride, *w1 = w0 + quarter * stride, *w2 = w1 + quarter * stride, *w3 = w2 + quarter * stride;
         size_t i = 0;
         for (; i + 8 <= n; i += 8) {
             ISA_NAME(vd8) sum = a0 * ISA_NAME(widen8)(w0 + i);
@@ -63,7 +83,7 @@ static void ISA_NAME(axpy_rows_df)(const float *w, size_t stride, size_t rows, c
         }
         for (; i < n; i++) y[i] += a0 * (double)w0[i] + a1 * (double)w1[i] + a2 * (double)w2[i] + a3 * (double)w3[i];
     }
-    for (; r < rows; r++) {
+    for (size_t r = 4 * quarter; r < rows; r++) {
         const double a = coefficients[r];
         const float *row = w + r * stride;
         for (size_t i = 0; i < n; i++) y[i] += a * (double)row[i];

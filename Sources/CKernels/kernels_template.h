@@ -79,6 +79,7 @@ static const IdvKernels ISA_NAME(table) = {
     .layer_norm = ISA_NAME(layer_norm),
     .fma_loop = ISA_NAME(fma_loop),
     .dot_ff = ISA_NAME(dot_ff),
+    .dot4_ff = ISA_NAME(dot4_ff),
     .dot_df = ISA_NAME(dot_df),
     .axpy_rows_df = ISA_NAME(axpy_rows_df),
     .peak_flops_per_iteration = 2 * VL * PEAK_CHAINS,

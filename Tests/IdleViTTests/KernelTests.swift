@@ -155,6 +155,32 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The token selection's four-row dot product is four single ones, bit for bit (the
+    /// selection's exactness argument rests on each row's sum being the same arithmetic),
+    /// at lengths with and without a tail, on every instruction set.
+    func testFourRowDotIsFourSingleDotsBitForBit() throws {
+        var generator = SeededRandom(seed: 12)
+        for kernels in kernelSets {
+            for n in [1, 7, 8, 29, 384] {
+                let stride = n + 3
+                let rows = values(4 * stride, &generator, scale: 3)
+                let x = values(n, &generator, scale: 2)
+                var four = [Double](repeating: .nan, count: 4)
+                rows.withUnsafeBufferPointer { a in
+                    x.withUnsafeBufferPointer { b in
+                        four.withUnsafeMutableBufferPointer { out in
+                            kernels.table.pointee.dot4_ff(a.baseAddress!, stride, b.baseAddress!, n, out.baseAddress!)
+                        }
+                        for r in 0..<4 {
+                            let single = kernels.table.pointee.dot_ff(a.baseAddress! + r * stride, b.baseAddress!, n)
+                            XCTAssertEqual(four[r].bitPattern, single.bitPattern, "\(kernels.name) n \(n) row \(r)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     func testGELUAndLayerNormKernels() throws {
         var generator = SeededRandom(seed: 9)
         let x = values(203, &generator, scale: 6) + [-30, -5, 0, 5, 30]
