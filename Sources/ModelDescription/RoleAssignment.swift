@@ -95,7 +95,6 @@ struct RoleAssignment {
     }
 }
 
-/// The first value present, with where it came from.
 /// What a file's own metadata says of the architecture, for the recognisers' precedence lists
 /// (after the user's options and config.json): a bundle's `architecture` JSON, or a plain
 /// `num_heads` entry as some exporters write into safetensors' `__metadata__`.
@@ -113,6 +112,7 @@ struct StoredArchitecture {
     var skipLam: Double? { json?["skip_lam"]?.doubleValue }
 }
 
+/// The first value present, with where it came from.
 func firstGiven<T>(_ candidates: [(T?, String)], otherwise fallback: (T, String)) -> (T, String) {
     for case let (value?, source) in candidates { return (value, source) }
     return fallback

@@ -251,9 +251,9 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    /// Every parity fixture, dense and at r = 0.7: its label, prepared graph, input and
-    /// PyTorch's activations.
-    /// `models`: fixture folders, with the attention heads where the checkpoint's dim does not say.
+    /// Each of `models` (fixture folders, with the attention heads where the checkpoint's dim
+    /// does not say), dense and at r = 0.7: its label, prepared graph, input and PyTorch's
+    /// activations.
     private func forEachParityFixture(models: [(String, Int?)] = ParityTests.models.map { ($0, nil) },
                                       _ body: (String, PreparedModel, FloatTensor, ReferenceSet) throws -> Void) throws {
         for (model, heads) in models {
