@@ -43,11 +43,11 @@ SELECTION_DOT(dot_ff, float, ISA_NAME(widen8))
 SELECTION_DOT(dot_df, double, ISA_NAME(load8d))
 #undef SELECTION_DOT
 
-// out[r] = sum_i a[r * stride + i] b[i] for r < 4: four `dot_ff`s, each summed exactly as
+// out[r * out_stride] = sum_i a[r * stride + i] b[i] for r < 4: four `dot_ff`s, each summed exactly as
 // `dot_ff` sums it, with the four rows read side by side. The rows come from memory (the qkv
 // weight, once per idle block), and on the Zen 2 host one sequential stream per thread read
 // ~13 GB/s where four side by side read ~20 GB/s.
-static void ISA_NAME(dot4_ff)(const float *a, size_t stride, const float *b, size_t n, double *out) {
+static void ISA_NAME(dot4_ff)(const float *a, size_t stride, const float *b, size_t n, double *out, size_t out_stride) {
     ISA_NAME(vd8) acc[4] = {0, 0, 0, 0};
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -57,7 +57,7 @@ static void ISA_NAME(dot4_ff)(const float *a, size_t stride, const float *b, siz
     for (int r = 0; r < 4; r++) {
         double s = ISA_NAME(lanes_sum)(acc[r]);
         for (size_t j = i; j < n; j++) s += (double)a[r * stride + j] * (double)b[j];
-        out[r] = s;
+        out[r * out_stride] = s;
     }
 }
 

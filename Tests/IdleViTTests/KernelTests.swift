@@ -169,7 +169,7 @@ final class KernelTests: XCTestCase {
                 rows.withUnsafeBufferPointer { a in
                     x.withUnsafeBufferPointer { b in
                         four.withUnsafeMutableBufferPointer { out in
-                            kernels.table.pointee.dot4_ff(a.baseAddress!, stride, b.baseAddress!, n, out.baseAddress!)
+                            kernels.table.pointee.dot4_ff(a.baseAddress!, stride, b.baseAddress!, n, out.baseAddress!, 1)
                         }
                         for r in 0..<4 {
                             let single = kernels.table.pointee.dot_ff(a.baseAddress! + r * stride, b.baseAddress!, n)

@@ -95,9 +95,9 @@ typedef struct {
     /// (four rows per sweep of y, a quarter of the rows apart, then the rows left).
     double (*dot_ff)(const float *a, const float *b, size_t n);
     double (*dot_df)(const double *a, const float *b, size_t n);
-    /// Four `dot_ff`s of the rows `a`, `a + stride`, ... with `b` into `out[0..<4]`, bit for bit
-    /// the same, with the rows read side by side (more of the memory bus busy at once).
-    void (*dot4_ff)(const float *a, size_t stride, const float *b, size_t n, double *out);
+    /// Four `dot_ff`s of the rows `a`, `a + stride`, ... with `b` into `out[r * out_stride]`,
+    /// bit for bit the same, with the rows read side by side (more of the memory bus busy at once).
+    void (*dot4_ff)(const float *a, size_t stride, const float *b, size_t n, double *out, size_t out_stride);
     void (*axpy_rows_df)(const float *w, size_t stride, size_t rows, const double *coefficients, size_t n, double *y);
 } IdvKernels;
 

@@ -81,13 +81,8 @@ enum TokenSelectKernel {
             // The range's rows of W_q as four quarters read side by side (`dot4_ff`: four
             // streams from memory instead of one), then the rows left over one by one.
             let quarter = (o1 - o0) / 4
-            var four = (0.0, 0.0, 0.0, 0.0)
             for t in 0..<quarter {
-                withUnsafeMutableBytes(of: &four) { out in
-                    table.pointee.dot4_ff(weight + (o0 + t) * c, quarter * c, x0, c, out.baseAddress!.assumingMemoryBound(to: Double.self))
-                }
-                (query[b * c + o0 + t], query[b * c + o0 + quarter + t]) = (four.0, four.1)
-                (query[b * c + o0 + 2 * quarter + t], query[b * c + o0 + 3 * quarter + t]) = (four.2, four.3)
+                table.pointee.dot4_ff(weight + (o0 + t) * c, quarter * c, x0, c, query + b * c + o0 + t, quarter)
             }
             for o in o0 + 4 * quarter..<o1 { query[b * c + o] = table.pointee.dot_ff(weight + o * c, x0, c) }
             for o in o0..<o1 {
