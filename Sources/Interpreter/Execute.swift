@@ -146,15 +146,11 @@ extension Interpreter {
         let channels = packed.outFeatures / 3
         guard shape.count == 3, packed.outFeatures == 3 * channels, queries < shape[1],
               let query = packed.features(0..<channels), let keyValue = packed.features(channels..<3 * channels) else { return false }
-        let (batch, tokens, inFeatures) = (shape[0], shape[1], shape[2])
+        let (batch, tokens) = (shape[0], shape[1])
         LinearKernel.run(kernels: kernels, x: x, rows: batch * tokens, weight: keyValue, bias: bias.map { $0 + channels },
                          layerNorm: layerNorm, y: y + channels, yStride: 3 * channels, threads: threads, workspace: scratch)
-        // One call per demanded token row, over the images (row stride N x features).
-        for r in 0..<queries {
-            LinearKernel.run(kernels: kernels, x: x + r * inFeatures, rows: batch, xStride: tokens * inFeatures, weight: query,
-                             bias: bias, layerNorm: layerNorm, y: y + r * 3 * channels, yStride: tokens * 3 * channels,
-                             threads: threads, workspace: scratch)
-        }
+        LinearKernel.runFirstRows(queries, kernels: kernels, x: x, batch: batch, tokens: tokens, weight: query, bias: bias,
+                                  layerNorm: layerNorm, y: y, yRowFloats: 3 * channels, threads: threads, workspace: scratch)
         return true
     }
 
@@ -171,14 +167,14 @@ extension Interpreter {
         case .linear(let linear):
             let inFeatures = instruction.inputShapes[0][2]
             let start = linear.rows?.lowerBound ?? 0
-            // One call per demanded token row, over the images (row stride N x features).
-            for r in 0..<limit {
-                if let packed = step.packed {
-                    LinearKernel.run(kernels: kernels, x: (fused.layerNorm?.input ?? f(0)) + r * inFeatures, rows: batch,
-                                     xStride: tokens * inFeatures, weight: packed, bias: inputs.count > 2 ? f(2) + start : nil,
-                                     epilogue: epilogue.advanced(by: r * channels), layerNorm: fused.layerNorm?.prologue,
-                                     y: y + r * channels, yStride: tokens * channels, threads: threads, workspace: scratch)
-                } else {
+            if let packed = step.packed {
+                LinearKernel.runFirstRows(limit, kernels: kernels, x: fused.layerNorm?.input ?? f(0), batch: batch, tokens: tokens,
+                                          weight: packed, bias: inputs.count > 2 ? f(2) + start : nil, epilogue: epilogue,
+                                          layerNorm: fused.layerNorm?.prologue, y: y, yRowFloats: channels, threads: threads,
+                                          workspace: scratch)
+            } else {
+                // One call per demanded token row, over the images (row stride N x features).
+                for r in 0..<limit {
                     BLASLinearKernel.run(x: f(0) + r * inFeatures, rows: batch, inFeatures: inFeatures, weight: f(1) + start * inFeatures,
                                          bias: bias(start), outFeatures: channels, epilogue: epilogue.advanced(by: r * channels),
                                          y: y + r * channels, threads: 1, xStride: tokens * inFeatures, yStride: tokens * channels)

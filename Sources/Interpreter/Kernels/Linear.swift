@@ -124,4 +124,19 @@ enum LinearKernel {
             }
         }
     }
+
+    /// The first `tokenRows` token rows of every image of x ([batch, tokens, K]) into the same
+    /// rows of y (`yRowFloats` floats per token row; the epilogue's residual laid out alike),
+    /// for row demand: a call per token row, over the images, whose rows are `tokens` apart.
+    static func runFirstRows(_ tokenRows: Int, kernels: CPUKernels, x: UnsafePointer<Float>, batch: Int, tokens: Int,
+                             weight: PackedMatrix, bias: UnsafePointer<Float>?, epilogue: LinearEpilogue = LinearEpilogue(),
+                             layerNorm: LayerNormPrologue?, y: UnsafeMutablePointer<Float>, yRowFloats: Int, threads: Int,
+                             workspace: UnsafeMutablePointer<Float>) {
+        let k = weight.inFeatures
+        for r in 0..<tokenRows {
+            run(kernels: kernels, x: x + r * k, rows: batch, xStride: tokens * k, weight: weight, bias: bias,
+                epilogue: epilogue.advanced(by: r * yRowFloats), layerNorm: layerNorm, y: y + r * yRowFloats,
+                yStride: tokens * yRowFloats, threads: threads, workspace: workspace)
+        }
+    }
 }
