@@ -1,5 +1,5 @@
-// idlevit-kernel-bench: this machine's FMA peak, and the interpreter's GEMM and attention
-// kernels on DeiT's shapes against the OpenBLAS engine, as GFLOP/s and % of that peak.
+// idlevit-kernel-bench: this machine's FMA peak, the GEMM microkernel's ceiling over operands
+// in L1, and the interpreter's GEMM and attention kernels on DeiT's shapes against the OpenBLAS engine, as GFLOP/s and % of that peak.
 // See Benchmarks/README.md ("Where the time goes").
 import ArgumentParser
 import Foundation
@@ -32,7 +32,7 @@ struct KernelBench: ParsableCommand {
     @Option(help: "Which kernels: linear, attention (comma separated).")
     var kernels: String = "linear,attention"
 
-    @Flag(help: "Only the FMA peak.")
+    @Flag(help: "Only the FMA peak and the microkernel ceiling.")
     var peakOnly = false
 
     func validate() throws {
@@ -64,10 +64,29 @@ struct KernelBench: ParsableCommand {
             }
             print("| \(candidate.rawValue) | " + cells.joined(separator: " | ") + " |")
         }
+        printMicrokernelCeiling(isa: isa)
         if peakOnly { return }
         let chosen = Set(kernels.split(separator: ",").map(String.init))
         if chosen.contains("linear") { try printLinearLayers(isa: isa) }
         if chosen.contains("attention") { try printAttention(isa: isa) }
+    }
+
+    /// The GEMM's microkernel alone, over operands in L1, against the FMA peak of the same round:
+    /// how close to the peak any product can come here (tile set-up and stores included).
+    func printMicrokernelCeiling(isa: KernelISA) {
+        print("\n## Microkernel ceiling (\(isa.rawValue) tiles over operands in L1): GFLOP/s, % of the peak in the same round\n")
+        print("| T | microkernel | % peak |")
+        print("|---|---|---|")
+        for t in threadCounts {
+            var rates: [Double] = [], shares: [Double] = []
+            for _ in 0..<rounds {
+                let peak = FMAPeak.measure(isa: isa, threads: t, seconds: seconds / 2)!.flopsPerSecond
+                let tiles = FMAPeak.measure(isa: isa, threads: t, seconds: seconds / 2, loop: .microkernel)!.flopsPerSecond
+                rates.append(tiles / 1e9)
+                shares.append(100 * tiles / peak)
+            }
+            print("| \(t) | \(fixed(median(rates), 1)) | \(fixed(median(shares), 1))% |")
+        }
     }
 
     func printLinearLayers(isa: KernelISA) throws {

@@ -34,7 +34,7 @@ static inline size_t ISA_NAME(min_size)(size_t a, size_t b) { return a < b ? a :
 #include "kernel_selection.h"
 
 // ---------------------------------------------------------------------------------------------
-// Elementwise GELU and the FMA peak loop.
+// Elementwise GELU and LayerNorm, the FMA peak loop and the microkernel's ceiling loop.
 
 static void ISA_NAME(gelu)(const float *x, float *y, size_t count) {
     size_t i = 0;
@@ -67,6 +67,23 @@ static float ISA_NAME(fma_loop)(size_t iterations) {
     return ISA_NAME(v_sum)(total);
 }
 
+// The microkernel's own ceiling: a tile's k steps over one 16 KB panel slice (k = 256 with
+// AVX2) and MR rows of A, both filled once and then only read, so every load hits L1.
+#define TILE_LOOP_K (4096 / NR)
+
+static float ISA_NAME(tile_loop)(size_t iterations) {
+    float a[MR * TILE_LOOP_K], b[TILE_LOOP_K * NR], c[MR * NR];
+    for (size_t i = 0; i < MR * TILE_LOOP_K; i++) a[i] = 0.001f * (float)(i % 7);
+    for (size_t i = 0; i < TILE_LOOP_K * NR; i++) b[i] = 0.001f * (float)(i % 5);
+    float total = 0;
+    for (size_t it = 0; it < iterations; it++) {
+        ISA_NAME(tile)(MR, NR, TILE_LOOP_K, a, TILE_LOOP_K, 1, b, NR, c, NR, NULL, NULL, 0);
+        // Reading a result each time keeps the calls from being merged or dropped.
+        total += c[it % (MR * NR)];
+    }
+    return total;
+}
+
 static const IdvKernels ISA_NAME(table) = {
     .isa = ISA_ID,
     .mr = MR,
@@ -83,5 +100,7 @@ static const IdvKernels ISA_NAME(table) = {
     .dot_df = ISA_NAME(dot_df),
     .axpy_rows_df = ISA_NAME(axpy_rows_df),
     .peak_flops_per_iteration = 2 * VL * PEAK_CHAINS,
+    .tile_loop = ISA_NAME(tile_loop),
+    .tile_flops_per_iteration = 2 * MR * NR * TILE_LOOP_K,
 };
 

@@ -90,6 +90,11 @@ typedef struct {
     /// FMA pipe); returns a value that depends on all of them. Flops: `peak_flops_per_iteration`.
     float (*fma_loop)(size_t iterations);
     size_t peak_flops_per_iteration;
+    /// `iterations` calls of the GEMM's microkernel, one MR x NR tile each over operands that
+    /// stay in L1 (a 16 KB panel slice): the most the GEMM's inner loop reaches on this machine,
+    /// its set-up and stores included, with no cache miss to blame. Flops: `tile_flops_per_iteration`.
+    float (*tile_loop)(size_t iterations);
+    size_t tile_flops_per_iteration;
     /// The token selection's Double sums: `sum_i a[i] b[i]` over Float (`dot_ff`) or Double
     /// and Float (`dot_df`) operands, and `y[0..<n] = sum_r coefficients[r] w[r * stride ..< + n]`
     /// (four rows per sweep of y, a quarter of the rows apart, then the rows left).
