@@ -1,5 +1,6 @@
 // idlevit-kernel-bench: this machine's FMA peak, the GEMM microkernel's ceiling over operands
-// in L1, and the interpreter's GEMM and attention kernels on DeiT's shapes against the OpenBLAS engine, as GFLOP/s and % of that peak.
+// in L1, and the interpreter's GEMM and attention kernels on DeiT's shapes against the OpenBLAS
+// engine, as GFLOP/s and % of that peak.
 // See Benchmarks/README.md ("Where the time goes").
 import ArgumentParser
 import Foundation

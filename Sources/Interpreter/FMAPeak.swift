@@ -6,8 +6,10 @@ import IR
 /// This machine's fused multiply-add peak as the kernels' instruction set can reach it: a
 /// loop of independent FMA chains (enough to fill every FMA pipe, no memory traffic), timed on
 /// one thread and on several at once. It is what `IDLEVIT_PROFILE` and the kernel benchmark
-/// quote percentages of. On a shared host the figure moves with what the neighbours run;
-/// measure it next to the thing it is compared with.
+/// quote percentages of. The same timing runs the GEMM's microkernel over operands in L1
+/// (`.microkernel`): how much of that peak the inner loop itself can reach. On a shared host
+/// the figures move with what the neighbours run; measure them next to the thing they are
+/// compared with.
 public enum FMAPeak {
     public struct Measurement: Sendable {
         public var isa: KernelISA
