@@ -9,7 +9,7 @@ import Verification
 /// machine can run (the portable path always among them), at shapes that exercise every edge:
 /// 1, 7, 17, 65, 197 and 700 rows (several row blocks), K not a multiple of the vector width and split into several
 /// blocks, N not a multiple of the panel width, every epilogue, a LayerNorm prologue, strided
-/// rows, one and two threads. Then the whole DeiT fixtures per instruction set against PyTorch.
+/// rows, one and two threads. Whole models through each instruction set: EngineModelTests.
 final class KernelTests: XCTestCase {
     /// Kernels of every supported instruction set, and the AVX-512 geometry in generic vectors
     /// where the CPU has no AVX-512 (the same template with VL = 16, MR = 12, NR = 32).
@@ -198,90 +198,6 @@ final class KernelTests: XCTestCase {
             let expected = naiveLayerNorm(input, rows: rows, channels: channels, weight: weight, bias: bias)
             assertClose(normed, expected, "\(kernels.name) layer_norm")
         }
-    }
-
-    func testThreadCountDoesNotChangeResults() throws {
-        let model = TestPaths.fixture("micro/model.safetensors")
-        for isa in KernelISA.supported {
-            let prepared = try Session.prepare(ModelRequest(path: model, keepRatio: 0.7))
-            let input = try Session.loadInput(path: TestPaths.fixture("micro/input.safetensors"), for: prepared.architecture)
-            var results: [[UInt32]] = []
-            for threads in [1, 2] {
-                let interpreter = try Interpreter(graph: prepared.graph, options: InterpreterOptions(threads: threads, isa: isa))
-                results.append(try interpreter.run(["pixel_values": input])["logits"]!.floatTensor!.values.map(\.bitPattern))
-            }
-            XCTAssertEqual(results[0], results[1], "\(isa)")
-        }
-    }
-
-    /// Every fixture, dense and idle, through each instruction set (fused and not, and the
-    /// OpenBLAS engine) against PyTorch's activations, at verify's tolerance.
-    func testFixturesMatchPyTorchWithEveryISA() throws {
-        var configurations = KernelISA.supported.map { InterpreterOptions(isa: $0) }
-        configurations.append(InterpreterOptions(isa: .portable, fuse: false, rowDemand: false))
-        configurations.append(InterpreterOptions(matrixBackend: .openBLAS))
-        try forEachParityFixture { name, prepared, input, references in
-            for options in configurations {
-                let interpreter = try Interpreter(graph: prepared.graph, options: options)
-                let outputs = try interpreter.run(["pixel_values": input], capture: .names(Set(references.names)))
-                let report = Verifier.compare(outputs, with: references, tolerance: Tolerance()) { name in
-                    name.contains(".cut_loss.") ? "not computed here" : nil
-                }
-                let label = "\(name) \(options.isa?.rawValue ?? "best") \(options.matrixBackend) fuse \(options.fuse)"
-                XCTAssertTrue(report.passed, "\(label): \(report.activations.filter { !$0.passed }.map(\.name)) \(report.selections.filter { !$0.passed }.map(\.name))")
-                XCTAssertTrue(report.activations.contains { $0.name == "logits" }, label)
-            }
-        }
-    }
-
-    /// Asked for the logits only, the interpreter computes the last block's class rows alone
-    /// (`RowDemand`: one query third of qkv, one row of proj and the MLP): the logits must
-    /// still be PyTorch's, for every family's fixture, dense and idle, and on every
-    /// instruction set (LV-ViT's auxiliary head reads every token: nothing is cut there).
-    func testLogitsOnlyRunsMatchPyTorch() throws {
-        let families = ParityTests.models.map { ($0, nil) } + [("deit3-micro", 2), ("vit-micro", 2), ("lvvit-micro", 2)]
-        try forEachParityFixture(models: families) { name, prepared, input, references in
-            let expected = try XCTUnwrap(references.floats.first { $0.0 == "logits" }?.1)
-            for isa in KernelISA.supported {
-                let interpreter = try Interpreter(graph: prepared.graph, options: InterpreterOptions(isa: isa))
-                let logits = try XCTUnwrap(interpreter.run(["pixel_values": input])["logits"]?.floatTensor)
-                let comparison = Verifier.compare(name: "logits", logits, expected, tolerance: Tolerance())
-                XCTAssertTrue(comparison.passed, "\(name) \(isa): max abs error \(comparison.maxAbsError)")
-            }
-        }
-    }
-
-    /// Each of `models` (fixture folders, with the attention heads where the checkpoint's dim
-    /// does not say), dense and at r = 0.7: its label, prepared graph, input and PyTorch's
-    /// activations.
-    private func forEachParityFixture(models: [(String, Int?)] = ParityTests.models.map { ($0, nil) },
-                                      _ body: (String, PreparedModel, FloatTensor, ReferenceSet) throws -> Void) throws {
-        for (model, heads) in models {
-            for ratio in [nil, "0.7"] {
-                let path = TestPaths.fixture("\(model)/model.safetensors")
-                let prepared = try Session.prepare(ModelRequest(path: path, heads: heads, keepRatio: ratio.flatMap(Double.init)))
-                let input = try Session.loadInput(path: TestPaths.fixture("\(model)/input.safetensors"), for: prepared.architecture)
-                let references = try ReferenceSet.load(path: TestPaths.fixture("\(model)/\(ratio.map { "idle-\($0)" } ?? "reference").safetensors"))
-                try body("\(model) r=\(ratio ?? "dense")", prepared, input, references)
-            }
-        }
-    }
-
-    func testUnsupportedISAIsAnErrorNotACrash() throws {
-        let prepared = try Session.prepare(ModelRequest(path: TestPaths.fixture("micro/model.safetensors")))
-        for isa in KernelISA.allCases where !isa.isSupported {
-            XCTAssertThrowsError(try Interpreter(graph: prepared.graph, options: InterpreterOptions(isa: isa))) { error in
-                XCTAssertTrue("\(error)".contains("cannot run the \(isa.rawValue) kernels"), "\(error)")
-            }
-            let bench = try runIdleViT(["bench", TestPaths.fixture("micro/model.safetensors"), "--isa", isa.rawValue, "--runs", "1"])
-            XCTAssertEqual(bench.status, 2, bench.stderr)
-            XCTAssertEqual(bench.stderr.split(separator: "\n").count, 1, bench.stderr)
-        }
-        let bad = try runIdleViT(["bench", TestPaths.fixture("micro/model.safetensors"), "--isa", "sse9", "--runs", "1"])
-        XCTAssertEqual(bad.status, 2, bad.stderr)
-        let forced = try runIdleViT(["bench", TestPaths.fixture("micro/model.safetensors"), "--isa", "portable", "--runs", "1", "--json"])
-        XCTAssertEqual(forced.status, 0, forced.stderr)
-        XCTAssertEqual(try JSONParser.parse(forced.stdout)["isa"]?.stringValue, "portable")
     }
 
     // MARK: helpers
