@@ -118,4 +118,10 @@ size_t idv_packed_floats(size_t rows, size_t k, size_t nr);
 void idv_pack_panels(const float *w, size_t rows, size_t k, size_t nr, size_t panel_begin, size_t panel_end,
                      float *out);
 
+/// Patches [patch_begin, patch_end) of one `channels` x `height` x `width` image unfolded into
+/// rows of `columns` (`channels * patch * patch` floats each, in (c, ky, kx) order; patch n =
+/// row * (width / patch) + column): the patch embedding's im2col.
+void idv_unfold_patches(const float *image, size_t channels, size_t height, size_t width, size_t patch,
+                        size_t patch_begin, size_t patch_end, float *columns);
+
 #endif

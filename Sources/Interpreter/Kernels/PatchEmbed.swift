@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 
 /// Conv2d with kernel = stride = P as a matrix product: each image is unfolded into
 /// `[Np, channels * P * P]` patch rows (im2col, in the weight's (c, ky, kx) order), then one
@@ -18,17 +19,7 @@ enum PatchEmbedKernel {
         for b in 0..<batch {
             let source = image + b * channels * height * width
             parallelChunks(patches, threads: threads, grain: 32) { range in
-                for n in range {
-                    let (py, px) = (n / perRow, n % perRow)
-                    var out = columns + n * k
-                    for c in 0..<channels {
-                        for ky in 0..<patch {
-                            let row = source + c * height * width + (py * patch + ky) * width + px * patch
-                            out.update(from: row, count: patch)
-                            out += patch
-                        }
-                    }
-                }
+                idv_unfold_patches(source, channels, height, width, patch, range.lowerBound, range.upperBound, columns)
             }
             if let packed {
                 LinearKernel.run(kernels: kernels, x: columns, rows: patches, weight: packed, bias: bias,
