@@ -32,15 +32,17 @@ extension Interpreter {
         let shapes = instruction.inputShapes
         let outShape = instruction.outputShape
         func f(_ i: Int) -> UnsafePointer<Float> { inputs[i].assumingMemoryBound(to: Float.self) }
-        // An absent bias (a linear or token_select with two inputs) reads zeros.
-        func bias(_ start: Int) -> UnsafePointer<Float> { inputs.count > 2 ? f(2) + start : zeros }
+        // A linear's or token_select's bias from element `start`: nil when absent (two inputs),
+        // as the packed kernels take it; `bias` reads zeros then, for the OpenBLAS ones.
+        func optionalBias(_ start: Int) -> UnsafePointer<Float>? { inputs.count > 2 ? f(2) + start : nil }
+        func bias(_ start: Int) -> UnsafePointer<Float> { optionalBias(start) ?? zeros }
         let y = output.assumingMemoryBound(to: Float.self)
         let fused = FusedPointers(instruction.fusion, fusedSlots)
         let epilogue = fused.epilogue(gelu: instruction.fusion.gelu)
         let floatScratch = scratch.assumingMemoryBound(to: Float.self)
 
         if let limit = instruction.rowLimit,
-           executeRows(limit, step, instruction, f, bias, inputs: inputs, fused: fused, epilogue: epilogue, y: y,
+           executeRows(limit, step, instruction, f, optionalBias, inputs: inputs, fused: fused, epilogue: epilogue, y: y,
                        scratch: floatScratch) {
             return
         }
@@ -71,16 +73,18 @@ extension Interpreter {
         case .linear(let linear):
             let inFeatures = shapes[0].last!
             let rows = shapes[0].elementCount / inFeatures
-            if let packed = step.packed, let queries = instruction.queryRowLimit,
-               executeQueryRows(queries, packed: packed, shape: shapes[0], x: fused.layerNorm?.input ?? f(0),
-                                bias: inputs.count > 2 ? f(2) + (linear.rows?.lowerBound ?? 0) : nil, layerNorm: fused.layerNorm?.prologue, y: y, scratch: floatScratch) {
-                break
-            } else if let packed = step.packed {
-                LinearKernel.run(kernels: kernels, x: fused.layerNorm?.input ?? f(0), rows: rows, weight: packed,
-                                 bias: inputs.count > 2 ? f(2) + (linear.rows?.lowerBound ?? 0) : nil, epilogue: epilogue,
+            let start = linear.rows?.lowerBound ?? 0
+            if let packed = step.packed {
+                // The LayerNorm's input when the LayerNorm is fused into the product.
+                let x = fused.layerNorm?.input ?? f(0)
+                if let queries = instruction.queryRowLimit,
+                   executeQueryRows(queries, packed: packed, shape: shapes[0], x: x, bias: optionalBias(start),
+                                    layerNorm: fused.layerNorm?.prologue, y: y, scratch: floatScratch) {
+                    break
+                }
+                LinearKernel.run(kernels: kernels, x: x, rows: rows, weight: packed, bias: optionalBias(start), epilogue: epilogue,
                                  layerNorm: fused.layerNorm?.prologue, y: y, threads: threads, workspace: floatScratch)
             } else {
-                let start = linear.rows?.lowerBound ?? 0
                 BLASLinearKernel.run(x: f(0), rows: rows, inFeatures: inFeatures, weight: f(1) + start * inFeatures,
                                      bias: bias(start), outFeatures: outShape.last!, epilogue: epilogue, y: y, threads: threads)
             }
@@ -158,7 +162,7 @@ extension Interpreter {
     /// false for the others, which then compute every row (attention takes the limit as its
     /// number of queries in `execute`).
     private func executeRows(_ limit: Int, _ step: Step, _ instruction: Program.Instruction, _ f: (Int) -> UnsafePointer<Float>,
-                             _ bias: (Int) -> UnsafePointer<Float>, inputs: UnsafeBufferPointer<UnsafeRawPointer>,
+                             _ bias: (Int) -> UnsafePointer<Float>?, inputs: UnsafeBufferPointer<UnsafeRawPointer>,
                              fused: FusedPointers, epilogue: LinearEpilogue, y: UnsafeMutablePointer<Float>,
                              scratch: UnsafeMutablePointer<Float>) -> Bool {
         let shape = instruction.outputShape
@@ -169,14 +173,14 @@ extension Interpreter {
             let start = linear.rows?.lowerBound ?? 0
             if let packed = step.packed {
                 LinearKernel.runFirstRows(limit, kernels: kernels, x: fused.layerNorm?.input ?? f(0), batch: batch, tokens: tokens,
-                                          weight: packed, bias: inputs.count > 2 ? f(2) + start : nil, epilogue: epilogue,
+                                          weight: packed, bias: bias(start), epilogue: epilogue,
                                           layerNorm: fused.layerNorm?.prologue, y: y, yRowFloats: channels, threads: threads,
                                           workspace: scratch)
             } else {
                 // One call per demanded token row, over the images (row stride N x features).
                 for r in 0..<limit {
                     BLASLinearKernel.run(x: f(0) + r * inFeatures, rows: batch, inFeatures: inFeatures, weight: f(1) + start * inFeatures,
-                                         bias: bias(start), outFeatures: channels, epilogue: epilogue.advanced(by: r * channels),
+                                         bias: bias(start) ?? zeros, outFeatures: channels, epilogue: epilogue.advanced(by: r * channels),
                                          y: y + r * channels, threads: 1, xStride: tokens * inFeatures, yStride: tokens * channels)
                 }
             }
