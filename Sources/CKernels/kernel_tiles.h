@@ -30,24 +30,22 @@ static inline __attribute__((always_inline)) void ISA_NAME(finish)(const vf *x0s
     // whole IdleViT r = 0.7 run 1%). Same operations in the same order as the general loop.
     // With GELU the general loop stays: twelve GELUs unrolled need more registers than there
     // are, and ran 2% slower.
-    if (m == MR && n == NR && (!e || (!e->partial && !e->row_scale && !e->scale))) {
-        const int bias = e && e->bias, gelu = e && e->gelu, residual = e && e->residual;
+    if (m == MR && n == NR && (!e || (!e->partial && !e->row_scale && !e->scale && !e->gelu))) {
+        const int bias = e && e->bias, residual = e && e->residual;
         const vf b0 = bias ? V_LOAD(e->bias) : V_ZERO(), b1 = bias ? V_LOAD(e->bias + VL) : V_ZERO();
-        if (!gelu && !residual) {
+        if (!residual) {
             _Pragma("clang loop unroll(full)") for (int i = 0; i < MR; i++) {
                 V_STORE(c + (size_t)i * ldc, bias ? V_ADD(x0s[i], b0) : x0s[i]);
                 V_STORE(c + (size_t)i * ldc + VL, bias ? V_ADD(x1s[i], b1) : x1s[i]);
             }
             return;
         }
-        if (!gelu && residual) {
-            _Pragma("clang loop unroll(full)") for (int i = 0; i < MR; i++) {
-                const float *r = e->residual + (size_t)i * e->ldr;
-                V_STORE(c + (size_t)i * ldc, V_ADD(bias ? V_ADD(x0s[i], b0) : x0s[i], V_LOAD(r)));
-                V_STORE(c + (size_t)i * ldc + VL, V_ADD(bias ? V_ADD(x1s[i], b1) : x1s[i], V_LOAD(r + VL)));
-            }
-            return;
+        _Pragma("clang loop unroll(full)") for (int i = 0; i < MR; i++) {
+            const float *r = e->residual + (size_t)i * e->ldr;
+            V_STORE(c + (size_t)i * ldc, V_ADD(bias ? V_ADD(x0s[i], b0) : x0s[i], V_LOAD(r)));
+            V_STORE(c + (size_t)i * ldc + VL, V_ADD(bias ? V_ADD(x1s[i], b1) : x1s[i], V_LOAD(r + VL)));
         }
+        return;
     }
     const size_t n0 = n < VL ? n : VL;
     const size_t n1 = n > VL ? n - VL : 0;
