@@ -181,6 +181,31 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The microkernel ceiling loop (kernel benchmark, `FMAPeak.Loop.microkernel`) computes the
+    /// tile it counts flops for, so its rate is honest.
+    func testMicrokernelLoopComputesItsTile() throws {
+        for kernels in kernelSets {
+            let table = kernels.table.pointee
+            let (mr, nr) = (kernels.mr, kernels.nr)
+            let k = 4096 / nr
+            XCTAssertEqual(table.tile_flops_per_iteration, 2 * mr * nr * k, "\(kernels.name)")
+            // The loop's operands: a[i] = 0.001 (i mod 7) over MR x k, b[i] = 0.001 (i mod 5)
+            // over k x NR; it sums c[it mod (MR NR)] of every call's tile.
+            let a = (0..<mr * k).map { Double(Float(0.001) * Float($0 % 7)) }
+            let b = (0..<k * nr).map { Double(Float(0.001) * Float($0 % 5)) }
+            var expected = 0.0
+            for it in 0..<5 {
+                let (row, column) = ((it % (mr * nr)) / nr, (it % (mr * nr)) % nr)
+                var c = 0.0
+                for kk in 0..<k { c += a[row * k + kk] * b[kk * nr + column] }
+                expected += c
+            }
+            let got = Double(table.tile_loop(5))
+            XCTAssertEqual(got, expected, accuracy: 1e-4 * abs(expected), "\(kernels.name)")
+            XCTAssertGreaterThan(expected, 0)
+        }
+    }
+
     func testGELUAndLayerNormKernels() throws {
         var generator = SeededRandom(seed: 9)
         let x = values(203, &generator, scale: 6) + [-30, -5, 0, 5, 30]
