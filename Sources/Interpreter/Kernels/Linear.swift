@@ -39,6 +39,12 @@ struct LayerNormPrologue {
 enum LinearKernel {
     /// Below this many multiply-adds a product runs on one thread: waking a worker costs more.
     static let parallelThreshold = 1 << 20
+    /// A product on fewer rows than this counts as this many against `parallelThreshold`: each
+    /// weight is used for a row or two, so the time goes to reading the weights from memory,
+    /// which two threads do faster than one. DeiT-S's last block at batch 1 (class row only:
+    /// proj, fc1, fc2, head; 0.15-0.6 M multiply-adds each) ran on one thread: 0.37 -> 0.24 ms
+    /// a run on two (`IDLEVIT_PROFILE`, Zen 2).
+    static let weightBoundRows = 8
     /// Up to this many rows, split the columns; beyond, the rows.
     static let columnSplitRows = 256
 
@@ -54,7 +60,7 @@ enum LinearKernel {
     }
 
     static func partition(rows: Int, panels: Int, inFeatures: Int, mr: Int, nr: Int, threads: Int) -> Partition {
-        let work = rows * panels * nr * inFeatures
+        let work = max(rows, weightBoundRows) * panels * nr * inFeatures
         let wanted = threads > 1 && work >= parallelThreshold ? 2 * threads : 1
         var rowParts = 1
         var panelParts = 1
