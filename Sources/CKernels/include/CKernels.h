@@ -9,6 +9,7 @@
 #define IDLEVIT_CKERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /// Instruction sets the kernels are built for, best last.
 typedef enum {
@@ -123,5 +124,11 @@ void idv_pack_panels(const float *w, size_t rows, size_t k, size_t nr, size_t pa
 /// row * (width / patch) + column): the patch embedding's im2col.
 void idv_unfold_patches(const float *image, size_t channels, size_t height, size_t width, size_t patch,
                         size_t patch_begin, size_t patch_end, float *columns);
+
+/// Token selection's ranking: the tokens [first, first + count) ordered by descending
+/// `scores[token]`, equal scores by ascending token, into `order` (`count` entries);
+/// `scratch` holds `count` more. With NaN scores the order is unspecified, but each token is
+/// still listed once.
+void idv_rank_descending(const double *scores, size_t first, size_t count, int32_t *order, int32_t *scratch);
 
 #endif

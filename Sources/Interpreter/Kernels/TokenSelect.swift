@@ -26,7 +26,9 @@ enum TokenSelectKernel {
     static let pieces = 8
 
     static func scratchDoubles(batch: Int, tokens: Int, channels: Int) -> Int {
-        batch * ((pieces + 2) * channels + pieces + tokens)
+        // Per image: q_cls, the pieces' shares of W_k^T q_cls and of q_cls . b_k, their sum,
+        // the scores, and the ranking's two Int32 arrays of up to `tokens` entries.
+        batch * ((pieces + 2) * channels + pieces + 2 * tokens)
     }
 
     static func run(kernels: CPUKernels, x: UnsafePointer<Float>, batch: Int, tokens: Int, channels: Int,
@@ -35,9 +37,12 @@ enum TokenSelectKernel {
         let scores = score(kernels: kernels, x: x, batch: batch, tokens: tokens, channels: channels, weight: weight, bias: bias, heads: heads,
                            prefix: prefix, scratch: scratch, threads: threads)
         let selected = prefix + keep
+        // After the scores: per image, the ranking and its merge scratch (tokens Int32 each).
+        let rankings = UnsafeMutableRawPointer(scores + batch * tokens).assumingMemoryBound(to: Int32.self)
         parallelChunks(batch, threads: threads) { range in
             for b in range {
-                let order = ranking(scores + b * tokens, prefix: prefix, tokens: tokens)
+                let order = rankings + 2 * b * tokens
+                rank(scores + b * tokens, prefix: prefix, tokens: tokens, into: order, scratch: order + tokens)
                 let out = y + b * selected
                 for p in 0..<prefix { out[p] = Int32(p) }
                 for j in 0..<keep { out[prefix + j] = order[j] }
@@ -45,11 +50,24 @@ enum TokenSelectKernel {
         }
     }
 
-    /// The image tokens by descending score, ties to the lower index.
+    /// The image tokens by descending score, ties to the lower index, into `order`
+    /// (`tokens - prefix` entries; `scratch` as many more).
+    static func rank(_ s: UnsafePointer<Double>, prefix: Int, tokens: Int, into order: UnsafeMutablePointer<Int32>,
+                     scratch: UnsafeMutablePointer<Int32>) {
+        idv_rank_descending(s, prefix, tokens - prefix, order, scratch)
+    }
+
+    /// `rank` as an array, for `SelectionMargin`.
     static func ranking(_ s: UnsafePointer<Double>, prefix: Int, tokens: Int) -> [Int32] {
-        var order = Array(Int32(prefix)..<Int32(tokens))
-        order.sort { s[Int($0)] != s[Int($1)] ? s[Int($0)] > s[Int($1)] : $0 < $1 }
-        return order
+        let count = tokens - prefix
+        guard count > 0 else { return [] }
+        var scratch = [Int32](repeating: 0, count: count)
+        return [Int32](unsafeUninitializedCapacity: count) { order, initialized in
+            scratch.withUnsafeMutableBufferPointer { scratch in
+                rank(s, prefix: prefix, tokens: tokens, into: order.baseAddress!, scratch: scratch.baseAddress!)
+            }
+            initialized = count
+        }
     }
 
     /// Fills the scratch with every image token's score; returns where the scores [batch, tokens]
@@ -63,7 +81,7 @@ enum TokenSelectKernel {
         let shares = query + batch * c             // [batch, pieces, C]: each range's W_k^T q_cls
         let offsets = shares + batch * pieces * c  // [batch, pieces]: each range's q_cls . b_k
         let folded = offsets + batch * pieces      // [batch, C]: W_k^T q_cls
-        let scores = folded + batch * c            // [batch, tokens]
+        let scores = folded + batch * c            // [batch, tokens], then the rankings (`run`)
         // Per image: 2 C^2 + N C multiply-adds, over 2 C^2 Floats of weights that are rarely in
         // cache (1.2 MB for DeiT-S: the pass is memory-bound). Waking a thread for less than
         // ~256 K of them costs more than it saves (DeiT-Ti at batch 1).
