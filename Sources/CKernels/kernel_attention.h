@@ -5,7 +5,9 @@
 // Fused attention for one head and a range of queries, NR queries at a time:
 //   S^T = K Q^T    keys down, the NR queries across: the microkernel reads the head's K rows
 //                  (copied once per call), and only the NR x d query tile is transposed;
-//   softmax down each column, vectorised across the queries (no horizontal reductions);
+//   softmax down each column, vectorised across the queries (no horizontal reductions), in
+//                  base 2: the query tile comes multiplied by scale x log2 e, so the scores
+//                  are the exponents of 2 and exp is 2^x (`v_exp2_nonpositive`);
 //   O = P V        P read from S^T with strides (rows of the tile are its columns), V from
 //                  the head's copy in panels of NR columns, the 1 / row sum applied in the
 //                  epilogue.
@@ -68,15 +70,16 @@ static void ISA_NAME(attention)(const IdvAttentionHead *h, size_t query_begin, s
             V_STORE(to + VL, d > col + VL ? ISA_NAME(v_load_n)(from_v + col + VL, d - col - VL) : V_ZERO());
         }
     }
-    const vf scale = V_SET1(h->scale);
+    const vf log2_scale = V_SET1(h->scale * 1.4426950408889634f);
     for (size_t q0 = query_begin; q0 < query_end; q0 += NR) {
         const size_t queries = MIN_SIZE(NR, query_end - q0);
         ISA_NAME(transpose_queries)(h->q + q0 * stride, stride, queries, d, qt);
+        for (size_t i = 0; i < d * NR; i += VL) V_STORE(qt + i, V_MUL(V_LOAD(qt + i), log2_scale));
         for (size_t key = 0; key < tokens; key += MR)
             ISA_NAME(tile)(MIN_SIZE(MR, tokens - key), NR, d, k + key * d, d, 1, qt, NR, scores + key * NR, NR, NULL, NULL, 0);
 
-        // Softmax of scale * s down each column: subtract the column maximum first, so that
-        // every exponent is <= 0.
+        // Softmax down each column (2^s, s = scale log2(e) q . k): subtract the column maximum
+        // first, so that every exponent is <= 0.
         vf max0 = V_LOAD(scores), max1 = V_LOAD(scores + VL);
         for (size_t key = 1; key < tokens; key++) {
             max0 = V_MAX(max0, V_LOAD(scores + key * NR));
@@ -85,8 +88,8 @@ static void ISA_NAME(attention)(const IdvAttentionHead *h, size_t query_begin, s
         vf sum0 = V_ZERO(), sum1 = V_ZERO();
         for (size_t key = 0; key < tokens; key++) {
             float *row = scores + key * NR;
-            const vf e0 = ISA_NAME(v_exp_nonpositive)(V_MUL(V_SUB(V_LOAD(row), max0), scale));
-            const vf e1 = ISA_NAME(v_exp_nonpositive)(V_MUL(V_SUB(V_LOAD(row + VL), max1), scale));
+            const vf e0 = ISA_NAME(v_exp2_nonpositive)(V_SUB(V_LOAD(row), max0));
+            const vf e1 = ISA_NAME(v_exp2_nonpositive)(V_SUB(V_LOAD(row + VL), max1));
             V_STORE(row, e0);
             V_STORE(row + VL, e1);
             sum0 = V_ADD(sum0, e0);
