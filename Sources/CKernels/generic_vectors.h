@@ -6,6 +6,7 @@
 
 typedef float vf __attribute__((vector_size(4 * VL)));
 typedef int32_t generic_vi __attribute__((vector_size(4 * VL)));
+typedef uint32_t generic_vu __attribute__((vector_size(4 * VL)));
 
 static inline vf generic_load(const float *p) {
     vf v;
@@ -37,4 +38,4 @@ static inline vf generic_select(generic_vi mask, vf a, vf b) {
 #define V_DIV(a, b) ((a) / (b))
 #define V_MAX(a, b) generic_select((a) > (b), (a), (b))
 #define V_MIN(a, b) generic_select((a) < (b), (a), (b))
-#define V_POW2N(t) ((vf)((((generic_vi)(t) - 0x4B400000) + 127) << 23))
+#define V_POW2N(t) ((vf)((generic_vu)(t) << 23))

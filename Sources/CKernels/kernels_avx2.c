@@ -31,11 +31,7 @@ typedef __m256 vf;
 #define V_DIV(a, b) _mm256_div_ps(a, b)
 #define V_MAX(a, b) _mm256_max_ps(a, b)
 #define V_MIN(a, b) _mm256_min_ps(a, b)
-#define V_POW2N(t)                                                                                              \
-    _mm256_castsi256_ps(_mm256_slli_epi32(                                                                      \
-        _mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4B400000)),              \
-                         _mm256_set1_epi32(127)),                                                               \
-        23))
+#define V_POW2N(t) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23))
 
 #include "transpose8x8_avx2.h"
 #define TRANSPOSE_8X8 transpose8x8_avx2

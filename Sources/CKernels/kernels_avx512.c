@@ -34,11 +34,7 @@ typedef __m512 vf;
 // vmaxps/vminps return the second operand when either is NaN, at every width.
 #define V_MAX(a, b) _mm512_max_ps(a, b)
 #define V_MIN(a, b) _mm512_min_ps(a, b)
-#define V_POW2N(t)                                                                                              \
-    _mm512_castsi512_ps(_mm512_slli_epi32(                                                                      \
-        _mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(0x4B400000)),              \
-                         _mm512_set1_epi32(127)),                                                               \
-        23))
+#define V_POW2N(t) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), 23))
 
 #include "transpose8x8_avx2.h"
 #define TRANSPOSE_8X8 transpose8x8_avx2

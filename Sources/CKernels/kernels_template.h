@@ -14,7 +14,8 @@
 //   V_ZERO() V_SET1(x) V_LOAD(p) V_STORE(p, v)            unaligned loads and stores
 //   V_FMA(a, b, c) = a * b + c, V_ADD V_SUB V_MUL V_DIV
 //   V_MAX(a, b) V_MIN(a, b): the second operand when unordered, so `V_MAX(limit, x)` keeps a NaN x
-//   V_POW2N(t)     2^n as floats from t = n + 1.5 * 2^23 (n an integer in the low mantissa bits)
+//   V_POW2N(t)     2^n as floats from t = n + 127 + 1.5 * 2^23, -126 <= n <= 0: t's bits shifted
+//                  left by 23 (127 + n, its low 9 bits, lands in the exponent field)
 // and may define:
 //   TRANSPOSE_8X8(from, from_stride, to, to_stride)  an 8 x 8 block transposed in registers
 #include <math.h>
