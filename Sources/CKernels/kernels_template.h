@@ -51,6 +51,13 @@ static void ISA_NAME(gelu)(const float *x, float *y, size_t count) {
     }
 }
 
+static void ISA_NAME(exp2_nonpositive)(const float *x, float *y, size_t count) {
+    for (size_t i = 0; i < count; i += VL) {
+        const size_t n = MIN_SIZE(VL, count - i);
+        ISA_NAME(v_store_n)(y + i, ISA_NAME(v_exp2_nonpositive)(ISA_NAME(v_load_n)(x + i, n)), n);
+    }
+}
+
 static void ISA_NAME(layer_norm)(const float *x, size_t rows, size_t count, size_t stride, const float *weight,
                                  const float *bias, float eps, float *y) {
     for (size_t r = 0; r < rows; r++) ISA_NAME(layer_norm_row)(x + r * stride, count, weight, bias, eps, y + r * stride);
@@ -94,6 +101,7 @@ static const IdvKernels ISA_NAME(table) = {
     .attention = ISA_NAME(attention),
     .attention_workspace_floats = ISA_NAME(attention_workspace_floats),
     .gelu = ISA_NAME(gelu),
+    .exp2_nonpositive = ISA_NAME(exp2_nonpositive),
     .layer_norm = ISA_NAME(layer_norm),
     .fma_loop = ISA_NAME(fma_loop),
     .dot_ff = ISA_NAME(dot_ff),

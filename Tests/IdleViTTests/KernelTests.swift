@@ -206,6 +206,23 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Attention's exponential (its softmax works in base 2) within 1e-7 of 2^x relative, over
+    /// [-126, 0] and its ends, and 2^-126 below (a softmax term next to a row sum >= 1).
+    func testExp2OfSoftmaxExponents() throws {
+        var x: [Float] = (0...126_000).map { -Float($0) / 1000 }
+        x += [-0.5, -0.49132, -1e-7, -126.0001, -127, -200, -1e30]
+        for kernels in kernelSets {
+            var y = [Float](repeating: 0, count: x.count)
+            kernels.table.pointee.exp2_nonpositive(x, &y, x.count)
+            var worst = 0.0
+            for (input, output) in zip(x, y) {
+                let expected = Foundation.exp2(Double(max(input, -126)))
+                worst = max(worst, abs(Double(output) - expected) / expected)
+            }
+            XCTAssertLessThanOrEqual(worst, 1e-7, "\(kernels.name) exp2")
+        }
+    }
+
     func testGELUAndLayerNormKernels() throws {
         var generator = SeededRandom(seed: 9)
         let x = values(203, &generator, scale: 6) + [-30, -5, 0, 5, 30]

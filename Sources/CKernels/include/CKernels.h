@@ -83,6 +83,9 @@ typedef struct {
     size_t (*attention_workspace_floats)(size_t tokens, size_t head_dim);
     /// `y[i] = gelu(x[i])`, exact erf form; `y` may be `x`.
     void (*gelu)(const float *x, float *y, size_t count);
+    /// `y[i] = 2^x[i]` for `x[i] <= 0` (2^-126 below -126), as attention's softmax computes it;
+    /// for tests of its accuracy.
+    void (*exp2_nonpositive)(const float *x, float *y, size_t count);
     /// LayerNorm (biased variance) of `rows` rows of `count` floats, `stride` floats apart in
     /// both x and y; `y` may be `x`.
     void (*layer_norm)(const float *x, size_t rows, size_t count, size_t stride, const float *weight, const float *bias,
