@@ -61,6 +61,31 @@ final class EngineModelTests: XCTestCase {
         }
     }
 
+    /// The last block's fused qkv under row demand runs as keys and values for every row and
+    /// queries for the class rows; with a bias-free qkv (LV-ViT's kind, whose auxiliary head
+    /// keeps every row, so no fixture reaches this) the logits must be the ones computing every
+    /// row gives, bit for bit: the same sums in the same order, on fewer rows.
+    func testRowDemandWithABiasFreeQKV() throws {
+        let prepared = try Session.prepare(ModelRequest(path: TestPaths.fixture("micro/model.safetensors")))
+        var graph = prepared.graph
+        var stripped = 0
+        for attention in graph.nodes where attention.kind == .attention && attention.inputs.count == 1 {
+            guard let qkv = graph.nodes.firstIndex(where: { $0.name == attention.inputs[0] }),
+                  graph.nodes[qkv].kind == .linear, graph.nodes[qkv].inputs.count == 3 else { continue }
+            graph.nodes[qkv].inputs.removeLast()
+            stripped += 1
+        }
+        XCTAssertGreaterThan(stripped, 0, "no fused qkv with a bias in the fixture")
+        let input = try Session.loadInput(path: TestPaths.fixture("micro/input.safetensors"), for: prepared.architecture)
+        for isa in KernelISA.supported {
+            func logits(rowDemand: Bool) throws -> [UInt32] {
+                let interpreter = try Interpreter(graph: graph, options: InterpreterOptions(isa: isa, rowDemand: rowDemand))
+                return try XCTUnwrap(interpreter.run(["pixel_values": input])["logits"]?.floatTensor).values.map(\.bitPattern)
+            }
+            XCTAssertEqual(try logits(rowDemand: true), try logits(rowDemand: false), "\(isa)")
+        }
+    }
+
     /// Each of `models` (fixture folders, with the attention heads where the checkpoint's dim
     /// does not say), dense and at r = 0.7: its label, prepared graph, input and PyTorch's
     /// activations.
