@@ -122,11 +122,13 @@ size_t idv_packed_floats(size_t rows, size_t k, size_t nr);
 void idv_pack_panels(const float *w, size_t rows, size_t k, size_t nr, size_t panel_begin, size_t panel_end,
                      float *out);
 
-/// Patches [patch_begin, patch_end) of one `channels` x `height` x `width` image unfolded into
-/// rows of `columns` (`channels * patch * patch` floats each, in (c, ky, kx) order; patch n =
-/// row * (width / patch) + column): the patch embedding's im2col.
-void idv_unfold_patches(const float *image, size_t channels, size_t height, size_t width, size_t patch,
-                        size_t patch_begin, size_t patch_end, float *columns);
+/// Output positions [position_begin, position_end) of a convolution's im2col over one
+/// `channels` x `height` x `width` image: position p = oy * out_width + ox becomes row p of
+/// `columns`, its window over every channel in the weight's (c, ky, kx) order
+/// (`channels * kernel * kernel` floats), zeros where the window hangs over the padding. The
+/// patch embedding is the case kernel = stride = patch, padding 0.
+void idv_unfold_windows(const float *image, size_t channels, size_t height, size_t width, size_t kernel, size_t stride,
+                        size_t padding, size_t out_width, size_t position_begin, size_t position_end, float *columns);
 
 /// Token selection's ranking: the tokens [first, first + count) ordered by descending
 /// `scores[token]`, equal scores by ascending token, into `order` (`count` entries);

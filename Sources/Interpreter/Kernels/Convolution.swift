@@ -1,3 +1,5 @@
+import CKernels
+
 /// `conv2d` as a matrix product, one image at a time, through the engine's linear kernels: the
 /// image is unfolded into `[H'*W', Ci*K*K]` rows (im2col, each output position's window in
 /// the weight's (c, ky, kx) order, zeros where it hangs over the padding), multiplied by the
@@ -32,7 +34,8 @@ enum Conv2dKernel {
         for b in 0..<g.batch {
             let image = x + b * g.channels * g.height * g.width
             parallelChunks(g.outHeight, threads: threads, grain: max(1, 1024 / max(g.outWidth, 1))) { rows in
-                unfold(image, g, rows: rows, columns: columns)
+                idv_unfold_windows(image, g.channels, g.height, g.width, g.kernel, g.stride, g.padding, g.outWidth,
+                                   rows.lowerBound * g.outWidth, rows.upperBound * g.outWidth, columns)
             }
             if let packed {
                 LinearKernel.run(kernels: kernels, x: columns, rows: positions, weight: packed, bias: bias, y: product, threads: threads)
@@ -59,36 +62,6 @@ enum Conv2dKernel {
                         for r in r0..<r1 { line[r] = source[r * columns + c] }
                     }
                     c0 = c1
-                }
-            }
-        }
-    }
-
-    /// Rows of output rows `rows`: for each position, its window of every input channel.
-    private static func unfold(_ image: UnsafePointer<Float>, _ g: Geometry, rows: Range<Int>, columns: UnsafeMutablePointer<Float>) {
-        for oy in rows {
-            for ox in 0..<g.outWidth {
-                var out = columns + (oy * g.outWidth + ox) * g.depth
-                let (top, left) = (oy * g.stride - g.padding, ox * g.stride - g.padding)
-                // Most windows lie inside the image horizontally: their rows are plain copies.
-                let inside = left >= 0 && left + g.kernel <= g.width
-                for c in 0..<g.channels {
-                    let plane = image + c * g.height * g.width
-                    for ky in 0..<g.kernel {
-                        let iy = top + ky
-                        if iy < 0 || iy >= g.height {
-                            out.update(repeating: 0, count: g.kernel)
-                        } else if inside {
-                            out.update(from: plane + iy * g.width + left, count: g.kernel)
-                        } else {
-                            let row = plane + iy * g.width
-                            for kx in 0..<g.kernel {
-                                let ix = left + kx
-                                out[kx] = ix >= 0 && ix < g.width ? row[ix] : 0
-                            }
-                        }
-                        out += g.kernel
-                    }
                 }
             }
         }

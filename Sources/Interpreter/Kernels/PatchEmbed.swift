@@ -19,7 +19,8 @@ enum PatchEmbedKernel {
         for b in 0..<batch {
             let source = image + b * channels * height * width
             parallelChunks(patches, threads: threads, grain: 32) { range in
-                idv_unfold_patches(source, channels, height, width, patch, range.lowerBound, range.upperBound, columns)
+                idv_unfold_windows(source, channels, height, width, patch, patch, 0, perRow, range.lowerBound, range.upperBound,
+                                   columns)
             }
             if let packed {
                 LinearKernel.run(kernels: kernels, x: columns, rows: patches, weight: packed, bias: bias,
