@@ -1,9 +1,7 @@
 import Foundation
 import XCTest
 import IR
-@testable import IdleViTKit
 @testable import Interpreter
-import Verification
 
 /// The CKernels kernels against naive Double references, for every instruction set this
 /// machine can run (the portable path always among them), at shapes that exercise every edge:
