@@ -32,17 +32,15 @@ extension Interpreter {
         let shapes = instruction.inputShapes
         let outShape = instruction.outputShape
         func f(_ i: Int) -> UnsafePointer<Float> { inputs[i].assumingMemoryBound(to: Float.self) }
-        // A linear's or token_select's bias from element `start`: nil when absent (two inputs),
-        // as the packed kernels take it; `bias` reads zeros then, for the OpenBLAS ones.
-        func optionalBias(_ start: Int) -> UnsafePointer<Float>? { inputs.count > 2 ? f(2) + start : nil }
-        func bias(_ start: Int) -> UnsafePointer<Float> { optionalBias(start) ?? zeros }
+        func optionalBias(_ start: Int) -> UnsafePointer<Float>? { linearBias(inputs, from: start) }
+        func bias(_ start: Int) -> UnsafePointer<Float> { linearBias(inputs, from: start) ?? zeros }
         let y = output.assumingMemoryBound(to: Float.self)
         let fused = FusedPointers(instruction.fusion, fusedSlots)
         let epilogue = fused.epilogue(gelu: instruction.fusion.gelu)
         let floatScratch = scratch.assumingMemoryBound(to: Float.self)
 
         if let limit = instruction.rowLimit,
-           executeRows(limit, step, instruction, f, optionalBias, inputs: inputs, fused: fused, epilogue: epilogue, y: y,
+           executeRows(limit, step, instruction, f, inputs: inputs, fused: fused, epilogue: epilogue, y: y,
                        scratch: floatScratch) {
             return
         }
@@ -141,6 +139,12 @@ extension Interpreter {
         }
     }
 
+    /// A linear's or token_select's bias from element `start`: nil when absent (two inputs), as
+    /// the packed kernels take it; the OpenBLAS ones read `zeros` in its place.
+    private func linearBias(_ inputs: UnsafeBufferPointer<UnsafeRawPointer>, from start: Int) -> UnsafePointer<Float>? {
+        inputs.count > 2 ? inputs[2].assumingMemoryBound(to: Float.self) + start : nil
+    }
+
     /// A fused qkv product (C -> 3C, no epilogue) whose attention computes the first `queries`
     /// queries of each image (`RowDemand.queryRows`): keys and values for every row, queries
     /// for those rows only. false (nothing done) when C is not a whole number of panels.
@@ -162,7 +166,7 @@ extension Interpreter {
     /// false for the others, which then compute every row (attention takes the limit as its
     /// number of queries in `execute`).
     private func executeRows(_ limit: Int, _ step: Step, _ instruction: Program.Instruction, _ f: (Int) -> UnsafePointer<Float>,
-                             _ bias: (Int) -> UnsafePointer<Float>?, inputs: UnsafeBufferPointer<UnsafeRawPointer>,
+                             inputs: UnsafeBufferPointer<UnsafeRawPointer>,
                              fused: FusedPointers, epilogue: LinearEpilogue, y: UnsafeMutablePointer<Float>,
                              scratch: UnsafeMutablePointer<Float>) -> Bool {
         let shape = instruction.outputShape
@@ -173,14 +177,15 @@ extension Interpreter {
             let start = linear.rows?.lowerBound ?? 0
             if let packed = step.packed {
                 LinearKernel.runFirstRows(limit, kernels: kernels, x: fused.layerNorm?.input ?? f(0), batch: batch, tokens: tokens,
-                                          weight: packed, bias: bias(start), epilogue: epilogue,
+                                          weight: packed, bias: linearBias(inputs, from: start), epilogue: epilogue,
                                           layerNorm: fused.layerNorm?.prologue, y: y, yRowFloats: channels, threads: threads,
                                           workspace: scratch)
             } else {
                 // One call per demanded token row, over the images (row stride N x features).
                 for r in 0..<limit {
                     BLASLinearKernel.run(x: f(0) + r * inFeatures, rows: batch, inFeatures: inFeatures, weight: f(1) + start * inFeatures,
-                                         bias: bias(start) ?? zeros, outFeatures: channels, epilogue: epilogue.advanced(by: r * channels),
+                                         bias: linearBias(inputs, from: start) ?? zeros, outFeatures: channels,
+                                         epilogue: epilogue.advanced(by: r * channels),
                                          y: y + r * channels, threads: 1, xStride: tokens * inFeatures, yStride: tokens * channels)
                 }
             }
