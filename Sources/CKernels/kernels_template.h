@@ -35,7 +35,8 @@ static inline size_t ISA_NAME(min_size)(size_t a, size_t b) { return a < b ? a :
 #include "kernel_selection.h"
 
 // ---------------------------------------------------------------------------------------------
-// Elementwise GELU and LayerNorm, the FMA peak loop and the microkernel's ceiling loop.
+// Elementwise GELU, LayerNorm and attention's exponential (for its accuracy test), the FMA peak
+// loop and the microkernel's ceiling loop.
 
 static void ISA_NAME(gelu)(const float *x, float *y, size_t count) {
     size_t i = 0;
