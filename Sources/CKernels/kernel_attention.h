@@ -76,7 +76,7 @@ static void ISA_NAME(attention)(const IdvAttentionHead *h, size_t query_begin, s
         ISA_NAME(transpose_queries)(h->q + q0 * stride, stride, queries, d, qt);
         for (size_t i = 0; i < d * NR; i += VL) V_STORE(qt + i, V_MUL(V_LOAD(qt + i), log2_scale));
         for (size_t key = 0; key < tokens; key += MR)
-            ISA_NAME(tile)(MIN_SIZE(MR, tokens - key), NR, d, k + key * d, d, 1, qt, NR, scores + key * NR, NR, NULL, NULL, 0);
+            ISA_NAME(tile)(MIN_SIZE(MR, tokens - key), NR, d, k + key * d, d, 1, NULL, qt, NR, scores + key * NR, NR, NULL, NULL, 0);
 
         // Softmax down each column (2^s, s = scale log2(e) q . k): subtract the column maximum
         // first, so that every exponent is <= 0.
@@ -105,7 +105,7 @@ static void ISA_NAME(attention)(const IdvAttentionHead *h, size_t query_begin, s
             for (size_t i = 0; i < queries; i += MR) {
                 const ISA_NAME(Epilogue) e = {.row_scale = inverse + i};
                 float *out = h->out + (q0 + i) * h->out_stride + col;
-                ISA_NAME(tile)(MIN_SIZE(MR, queries - i), MIN_SIZE(NR, d - col), tokens, scores + i, 1, NR, v + p * tokens * NR,
+                ISA_NAME(tile)(MIN_SIZE(MR, queries - i), MIN_SIZE(NR, d - col), tokens, scores + i, 1, NR, NULL, v + p * tokens * NR,
                                NR, out, h->out_stride, &e, NULL, 0);
             }
         }

@@ -94,9 +94,11 @@ typedef enum {
 } ISA_NAME(SplitForm);
 
 // The epilogue of the tile whose first output element is `out` (residual row `residual`, NULL
-// without one) in panel column `col`, for the K block that is the `first` and/or `last`.
+// without one; its rows at `residual_rows` when picked) in panel column `col`, for the K
+// block that is the `first` and/or `last`.
 static inline ISA_NAME(Epilogue) ISA_NAME(gemm_epilogue)(const IdvGemm *g, ISA_NAME(SplitForm) form, int first, int last,
-                                                        size_t col, float *out, const float *residual) {
+                                                        size_t col, float *out, const float *residual,
+                                                        const size_t *residual_rows) {
     ISA_NAME(Epilogue) e = {.ldp = g->ldc, .ldr = g->ldr};
     if (form == ISA_NAME(SPLIT_SCALED) && !first) {
         // Later K blocks add s acc_j onto C.
@@ -108,6 +110,7 @@ static inline ISA_NAME(Epilogue) ISA_NAME(gemm_epilogue)(const IdvGemm *g, ISA_N
         e.scale = g->scale ? g->scale + col : NULL;
         e.gelu = g->gelu;
         e.residual = residual;
+        e.residual_rows = residual_rows;
     }
     if (form == ISA_NAME(SPLIT_RAW) && !first) e.partial = out;
     return e;
@@ -116,15 +119,29 @@ static inline ISA_NAME(Epilogue) ISA_NAME(gemm_epilogue)(const IdvGemm *g, ISA_N
 // The tile's output rows are read (partial sums, or the residual) or written only after the
 // k loop: ask for them now.
 static inline void ISA_NAME(prefetch_outputs)(const ISA_NAME(Epilogue) *e, float *out, size_t ldc, size_t m) {
-    const float *early = e->partial ? e->partial : e->residual;
-    const size_t early_stride = e->partial ? e->ldp : e->ldr;
     for (size_t i = 0; i < m; i++) {
+        const float *early = e->partial ? e->partial + i * e->ldp : e->residual ? ISA_NAME(residual_row)(e, i) : NULL;
         if (early) {
-            __builtin_prefetch(early + i * early_stride, 0, 3);
-            __builtin_prefetch(early + i * early_stride + NR - 1, 0, 3);
+            __builtin_prefetch(early, 0, 3);
+            __builtin_prefetch(early + NR - 1, 0, 3);
         }
         __builtin_prefetch(out + i * ldc, 1, 3);
         __builtin_prefetch(out + i * ldc + NR - 1, 1, 3);
+    }
+}
+
+// Rows picked by a fused gather (`IdvRowIndex`): the element offsets from the matrix's start
+// of rows [first, first + count), rows `stride` floats apart. One division for the run: the
+// image and position then advance row by row.
+#define GEMM_PICKED_BLOCK_ROWS 240u
+static void ISA_NAME(picked_offsets)(const IdvRowIndex *pick, size_t first, size_t count, size_t stride, size_t *offsets) {
+    size_t image = first / pick->per_image, position = first % pick->per_image;
+    for (size_t i = 0; i < count; i++) {
+        offsets[i] = (image * pick->image_rows + (size_t)pick->index[first + i]) * stride;
+        if (++position == pick->per_image) {
+            position = 0;
+            image++;
+        }
     }
 }
 
@@ -135,19 +152,38 @@ static void ISA_NAME(gemm)(const IdvGemm *g, size_t row_begin, size_t row_end, s
     if (g->residual && !g->gelu) form = ISA_NAME(SPLIT_SCALED);
     if (g->residual && g->gelu && g->residual == g->c) form = ISA_NAME(SPLIT_NONE);
     const size_t kc = form == ISA_NAME(SPLIT_NONE) ? k : ISA_NAME(gemm_k_block)(k);
-    const size_t block = ISA_NAME(gemm_row_block)(row_end - row_begin, kc);
+    // Picked rows' offsets are worked out once per row block, on the stack: such blocks are
+    // capped at GEMM_PICKED_BLOCK_ROWS (a multiple of every MR), which changes no sum.
+    const int pick_a = g->a_rows.index != NULL && g->a_rows.per_image > 0;
+    const int pick_residual = g->residual != NULL && g->residual_rows.index != NULL && g->residual_rows.per_image > 0;
+    size_t a_offsets[GEMM_PICKED_BLOCK_ROWS], residual_offsets[GEMM_PICKED_BLOCK_ROWS];
+    size_t block = ISA_NAME(gemm_row_block)(row_end - row_begin, kc);
+    if ((pick_a || pick_residual) && block > GEMM_PICKED_BLOCK_ROWS) block = GEMM_PICKED_BLOCK_ROWS;
     for (size_t m0 = row_begin; m0 < row_end; m0 += block) {
         const size_t rows = MIN_SIZE(block, row_end - m0);
-        const float *a = g->a + m0 * g->lda;
+        // With picked rows, `a` (and `residual`) stay at the matrix's start and each tile
+        // passes its rows' offsets.
+        const float *a = pick_a ? g->a : g->a + m0 * g->lda;
+        const size_t *a_rows = NULL;
+        if (pick_a) {
+            ISA_NAME(picked_offsets)(&g->a_rows, m0, rows, g->lda, a_offsets);
+            a_rows = a_offsets;
+        }
         size_t lda = g->lda;
         if (g->ln_weight) {
             for (size_t r = 0; r < rows; r++)
-                ISA_NAME(layer_norm_row)(a + r * lda, k, g->ln_weight, g->ln_bias, g->ln_eps, workspace + r * k);
+                ISA_NAME(layer_norm_row)(a_rows ? a + a_rows[r] : a + r * lda, k, g->ln_weight, g->ln_bias, g->ln_eps, workspace + r * k);
             a = workspace;
             lda = k;
+            a_rows = NULL;
         }
         float *c = g->c + m0 * g->ldc;
-        const float *residual = g->residual ? g->residual + m0 * g->ldr : NULL;
+        const float *residual = g->residual ? (pick_residual ? g->residual : g->residual + m0 * g->ldr) : NULL;
+        const size_t *residual_rows = NULL;
+        if (pick_residual) {
+            ISA_NAME(picked_offsets)(&g->residual_rows, m0, rows, g->ldr, residual_offsets);
+            residual_rows = residual_offsets;
+        }
         // Full tiles go panel by panel; a remainder of at most PAIR_ROWS rows goes two panels
         // at a time (`tile_pair`), after the second of them. An odd panel out at the end of
         // the range sweeps its remainder with its other tiles.
@@ -180,12 +216,13 @@ static void ISA_NAME(gemm)(const IdvGemm *g, size_t row_begin, size_t row_end, s
                     const size_t r = t * MR;
                     const size_t m = MIN_SIZE(MR, swept - r);
                     float *out = c + r * g->ldc + col;
-                    const ISA_NAME(Epilogue) e = ISA_NAME(gemm_epilogue)(g, form, first, last, col, out,
-                                                                        residual ? residual + r * g->ldr + col : NULL);
+                    const ISA_NAME(Epilogue) e = ISA_NAME(gemm_epilogue)(
+                        g, form, first, last, col, out, residual ? (residual_rows ? residual : residual + r * g->ldr) + col : NULL,
+                        residual_rows ? residual_rows + r : NULL);
                     ISA_NAME(prefetch_outputs)(&e, out, g->ldc, m);
                     const size_t from = t * next_lines / tiles, to = (t + 1) * next_lines / tiles;
-                    ISA_NAME(tile)(m, n, depth, a + r * lda + k0, lda, 1, slice, NR, out, g->ldc, &e, next ? next + from * 16 : NULL,
-                                   to - from);
+                    ISA_NAME(tile)(m, n, depth, (a_rows ? a : a + r * lda) + k0, lda, 1, a_rows ? a_rows + r : NULL, slice, NR, out,
+                                   g->ldc, &e, next ? next + from * 16 : NULL, to - from);
                 }
                 if (!pairs_rest) continue;
                 const size_t r = swept;
@@ -200,13 +237,15 @@ static void ISA_NAME(gemm)(const IdvGemm *g, size_t row_begin, size_t row_end, s
                 }
                 const size_t col0 = col - NR;
                 float *out0 = c + r * g->ldc + col0, *out1 = c + r * g->ldc + col;
-                const float *res = residual ? residual + r * g->ldr : NULL;
-                const ISA_NAME(Epilogue) e0 = ISA_NAME(gemm_epilogue)(g, form, first, last, col0, out0, res ? res + col0 : NULL);
-                const ISA_NAME(Epilogue) e1 = ISA_NAME(gemm_epilogue)(g, form, first, last, col, out1, res ? res + col : NULL);
+                const float *res = residual ? (residual_rows ? residual : residual + r * g->ldr) : NULL;
+                const size_t *res_rows = residual_rows ? residual_rows + r : NULL;
+                const ISA_NAME(Epilogue) e0 =
+                    ISA_NAME(gemm_epilogue)(g, form, first, last, col0, out0, res ? res + col0 : NULL, res_rows);
+                const ISA_NAME(Epilogue) e1 = ISA_NAME(gemm_epilogue)(g, form, first, last, col, out1, res ? res + col : NULL, res_rows);
                 ISA_NAME(prefetch_outputs)(&e0, out0, g->ldc, rest);
                 ISA_NAME(prefetch_outputs)(&e1, out1, g->ldc, rest);
-                ISA_NAME(tile_pair)(rest, NR, n, depth, a + r * lda + k0, lda, slice - k * NR, slice, out0, out1, g->ldc, &e0, &e1,
-                                    pair_next, pair_next ? next_lines : 0);
+                ISA_NAME(tile_pair)(rest, NR, n, depth, (a_rows ? a : a + r * lda) + k0, lda, a_rows ? a_rows + r : NULL,
+                                    slice - k * NR, slice, out0, out1, g->ldc, &e0, &e1, pair_next, pair_next ? next_lines : 0);
             }
         }
     }

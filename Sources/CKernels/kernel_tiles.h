@@ -15,10 +15,17 @@ typedef struct {
     /// At the tile's first element, rows `ldr` apart; may be C itself.
     const float *residual;
     size_t ldr;
+    /// When non-NULL, row i of the residual is at `residual + residual_rows[i]` instead (rows
+    /// picked by a fused gather; never C itself).
+    const size_t *residual_rows;
     /// One multiplier per tile row (attention's 1 / softmax sum).
     const float *row_scale;
     int gelu;
 } ISA_NAME(Epilogue);
+
+static inline __attribute__((always_inline)) const float *ISA_NAME(residual_row)(const ISA_NAME(Epilogue) *e, size_t i) {
+    return e->residual + (e->residual_rows ? e->residual_rows[i] : i * e->ldr);
+}
 
 // Rows [0, m) of one panel's tile, accumulated in x0 (columns 0..<VL) and x1 (VL..<NR):
 // the epilogue applied, the first n columns stored at c, rows ldc apart.
@@ -41,7 +48,7 @@ static inline __attribute__((always_inline)) void ISA_NAME(finish)(const vf *x0s
             return;
         }
         _Pragma("clang loop unroll(full)") for (int i = 0; i < MR; i++) {
-            const float *r = e->residual + (size_t)i * e->ldr;
+            const float *r = ISA_NAME(residual_row)(e, (size_t)i);
             V_STORE(c + (size_t)i * ldc, V_ADD(bias ? V_ADD(x0s[i], b0) : x0s[i], V_LOAD(r)));
             V_STORE(c + (size_t)i * ldc + VL, V_ADD(bias ? V_ADD(x1s[i], b1) : x1s[i], V_LOAD(r + VL)));
         }
@@ -85,7 +92,7 @@ static inline __attribute__((always_inline)) void ISA_NAME(finish)(const vf *x0s
                 x1 = V_MUL(x1, scale1);
             }
             if (e->residual) {
-                const float *r = e->residual + (size_t)i * e->ldr;
+                const float *r = ISA_NAME(residual_row)(e, (size_t)i);
                 x0 = V_ADD(x0, ISA_NAME(v_load_n)(r, n0));
                 x1 = V_ADD(x1, ISA_NAME(v_load_n)(r + VL, n1));
             }
@@ -127,7 +134,8 @@ static inline __attribute__((always_inline)) size_t ISA_NAME(prefetch_excess)(co
 }
 
 // C[i, j] = finish(sum_kk A[i, kk] B[kk, j]) for i < m <= MR, j < n <= NR, where A[i, kk] is
-// a[i * a_rs + kk * a_cs] and B[kk, j] is b[kk * b_ks + j]; b must have NR readable floats per
+// a[i * a_rs + kk * a_cs] (a[a_rows[i] + kk * a_cs] when `a_rows` is given: rows picked by a
+// fused gather) and B[kk, j] is b[kk * b_ks + j]; b must have NR readable floats per
 // kk. Rows of A past m repeat row m - 1 (read, never stored), so no row past the operand is
 // touched. Always inlined: the strides are constants at most call sites (a_cs = 1 for
 // row-major A), which the compiler folds into the addressing.
@@ -136,14 +144,15 @@ static inline __attribute__((always_inline)) size_t ISA_NAME(prefetch_excess)(co
 // one every PREFETCH_EVERY steps of k (NULL: none): a steady trickle, since a burst at the
 // tile's start would take the miss buffers that the A rows' loads from L2 need.
 static inline __attribute__((always_inline)) void ISA_NAME(tile)(
-    size_t m, size_t n, size_t k, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_ks, float *c,
-    size_t ldc, const ISA_NAME(Epilogue) *e, const float *prefetch, size_t prefetch_lines) {
+    size_t m, size_t n, size_t k, const float *a, size_t a_rs, size_t a_cs, const size_t *a_rows, const float *b, size_t b_ks,
+    float *c, size_t ldc, const ISA_NAME(Epilogue) *e, const float *prefetch, size_t prefetch_lines) {
     vf acc0[MR], acc1[MR];
     const float *rows[MR];
     for (int i = 0; i < MR; i++) {
         acc0[i] = V_ZERO();
         acc1[i] = V_ZERO();
-        rows[i] = a + ((size_t)i < m ? (size_t)i : m - 1) * a_rs;
+        const size_t row = (size_t)i < m ? (size_t)i : m - 1;
+        rows[i] = a + (a_rows ? a_rows[row] : row * a_rs);
     }
     // Past the last line the address stops moving (the same line again costs nothing).
     const float *prefetch_at = prefetch ? prefetch : b;
@@ -177,16 +186,18 @@ static inline __attribute__((always_inline)) void ISA_NAME(tile)(
 // The last rows of a block, m <= PAIR_ROWS of them, over two panels at once: PAIR_ROWS x 2 NR
 // accumulators, where a full tile per panel would spend MR rows of FMAs on m (68 rows of an
 // idle block end in 2, 97 in 1; the class row alone, in a last block, is 1). Rows past m
-// repeat row m - 1, as in `tile`. `b0` and `b1` are the two panels' slices, each NR floats per
+// repeat row m - 1, and `a_rows` picks rows, as in `tile`. `b0` and `b1` are the two panels' slices, each NR floats per
 // step of k; `n1` columns of the second are used.
 static inline __attribute__((always_inline)) void ISA_NAME(tile_pair)(
-    size_t m, size_t n0, size_t n1, size_t k, const float *a, size_t lda, const float *b0, const float *b1, float *c0, float *c1,
-    size_t ldc, const ISA_NAME(Epilogue) *e0, const ISA_NAME(Epilogue) *e1, const float *prefetch, size_t prefetch_lines) {
+    size_t m, size_t n0, size_t n1, size_t k, const float *a, size_t lda, const size_t *a_rows, const float *b0, const float *b1,
+    float *c0, float *c1, size_t ldc, const ISA_NAME(Epilogue) *e0, const ISA_NAME(Epilogue) *e1, const float *prefetch,
+    size_t prefetch_lines) {
     vf acc[PAIR_ROWS][4];
     const float *rows[PAIR_ROWS];
     for (int i = 0; i < PAIR_ROWS; i++) {
         for (int j = 0; j < 4; j++) acc[i][j] = V_ZERO();
-        rows[i] = a + ((size_t)i < m ? (size_t)i : m - 1) * lda;
+        const size_t row = (size_t)i < m ? (size_t)i : m - 1;
+        rows[i] = a + (a_rows ? a_rows[row] : row * lda);
     }
     const float *prefetch_at = prefetch ? prefetch : b0;
     size_t prefetch_left = prefetch ? ISA_NAME(prefetch_excess)(&prefetch_at, prefetch_lines, k) : 0;

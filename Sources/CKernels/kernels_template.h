@@ -86,7 +86,7 @@ static float ISA_NAME(tile_loop)(size_t iterations) {
     for (size_t i = 0; i < TILE_LOOP_K * NR; i++) b[i] = 0.001f * (float)(i % 5);
     float total = 0;
     for (size_t it = 0; it < iterations; it++) {
-        ISA_NAME(tile)(MR, NR, TILE_LOOP_K, a, TILE_LOOP_K, 1, b, NR, c, NR, NULL, NULL, 0);
+        ISA_NAME(tile)(MR, NR, TILE_LOOP_K, a, TILE_LOOP_K, 1, NULL, b, NR, c, NR, NULL, NULL, 0);
         // Reading a result each time keeps the calls from being merged or dropped.
         total += c[it % (MR * NR)];
     }

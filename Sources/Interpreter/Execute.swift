@@ -4,7 +4,10 @@ import IR
 struct FusedPointers {
     var scale: UnsafePointer<Float>?
     var residual: UnsafePointer<Float>?
+    var residualRows: PickedRows?
     var layerNorm: (input: UnsafePointer<Float>, prologue: LayerNormPrologue)?
+    /// A fused gather's source and the rows the product reads from it.
+    var gatheredInput: (source: UnsafePointer<Float>, rows: PickedRows)?
 
     init(_ fusion: Fusion, _ slots: UnsafeBufferPointer<UnsafeRawPointer>) {
         var next = 0
@@ -12,15 +15,30 @@ struct FusedPointers {
             defer { next += 1 }
             return slots[next].assumingMemoryBound(to: Float.self)
         }
+        func picked(_ gathered: GatheredRows) -> PickedRows {
+            defer { next += 1 }
+            return PickedRows(index: slots[next].assumingMemoryBound(to: Int32.self), perImage: gathered.selected,
+                              imageRows: gathered.sourceTokens)
+        }
         if fusion.scale != nil { scale = take() }
         if fusion.residual != nil { residual = take() }
+        if let gathered = fusion.gatheredResidual {
+            residual = take()
+            residualRows = picked(gathered)
+        }
         if let norm = fusion.layerNorm {
             let input = take(), weight = take(), bias = take()
             layerNorm = (input, LayerNormPrologue(weight: weight, bias: bias, eps: norm.eps))
         }
+        if let gathered = fusion.gatheredInput {
+            let source = take()
+            gatheredInput = (source, picked(gathered))
+        }
     }
 
-    func epilogue(gelu: Bool) -> LinearEpilogue { LinearEpilogue(gelu: gelu, scale: scale, residual: residual) }
+    func epilogue(gelu: Bool) -> LinearEpilogue {
+        LinearEpilogue(gelu: gelu, scale: scale, residual: residual, residualRows: residualRows)
+    }
 }
 
 extension Interpreter {
@@ -73,15 +91,17 @@ extension Interpreter {
             let rows = shapes[0].elementCount / inFeatures
             let start = linear.rows?.lowerBound ?? 0
             if let packed = step.packed {
-                // The LayerNorm's input when the LayerNorm is fused into the product.
-                let x = fused.layerNorm?.input ?? f(0)
+                // The LayerNorm's input when the LayerNorm is fused into the product, or the
+                // source of a gather fused into it.
+                let x = fused.layerNorm?.input ?? fused.gatheredInput?.source ?? f(0)
                 if let queries = instruction.queryRowLimit,
                    executeQueryRows(queries, packed: packed, shape: shapes[0], x: x, bias: optionalBias(start),
                                     layerNorm: fused.layerNorm?.prologue, y: y, scratch: floatScratch) {
                     break
                 }
-                LinearKernel.run(kernels: kernels, x: x, rows: rows, weight: packed, bias: optionalBias(start), epilogue: epilogue,
-                                 layerNorm: fused.layerNorm?.prologue, y: y, threads: threads, workspace: floatScratch)
+                LinearKernel.run(kernels: kernels, x: x, rows: rows, xRows: fused.gatheredInput?.rows, weight: packed,
+                                 bias: optionalBias(start), epilogue: epilogue, layerNorm: fused.layerNorm?.prologue, y: y,
+                                 threads: threads, workspace: floatScratch)
             } else {
                 BLASLinearKernel.run(x: f(0), rows: rows, inFeatures: inFeatures, weight: f(1) + start * inFeatures,
                                      bias: bias(start), outFeatures: outShape.last!, epilogue: epilogue, y: y, threads: threads)

@@ -9,15 +9,36 @@ struct Fusion {
     var scale: Operand?
     /// Added last: `add(r, linear(x))`, `add(linear(x), r)` or the same around the scale.
     var residual: Operand?
+    /// A residual that is `gather_tokens(x, selected)`: its rows are read from x in place
+    /// (then `residual` is nil).
+    var gatheredResidual: GatheredRows?
     /// `linear(layer_norm(x))`: the LayerNorm is applied as the product reads its rows.
     var layerNorm: FusedLayerNorm?
+    /// `linear(gather_tokens(x, selected))`: the product reads x's selected rows in place.
+    var gatheredInput: GatheredRows?
 
-    /// The operands beyond the node's own, in the order `PreparedProgram` resolves them.
+    /// The operands beyond the node's own, in the order `FusedPointers` resolves them.
     var operands: [Operand] {
-        [scale, residual, layerNorm?.input, layerNorm?.weight, layerNorm?.bias].compactMap { $0 }
+        [scale, residual, gatheredResidual?.source, gatheredResidual?.selection, layerNorm?.input, layerNorm?.weight,
+         layerNorm?.bias, gatheredInput?.source, gatheredInput?.selection].compactMap { $0 }
     }
 
-    var isEmpty: Bool { !gelu && scale == nil && residual == nil && layerNorm == nil }
+    var isEmpty: Bool {
+        !gelu && scale == nil && residual == nil && gatheredResidual == nil && layerNorm == nil && gatheredInput == nil
+    }
+}
+
+/// A `gather_tokens` fused into the product that reads its value: the rows it would copy are
+/// read where they are (an idle block's LN1 rows into qkv, its stream rows into proj's
+/// residual). Only a selection `token_select` made is fused, so every index is a valid token.
+struct GatheredRows {
+    /// The gather's step, its source ([B, N, C]) and its selection (i32 [B, S]).
+    var step: Int
+    var source: Operand
+    var selection: Operand
+    /// N and S.
+    var sourceTokens: Int
+    var selected: Int
 }
 
 struct FusedLayerNorm {
@@ -37,7 +58,11 @@ struct FusedLayerNorm {
 /// Around a `linear` (only consumers are followed, never a value read twice):
 /// - after it, `gelu` (fc1 + act), or `scale` then optionally an `add` (LayerScale + residual),
 ///   or an `add` of a value computed before the linear (attn.proj / mlp.fc2 + residual);
-/// - before it, the `layer_norm` producing its input (LN1 -> qkv, LN2 -> fc1 of a dense block).
+/// - before it, the `layer_norm` producing its input (LN1 -> qkv, LN2 -> fc1 of a dense block),
+///   or else the `gather_tokens` producing it (an idle block's qkv reading LN1's selected rows);
+/// - a residual that a `gather_tokens` produces (an idle block's proj + the selected rows).
+/// Gathers fuse only into products that compute every row (`fullRows`): row demand's
+/// products run one token row at a time on strided rows, which picked rows do not take.
 /// The OpenBLAS engine takes only GELU and residual fusions, which is what it can do after sgemm.
 struct FusionPlanner {
     struct Plan {
@@ -53,6 +78,8 @@ struct FusionPlanner {
     let consumers: [[Int]]
     let isCaptured: [Bool]
     let packed: Bool
+    /// Whether the step computes every row of its value (no row demand on it).
+    var fullRows: (Int) -> Bool = { _ in true }
 
     /// The fusion plan of each linear step that fuses anything (by step index).
     func plans() -> [Int: Plan] {
@@ -71,6 +98,17 @@ struct FusionPlanner {
                                                        eps: Float(norm.eps))
                 plan.absorbed.append(l)
                 plan.label = "layer_norm+" + plan.label
+            } else if packedHere, fullRows(i), fullRows(plan.output), let gathered = gathered(steps[i].operands[0], into: i) {
+                plan.fusion.gatheredInput = gathered
+                plan.absorbed.append(gathered.step)
+                plan.label = "gather_tokens+" + plan.label
+            }
+            if let gathered = plan.fusion.residual.flatMap({ gathered($0, into: plan.output) }),
+               packedHere, fullRows(i), fullRows(plan.output) {
+                plan.fusion.residual = nil
+                plan.fusion.gatheredResidual = gathered
+                plan.absorbed.append(gathered.step)
+                plan.label += "(gathered)"
             }
             if !plan.fusion.isEmpty { plans[i] = plan }
         }
@@ -107,6 +145,18 @@ struct FusionPlanner {
         plan.output = step
         plan.absorbed.append(step)
         plan.label += "+" + name
+    }
+
+    /// The gather producing `operand`, if `reader` is its only reader, it is not captured, and
+    /// its selection comes from a `token_select`.
+    private func gathered(_ operand: Operand, into reader: Int) -> GatheredRows? {
+        guard case .node(let g) = operand, case .gatherTokens = steps[g].node.op, fusible(g, into: reader),
+              steps[g].operands.count == 2, case .node(let select) = steps[g].operands[1],
+              case .tokenSelect = steps[select].node.op,
+              let tokens = steps[g].inputTypes[0].extent(1), let selected = steps[g].inputTypes[1].extent(1), selected > 0
+        else { return nil }
+        return GatheredRows(step: g, source: steps[g].operands[0], selection: steps[g].operands[1], sourceTokens: tokens,
+                            selected: selected)
     }
 
     /// A LayerNorm whose only reader is the linear, and not captured.

@@ -231,6 +231,13 @@ public final class Interpreter: @unchecked Sendable {
         return Program(steps: steps, batch: batch, captured: key.captured, settings: programSettings).layout.arenaBytes
     }
 
+    /// The instruction labels of the program for a batch size when only the outputs are
+    /// captured (or `captured`), in order: what fused into what (tests, profiles).
+    func instructionLabels(batch: Int, captured: Set<String>? = nil) -> [String] {
+        Program(steps: steps, batch: batch, captured: captured ?? Set(graph.outputs), settings: programSettings)
+            .instructions.map(\.label)
+    }
+
     // MARK: planning
 
     private struct PlanKey: Hashable {

@@ -48,8 +48,14 @@ struct Program {
         let demand = settings.rowDemand ? RowDemand.compute(steps: steps, captured: isCaptured) : []
         let queryRows = settings.rowDemand
             ? RowDemand.queryRows(steps: steps, demand: demand, captured: isCaptured, consumers: consumers, batch: batch) : []
+        let fullRows = { (step: Int) -> Bool in
+            guard settings.rowDemand else { return true }
+            return queryRows[step] == nil
+                && RowDemand.limit(demand[step], shape: steps[step].node.type.concreteShape(batch: batch)) == nil
+        }
         let plans = settings.fuse
-            ? FusionPlanner(steps: steps, consumers: consumers, isCaptured: isCaptured, packed: settings.backend == .packed).plans()
+            ? FusionPlanner(steps: steps, consumers: consumers, isCaptured: isCaptured, packed: settings.backend == .packed,
+                            fullRows: fullRows).plans()
             : [:]
         let fusedAway = Set(plans.values.flatMap(\.absorbed))
 

@@ -24,6 +24,16 @@ typedef enum {
 /// CPUID and the register state enabled in XCR0), else 0. Portable is always 1.
 int idv_isa_supported(int isa);
 
+/// Rows picked image by image, as `gather_tokens` picks them: row m of the operand is row
+/// (m / per_image) * image_rows + index[m] of the matrix. With `index` NULL, row m is row m.
+/// Every index must lie in [0, image_rows): the engine fuses only `token_select`'s output,
+/// which lists valid token positions.
+typedef struct {
+    const int32_t *index;
+    size_t per_image;
+    size_t image_rows;
+} IdvRowIndex;
+
 /// One matrix product `C = epilogue(A W^T)` over weights packed by `idv_pack_panels`:
 ///
 ///     acc[m, o]  = sum_k A[m, k] * W[o, k]          (k in order 0..<K, same on every thread)
@@ -33,6 +43,9 @@ int idv_isa_supported(int isa);
 /// left out when NULL. `residual` may be `c` itself (same stride): each element is read before
 /// it is written. With `ln_weight`, each row of A first goes through LayerNorm over its K
 /// elements (biased variance, `ln_eps`) with `ln_weight`/`ln_bias`, in the workspace.
+///
+/// `a_rows` / `residual_rows` (index NULL: row m is row m) read A's / the residual's rows
+/// where a `gather_tokens` would have put them: the gather fused into the product.
 typedef struct {
     const float *a;
     size_t lda;
@@ -51,6 +64,8 @@ typedef struct {
     const float *ln_weight;
     const float *ln_bias;
     float ln_eps;
+    IdvRowIndex a_rows;
+    IdvRowIndex residual_rows;
 } IdvGemm;
 
 /// One head of scaled dot-product attention for the queries [query_begin, query_end):

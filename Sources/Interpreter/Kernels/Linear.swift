@@ -10,13 +10,28 @@ struct LinearEpilogue {
     var scale: UnsafePointer<Float>?
     /// Added last (attn.proj / mlp.fc2 and the residual stream); laid out like `y`, and may be `y`.
     var residual: UnsafePointer<Float>?
+    /// The residual's rows picked from a larger matrix (`residual` is then its start, never `y`):
+    /// `add(gather_tokens(x, selected), proj(...))` with the gather fused away.
+    var residualRows: PickedRows?
 
     /// The same epilogue for output rows starting `offset` elements further on.
     func advanced(by offset: Int) -> LinearEpilogue {
+        precondition(residualRows == nil, "picked residual rows do not move by an offset")
         var moved = self
         moved.residual = residual.map { $0 + offset }
         return moved
     }
+}
+
+/// Rows picked image by image, as `gather_tokens` picks them: row m of the operand is token
+/// `index[m]` of image `m / perImage`, images `imageRows` rows apart. The index must be
+/// `token_select`'s output (every entry a valid token), the only one `Program` fuses.
+struct PickedRows {
+    var index: UnsafePointer<Int32>
+    var perImage: Int
+    var imageRows: Int
+
+    var c: IdvRowIndex { IdvRowIndex(index: index, per_image: perImage, image_rows: imageRows) }
 }
 
 /// LayerNorm of the product's input rows, applied as the GEMM reads them (`Program` fuses a
@@ -90,6 +105,8 @@ enum LinearKernel {
 
     /// `xStride` / `yStride`: elements from one row of x / of y and the residual to the next
     /// (default: packed rows), so a product can run on one token row of every image.
+    /// `xRows`: x's rows picked from the matrix at `x` (a gather fused into the product);
+    /// not with a LayerNorm prologue.
     /// `workspace`: `workspaceFloats` floats when `layerNorm` is given.
     ///
     /// The LayerNorm prologue pays where each row is normalised once: when the rows are split
@@ -97,12 +114,14 @@ enum LinearKernel {
     /// the normalised rows are never written out. When the columns are split (few rows), every
     /// task would normalise all rows again, so the rows are normalised once, in parallel, into
     /// the workspace first.
-    static func run(kernels: CPUKernels, x: UnsafePointer<Float>, rows: Int, xStride: Int? = nil, weight: PackedMatrix,
+    static func run(kernels: CPUKernels, x: UnsafePointer<Float>, rows: Int, xStride: Int? = nil, xRows: PickedRows? = nil,
+                    weight: PackedMatrix,
                     bias: UnsafePointer<Float>?, epilogue: LinearEpilogue = LinearEpilogue(), layerNorm: LayerNormPrologue? = nil,
                     y: UnsafeMutablePointer<Float>, yStride: Int? = nil, threads: Int,
                     workspace: UnsafeMutablePointer<Float>? = nil) {
         guard rows > 0, weight.outFeatures > 0 else { return }
         precondition(layerNorm == nil || workspace != nil, "a LayerNorm prologue needs a workspace")
+        precondition(layerNorm == nil || xRows == nil, "picked rows do not take a LayerNorm prologue")
         let k = weight.inFeatures
         let plan = partition(rows: rows, panels: weight.panelCount, inFeatures: k, mr: kernels.mr, nr: kernels.nr,
                              threads: threads)
@@ -118,7 +137,8 @@ enum LinearKernel {
         let gemm = IdvGemm(a: a, lda: lda, b: weight.panels, k: k, n: weight.outFeatures, c: y, ldc: yStride,
                            bias: bias, scale: epilogue.scale, residual: epilogue.residual, ldr: yStride,
                            gelu: epilogue.gelu ? 1 : 0, ln_weight: fusedNorm?.weight, ln_bias: fusedNorm?.bias,
-                           ln_eps: fusedNorm?.eps ?? 0)
+                           ln_eps: fusedNorm?.eps ?? 0, a_rows: xRows?.c ?? IdvRowIndex(),
+                           residual_rows: epilogue.residualRows?.c ?? IdvRowIndex())
         let slot = fusedNorm == nil ? 0 : slotFloats(kernels: kernels, rows: plan.rowChunk, inFeatures: k)
         let table = kernels.table
         withUnsafePointer(to: gemm) { gemm in

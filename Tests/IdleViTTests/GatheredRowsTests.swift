@@ -1,0 +1,143 @@
+import Foundation
+import XCTest
+import IR
+@testable import IdleViTKit
+@testable import Interpreter
+
+/// A `gather_tokens` fused into the product that reads it (`FusionPlanner`): the GEMM reads
+/// the selected rows where they are, as its input (an idle block's qkv over LN1's rows) or
+/// as its residual (proj + the selected stream rows). The kernel against a naive reference
+/// that gathers first; the plan; and whole idle models, whose logits must be the unfused
+/// ones bit for bit (the same sums in the same order, read from other addresses).
+final class GatheredRowsTests: XCTestCase {
+    private var kernelSets: [CPUKernels] {
+        var sets = KernelISA.supported.compactMap(CPUKernels.init)
+        if !KernelISA.avx512.isSupported { sets.append(.avx512Geometry) }
+        return sets
+    }
+
+    private struct Case {
+        var images: Int
+        var tokens: Int
+        var selected: Int
+        var k: Int
+        var n: Int
+    }
+
+    /// Picked input rows and picked residual rows, against the product of gathered copies:
+    /// one image and several; a tile's worth of rows and fewer; more rows than one picked
+    /// block holds (240) and than the column split takes (256), so the rows are split between
+    /// threads and a block starts inside an image; K cut into blocks (the residual then goes
+    /// in with the first block); GELU with a residual apart.
+    func testPickedRowsMatchAGatheredProduct() throws {
+        let cases = [Case(images: 1, tokens: 11, selected: 7, k: 17, n: 33), Case(images: 3, tokens: 9, selected: 2, k: 40, n: 21),
+                     Case(images: 2, tokens: 300, selected: 250, k: 24, n: 40), Case(images: 2, tokens: 20, selected: 13, k: 3100, n: 18)]
+        var generator = SeededRandom(seed: 21)
+        func values(_ count: Int, scale: Float = 1) -> [Float] {
+            (0..<count).map { _ in Float(Int64(generator.next() >> 40) - (1 << 23)) / Float(1 << 23) * scale }
+        }
+        for kernels in kernelSets {
+            for shape in cases {
+                let rows = shape.images * shape.selected
+                let source = values(shape.images * shape.tokens * shape.k, scale: 2)
+                let stream = values(shape.images * shape.tokens * shape.n)
+                let weight = values(shape.n * shape.k, scale: 0.2), bias = values(shape.n)
+                // Distinct tokens per image in a scrambled order, as token_select lists them.
+                var index = [Int32]()
+                for _ in 0..<shape.images {
+                    var tokens = Array(0..<Int32(shape.tokens))
+                    tokens.shuffle(using: &generator)
+                    index += tokens.prefix(shape.selected)
+                }
+                func gathered(_ matrix: [Float], width: Int) -> [Float] {
+                    (0..<rows).flatMap { m in
+                        let row = (m / shape.selected) * shape.tokens + Int(index[m])
+                        return matrix[row * width..<(row + 1) * width]
+                    }
+                }
+                let (x, residual) = (gathered(source, width: shape.k), gathered(stream, width: shape.n))
+                let packed = try weight.withUnsafeBufferPointer { w in
+                    let request = PackedWeights.Request(source: w.baseAddress!, start: 0, rows: shape.n, k: shape.k)
+                    return (try PackedWeights([request], nr: kernels.nr, threads: 1), request)
+                }
+                let matrix = try XCTUnwrap(packed.0.matrix(packed.1))
+                for gelu in [false, true] {
+                    var expected = [Float](repeating: 0, count: rows * shape.n)
+                    for m in 0..<rows {
+                        for o in 0..<shape.n {
+                            var acc = Double(bias[o])
+                            for kk in 0..<shape.k { acc += Double(x[m * shape.k + kk]) * Double(weight[o * shape.k + kk]) }
+                            if gelu { acc = 0.5 * acc * (1 + erf(acc / 2.0.squareRoot())) }
+                            expected[m * shape.n + o] = Float(acc + Double(residual[m * shape.n + o]))
+                        }
+                    }
+                    for threads in [1, 2] {
+                        let got = source.withUnsafeBufferPointer { s in
+                            stream.withUnsafeBufferPointer { r in
+                                bias.withUnsafeBufferPointer { b in
+                                    index.withUnsafeBufferPointer { i in
+                                        var y = [Float](repeating: .nan, count: rows * shape.n)
+                                        let picked = PickedRows(index: i.baseAddress!, perImage: shape.selected, imageRows: shape.tokens)
+                                        y.withUnsafeMutableBufferPointer { y in
+                                            LinearKernel.run(kernels: kernels, x: s.baseAddress!, rows: rows, xRows: picked, weight: matrix,
+                                                             bias: b.baseAddress!,
+                                                             epilogue: LinearEpilogue(gelu: gelu, residual: r.baseAddress!, residualRows: picked),
+                                                             y: y.baseAddress!, threads: threads)
+                                        }
+                                        return y
+                                    }
+                                }
+                            }
+                        }
+                        var worst = 0.0
+                        for (a, b) in zip(got, expected) {
+                            let error = abs(Double(a) - Double(b)) / (1 + abs(Double(b)))
+                            worst = error.isNaN ? .infinity : max(worst, error)
+                        }
+                        XCTAssertLessThanOrEqual(worst, 1e-4, "\(kernels.name) \(shape) gelu \(gelu) T\(threads)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Run for its logits, an idle model's blocks read their gathers in place: each idle
+    /// layer's qkv reads LN1's selected rows and its proj the selected stream rows; what stays
+    /// a gather is the last block's (row demand computes its class rows one row at a time).
+    /// Captured gathers (verify compares them) stay gathers.
+    func testIdleBlocksFuseTheirGathers() throws {
+        let prepared = try Session.prepare(ModelRequest(path: TestPaths.fixture("micro/model.safetensors"), keepRatio: 0.7))
+        let idleLayers = prepared.graph.nodes.filter { $0.kind == .tokenSelect }.count
+        XCTAssertGreaterThan(idleLayers, 1)
+        for batch in [1, 3] {
+            let labels = try Interpreter(graph: prepared.graph).instructionLabels(batch: batch)
+            XCTAssertEqual(labels.filter { $0 == "gather_tokens+linear" }.count, idleLayers - 1, "\(labels)")
+            XCTAssertEqual(labels.filter { $0 == "linear+add(gathered)" }.count, idleLayers - 1, "\(labels)")
+            XCTAssertEqual(labels.filter { $0 == "gather_tokens" }.count, 1, "the last block's keys and values: \(labels)")
+        }
+        let everything = Set(prepared.graph.nodes.map(\.name))
+        let verifying = try Interpreter(graph: prepared.graph).instructionLabels(batch: 1, captured: everything)
+        XCTAssertFalse(verifying.contains { $0.contains("gather") && $0 != "gather_tokens" }, "\(verifying)")
+        XCTAssertEqual(verifying.filter { $0 == "gather_tokens" }.count, 2 * idleLayers)
+    }
+
+    /// The logits with gathers fused are the logits with the gathers run (captured, which
+    /// keeps them and every other fusion as it is), bit for bit, at the fixture's batch and three times it (several
+    /// images' selections in one product), on every instruction set.
+    func testFusedGathersChangeNoBit() throws {
+        let prepared = try Session.prepare(ModelRequest(path: TestPaths.fixture("micro/model.safetensors"), keepRatio: 0.7))
+        let gathers = Set(prepared.graph.nodes.filter { $0.kind == .gatherTokens }.map(\.name))
+        let one = try Session.loadInput(path: TestPaths.fixture("micro/input.safetensors"), for: prepared.architecture)
+        let count = one.values.count
+        let three = (0..<3 * count).map { i in one.values[i % count] * (1 + 0.25 * Float(i / count)) }
+        for input in [one, FloatTensor(shape: [3 * one.shape[0]] + one.shape.dropFirst(), values: three)] {
+            for isa in KernelISA.supported {
+                let interpreter = try Interpreter(graph: prepared.graph, options: InterpreterOptions(isa: isa))
+                func logits(_ capture: Capture) throws -> [UInt32] {
+                    try XCTUnwrap(interpreter.run(["pixel_values": input], capture: capture)["logits"]?.floatTensor).values.map(\.bitPattern)
+                }
+                XCTAssertEqual(try logits(.outputs), try logits(.names(gathers)), "\(isa) batch \(input.shape[0])")
+            }
+        }
+    }
+}
