@@ -10,12 +10,6 @@ import IR
 /// that gathers first; the plan; and whole idle models, whose logits must be the unfused
 /// ones bit for bit (the same sums in the same order, read from other addresses).
 final class GatheredRowsTests: XCTestCase {
-    private var kernelSets: [CPUKernels] {
-        var sets = KernelISA.supported.compactMap(CPUKernels.init)
-        if !KernelISA.avx512.isSupported { sets.append(.avx512Geometry) }
-        return sets
-    }
-
     private struct Case {
         var images: Int
         var tokens: Int
@@ -36,7 +30,7 @@ final class GatheredRowsTests: XCTestCase {
         func values(_ count: Int, scale: Float = 1) -> [Float] {
             (0..<count).map { _ in Float(Int64(generator.next() >> 40) - (1 << 23)) / Float(1 << 23) * scale }
         }
-        for kernels in kernelSets {
+        for kernels in CPUKernels.underTest {
             for shape in cases {
                 let rows = shape.images * shape.selected
                 let source = values(shape.images * shape.tokens * shape.k, scale: 2)

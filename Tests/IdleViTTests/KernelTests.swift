@@ -9,12 +9,9 @@ import IR
 /// blocks, N not a multiple of the panel width, every epilogue, a LayerNorm prologue, strided
 /// rows, one and two threads. Whole models through each instruction set: EngineModelTests.
 final class KernelTests: XCTestCase {
-    /// Kernels of every supported instruction set, and the AVX-512 geometry in generic vectors
-    /// where the CPU has no AVX-512 (the same template with VL = 16, MR = 12, NR = 32).
     private var kernelSets: [CPUKernels] {
-        var sets = KernelISA.supported.compactMap(CPUKernels.init)
+        let sets = CPUKernels.underTest
         XCTAssertTrue(sets.contains { $0.isa == .portable })
-        if !KernelISA.avx512.isSupported { sets.append(.avx512Geometry) }
         return sets
     }
 
