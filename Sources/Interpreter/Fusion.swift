@@ -103,8 +103,8 @@ struct FusionPlanner {
                 plan.absorbed.append(gathered.step)
                 plan.label = "gather_tokens+" + plan.label
             }
-            if let gathered = plan.fusion.residual.flatMap({ gathered($0, into: plan.output) }),
-               packedHere, fullRows(i), fullRows(plan.output) {
+            if packedHere, fullRows(i), fullRows(plan.output),
+               let gathered = plan.fusion.residual.flatMap({ gathered($0, into: plan.output) }) {
                 plan.fusion.residual = nil
                 plan.fusion.gatheredResidual = gathered
                 plan.absorbed.append(gathered.step)
