@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import XCTest
 import IR
@@ -92,6 +93,69 @@ final class GatheredRowsTests: XCTestCase {
                     }
                 }
             }
+        }
+    }
+
+    /// The GEMM's own LayerNorm prologue over picked rows (the engine normalises gathered rows
+    /// before a column-split product instead, so only the kernel reaches this): each picked
+    /// row normalised into the workspace, then the product, in two calls whose row ranges
+    /// split an image.
+    func testLayerNormPrologueReadsPickedRows() throws {
+        let (images, tokens, selected, k, n) = (2, 13, 9, 40, 24)
+        var generator = SeededRandom(seed: 23)
+        func values(_ count: Int, scale: Float = 1) -> [Float] {
+            (0..<count).map { _ in Float(Int64(generator.next() >> 40) - (1 << 23)) / Float(1 << 23) * scale }
+        }
+        let source = values(images * tokens * k, scale: 2), weight = values(n * k, scale: 0.2), bias = values(n)
+        let lnWeight = values(k), lnBias = values(k)
+        let index: [Int32] = [0, 12, 3, 7, 1, 9, 11, 4, 5, 0, 2, 6, 10, 8, 12, 1, 3, 7]
+        let rows = images * selected
+        var expected = [Float](repeating: 0, count: rows * n)
+        for m in 0..<rows {
+            let row = (m / selected) * tokens + Int(index[m])
+            let x = source[row * k..<(row + 1) * k].map(Double.init)
+            let mean = x.reduce(0, +) / Double(k)
+            let variance = x.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(k)
+            let h = (0..<k).map { c in (x[c] - mean) / (variance + 1e-6).squareRoot() * Double(lnWeight[c]) + Double(lnBias[c]) }
+            for o in 0..<n {
+                expected[m * n + o] = Float((0..<k).reduce(Double(bias[o])) { $0 + h[$1] * Double(weight[o * k + $1]) })
+            }
+        }
+        for kernels in CPUKernels.underTest {
+            let request = weight.withUnsafeBufferPointer { PackedWeights.Request(source: $0.baseAddress!, start: 0, rows: n, k: k) }
+            let packed = try PackedWeights([request], nr: kernels.nr, threads: 1)
+            let matrix = try XCTUnwrap(packed.matrix(request))
+            let workspaceFloats = kernels.table.pointee.gemm_workspace_floats(rows, k)
+            let workspace = UnsafeMutableRawPointer.allocate(byteCount: max(1, workspaceFloats) * 4, alignment: 64)
+            defer { workspace.deallocate() }
+            var y = [Float](repeating: .nan, count: rows * n)
+            source.withUnsafeBufferPointer { s in
+                bias.withUnsafeBufferPointer { b in
+                    lnWeight.withUnsafeBufferPointer { w in
+                        lnBias.withUnsafeBufferPointer { lb in
+                            index.withUnsafeBufferPointer { i in
+                                y.withUnsafeMutableBufferPointer { y in
+                                    var gemm = IdvGemm()
+                                    (gemm.a, gemm.lda, gemm.b, gemm.k, gemm.n) = (s.baseAddress!, k, matrix.panels, k, n)
+                                    (gemm.c, gemm.ldc, gemm.bias) = (y.baseAddress!, n, b.baseAddress!)
+                                    (gemm.ln_weight, gemm.ln_bias, gemm.ln_eps) = (w.baseAddress!, lb.baseAddress!, 1e-6)
+                                    gemm.a_rows = IdvRowIndex(index: i.baseAddress!, per_image: selected, image_rows: tokens)
+                                    for (first, last) in [(0, 13), (13, rows)] {
+                                        kernels.table.pointee.gemm(&gemm, first, last, 0, matrix.panelCount,
+                                                                   workspace.assumingMemoryBound(to: Float.self))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            var worst = 0.0
+            for (got, want) in zip(y, expected) {
+                worst = max(worst, abs(Double(got) - Double(want)) / (1 + abs(Double(want))))
+            }
+            XCTAssertLessThanOrEqual(worst, 1e-4, "\(kernels.name)")
+            XCTAssertFalse(y.contains { $0.isNaN }, "\(kernels.name)")
         }
     }
 

@@ -45,7 +45,8 @@ typedef struct {
 /// elements (biased variance, `ln_eps`) with `ln_weight`/`ln_bias`, in the workspace.
 ///
 /// `a_rows` / `residual_rows` (index NULL: row m is row m) read A's / the residual's rows
-/// where a `gather_tokens` would have put them: the gather fused into the product.
+/// where a `gather_tokens` would have put them: the gather fused into the product (with
+/// `ln_weight`, the LayerNorm reads the picked rows). The residual is then never `c`.
 typedef struct {
     const float *a;
     size_t lda;
