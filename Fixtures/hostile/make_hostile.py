@@ -389,6 +389,17 @@ def data_loss_cases():
 # Bundles: a valid bundle of the tiny model, then its metadata tampered with
 
 
+def gather_from_other_tokens(meta, header):
+    """An idle block's gather of the stream pointed at the patch embedding (one token fewer):
+    every type still checks, but token_select's positions would index past it."""
+    graph = json.loads(meta["graph"])
+    nodes = graph["nodes"]
+    patches = next(n for n in nodes if n["op"] == "patch_embed")
+    gather = next(n for n in nodes if n["op"] == "gather_tokens")
+    gather["inputs"][0] = patches["name"]
+    meta["graph"] = json.dumps(graph, separators=(",", ":"))
+
+
 def bundle_cases():
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
@@ -454,6 +465,7 @@ def bundle_cases():
     bundle("graph-deep-arrays", "container", set_meta("graph", "[" * 10000 + "]" * 10000))
     bundle("graph-op-name-escape", "message", lambda m, h: m.__setitem__("graph", m["graph"].replace('"linear"', '"lin\\u001b[31mear\\n"', 1)))
     bundle("graph-huge-dim", "overflow", lambda m, h: m.__setitem__("graph", m["graph"].replace("64", "4611686018427387904", 3)))
+    bundle("graph-gather-other-tokens", "wrong-answer", gather_from_other_tokens, contains="token_select")
     bundle("source-sha-garbage", "container", lambda m, h: m.__setitem__("source", '{"file":"x\\n","format":"onnx","sha256":"zz"}'))
     bundle("metadata-key-newline", "message", lambda m, h: m.__setitem__("evil\nkey\x1b[2J", "v\x1b]0;t\x07\u202e"))
     CASES[-1].update(expect=0, stdout_clean=True)

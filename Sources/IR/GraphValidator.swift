@@ -1,9 +1,10 @@
 /// Checks the invariants every pass and importer must keep: unique names, values defined
 /// before use, node types equal to what their op infers, weights present with the declared
-/// size, outputs that exist.
+/// size, outputs that exist, and token indices that index what they were made for.
 public enum GraphValidator {
     public static func validate(_ graph: Graph, requireWeights: Bool = true) throws(GraphError) {
         var known: [String: ValueType] = [:]
+        var producers: [String: Node] = [:]
         for input in graph.inputs {
             guard known[input.name] == nil else { throw .duplicateName(input.name) }
             known[input.name] = input.type
@@ -31,9 +32,29 @@ public enum GraphValidator {
                 throw .typeMismatch(node: node.name, declared: node.type.description, inferred: inferred.description)
             }
             guard known[node.name] == nil else { throw .duplicateName(node.name) }
+            if node.kind == .gatherTokens || node.kind == .scatterTokens {
+                try checkTokenIndex(node, producers: producers, known: known)
+            }
             known[node.name] = node.type
+            producers[node.name] = node
         }
         for output in graph.outputs where known[output] == nil { throw .badOutput(output) }
+    }
+
+    /// The kernels trust token indices without checking each one (a gather, a scatter, and a
+    /// product reading gathered rows in place), so a graph may only index `x[B, N, C]` with
+    /// the positions a `token_select` chose among N tokens: any other i32 value (a graph
+    /// input, a selection made over more tokens) could point past x.
+    private static func checkTokenIndex(_ node: Node, producers: [String: Node],
+                                        known: [String: ValueType]) throws(GraphError) {
+        guard node.inputs.count >= 2, let x = known[node.inputs[0]], let tokens = x.extent(1) else { return }
+        guard let select = producers[node.inputs[1]], select.kind == .tokenSelect,
+              let scored = select.inputs.first.flatMap({ known[$0] }), scored.extent(1) == tokens,
+              scored.shape.first == x.shape.first else {
+            throw .inNode(node: node.name, GraphErrorBox(.invalidNode(
+                op: node.kind.rawValue,
+                message: "its index must be a token_select's choice among the \(tokens) tokens of its input")))
+        }
     }
 }
 

@@ -159,6 +159,28 @@ final class GatheredRowsTests: XCTestCase {
         }
     }
 
+    /// The kernels trust token indices (the gather's, and the product reading gathered rows in
+    /// place): the validator admits only a `token_select`'s choice among the tokens indexed,
+    /// not one made over more tokens, nor an i32 value from anywhere else.
+    func testValidatorAdmitsOnlyIndicesMadeForTheTokensIndexed() throws {
+        let prepared = try Session.prepare(ModelRequest(path: TestPaths.fixture("micro/model.safetensors"), keepRatio: 0.7))
+        XCTAssertNoThrow(try GraphValidator.validate(prepared.graph))
+        let gather = try XCTUnwrap(prepared.graph.nodes.firstIndex { $0.kind == .gatherTokens })
+        let patches = try XCTUnwrap(prepared.graph.nodes.first { $0.kind == .patchEmbed }?.name)
+        var fewerTokens = prepared.graph
+        fewerTokens.nodes[gather].inputs[0] = patches
+        XCTAssertThrowsError(try GraphValidator.validate(fewerTokens)) { error in
+            XCTAssertTrue("\(error)".contains("token_select's choice among"), "\(error)")
+        }
+        var fromInput = prepared.graph
+        let indexType = try XCTUnwrap(prepared.graph.type(of: prepared.graph.nodes[gather].inputs[1]))
+        fromInput.inputs.append(GraphInput(name: "positions", type: indexType))
+        fromInput.nodes[gather].inputs[1] = "positions"
+        XCTAssertThrowsError(try GraphValidator.validate(fromInput)) { error in
+            XCTAssertTrue("\(error)".contains("token_select's choice among"), "\(error)")
+        }
+    }
+
     /// Run for its logits, an idle model's blocks read their gathers in place: each idle
     /// layer's qkv reads LN1's selected rows and its proj the selected stream rows; what stays
     /// a gather is the last block's (row demand computes its class rows one row at a time).
