@@ -47,13 +47,14 @@ public enum GraphValidator {
     /// input, a selection made over more tokens) could point past x.
     private static func checkTokenIndex(_ node: Node, producers: [String: Node],
                                         known: [String: ValueType]) throws(GraphError) {
-        guard node.inputs.count >= 2, let x = known[node.inputs[0]], let tokens = x.extent(1) else { return }
-        guard let select = producers[node.inputs[1]], select.kind == .tokenSelect,
+        // The op's type check has already seen two inputs of known types.
+        guard node.inputs.count >= 2, let x = known[node.inputs[0]] else { return }
+        // A token count that is not fixed (the batch's) is refused too: no selection is made for it.
+        guard let tokens = x.extent(1), let select = producers[node.inputs[1]], select.kind == .tokenSelect,
               let scored = select.inputs.first.flatMap({ known[$0] }), scored.extent(1) == tokens,
               scored.shape.first == x.shape.first else {
             throw .inNode(node: node.name, GraphErrorBox(.invalidNode(
-                op: node.kind.rawValue,
-                message: "its index must be a token_select's choice among the \(tokens) tokens of its input")))
+                op: node.kind.rawValue, message: "its index must be a token_select's choice among the tokens of its input")))
         }
     }
 }

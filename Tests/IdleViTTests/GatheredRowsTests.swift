@@ -161,7 +161,8 @@ final class GatheredRowsTests: XCTestCase {
 
     /// The kernels trust token indices (the gather's, and the product reading gathered rows in
     /// place): the validator admits only a `token_select`'s choice among the tokens indexed,
-    /// not one made over more tokens, nor an i32 value from anywhere else.
+    /// not one made over more tokens, nor over a token count that is the batch's, nor an i32
+    /// value from anywhere else.
     func testValidatorAdmitsOnlyIndicesMadeForTheTokensIndexed() throws {
         let prepared = try Session.prepare(ModelRequest(path: TestPaths.fixture("micro/model.safetensors"), keepRatio: 0.7))
         XCTAssertNoThrow(try GraphValidator.validate(prepared.graph))
@@ -170,6 +171,12 @@ final class GatheredRowsTests: XCTestCase {
         var fewerTokens = prepared.graph
         fewerTokens.nodes[gather].inputs[0] = patches
         XCTAssertThrowsError(try GraphValidator.validate(fewerTokens)) { error in
+            XCTAssertTrue("\(error)".contains("token_select's choice among"), "\(error)")
+        }
+        var batchTokens = fewerTokens
+        batchTokens.inputs.append(GraphInput(name: "by_batch", type: ValueType(.f32, [.batch, .batch, .fixed(prepared.architecture.embedDim)])))
+        batchTokens.nodes[gather].inputs[0] = "by_batch"
+        XCTAssertThrowsError(try GraphValidator.validate(batchTokens)) { error in
             XCTAssertTrue("\(error)".contains("token_select's choice among"), "\(error)")
         }
         var fromInput = prepared.graph
