@@ -48,11 +48,12 @@ struct Program {
         let demand = settings.rowDemand ? RowDemand.compute(steps: steps, captured: isCaptured) : []
         let queryRows = settings.rowDemand
             ? RowDemand.queryRows(steps: steps, demand: demand, captured: isCaptured, consumers: consumers, batch: batch) : []
-        let fullRows = { (step: Int) -> Bool in
-            guard settings.rowDemand else { return true }
-            return queryRows[step] == nil
-                && RowDemand.limit(demand[step], shape: steps[step].node.type.concreteShape(batch: batch)) == nil
-        }
+        // Rows per image each step's value is computed for (nil: all), read by the fusion plan
+        // (gathers fuse only into products computing every row) and by the instructions.
+        let rowLimits: [Int?] = settings.rowDemand
+            ? steps.indices.map { RowDemand.limit(demand[$0], shape: steps[$0].node.type.concreteShape(batch: batch)) }
+            : Array(repeating: nil, count: steps.count)
+        let fullRows = { (step: Int) -> Bool in rowLimits[step] == nil && (queryRows.isEmpty || queryRows[step] == nil) }
         let plans = settings.fuse
             ? FusionPlanner(steps: steps, consumers: consumers, isCaptured: isCaptured, packed: settings.backend == .packed,
                             fullRows: fullRows).plans()
@@ -67,7 +68,7 @@ struct Program {
             let inputShapes = step.inputTypes.map { $0.concreteShape(batch: batch) }
             let outputShape = step.node.type.concreteShape(batch: batch)
             let finalShape = steps[output].node.type.concreteShape(batch: batch)
-            let rowLimit = settings.rowDemand ? RowDemand.limit(demand[output], shape: finalShape) : nil
+            let rowLimit = rowLimits[output]
             var flops = Program.flops(step.node, inputShapes: inputShapes, outputShape: outputShape)
             if let rowLimit { flops *= Double(rowLimit) / Double(finalShape[1]) }
             // Only the product's own value (nothing fused after it) can be cut by columns.
